@@ -1,0 +1,139 @@
+"""`python -m unetjax.main` end to end, in subprocesses, as a user runs it."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+import pytest
+
+from unetjax import logs
+
+pytestmark = pytest.mark.slow
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def main_command(workdir, tfds_dir, *overrides):
+  return [sys.executable, '-m', 'unetjax.main', '--config=configs/default.py',
+          f'--workdir={workdir}', f'--config.dataset.data_dir={tfds_dir}',
+          '--config.progress_bar=False', *overrides]
+
+
+def run_main(workdir, tfds_dir, *overrides):
+  return subprocess.run(main_command(workdir, tfds_dir, *overrides), cwd=REPO,
+                        capture_output=True, text=True, timeout=600)
+
+
+def test_one_step_run_writes_everything_a_user_looks_for(tfds_dir, tmp_path):
+  workdir = tmp_path / 'run'
+  result = run_main(workdir, tfds_dir, '--config.num_train_steps=1',
+                    '--config.model.base_filters=8')
+  assert result.returncode == 0, result.stderr
+  assert 'Best checkpoint: step 1' in result.stdout
+  assert 'Wall time:' in result.stdout
+  records = logs.read_metrics(str(workdir))
+  assert [r['event'] for r in records] == ['train', 'eval', 'final']
+  final = records[-1]
+  for split in ('validation', 'test'):
+    assert 0 <= final[split]['dice'] <= 1 and 0 <= final[split]['iou'] <= 1
+  assert final['wall_time_s'] > 0
+  saved = json.loads((workdir / 'config.json').read_text())
+  assert saved['num_train_steps'] == 1 and saved['model']['base_filters'] == 8
+  assert os.listdir(workdir / 'checkpoints') == ['1']
+  assert os.listdir(workdir / 'best') == ['1']
+  assert any(name.startswith('events.out.tfevents')
+             for name in os.listdir(workdir / 'tensorboard'))
+
+
+@pytest.mark.parametrize('overrides, message', [
+    (['--config.model.name=unett'], "Unknown model 'unett'"),
+    (['--config.model.depth=7', '--config.model.dropout_rates=(0.,0.,0.,0.,0.,0.,0.,0.)'],
+     'Image size 64x64 cannot go through a model of depth 7'),
+    (['--config.num_train_steps=1', '--config.batch_size=3'],
+     'config.batch_size=3 must be a positive multiple'),
+])
+def test_bad_input_is_one_clear_message_and_the_workdir_is_untouched(
+    tfds_dir, tmp_path, overrides, message):
+  workdir = tmp_path / 'run'
+  workdir.mkdir()
+  (workdir / 'notes.txt').write_text('keep me')
+  result = run_main(workdir, tfds_dir, *overrides)
+  assert result.returncode == 1
+  assert message in result.stderr
+  assert 'Traceback' not in result.stderr
+  assert os.listdir(workdir) == ['notes.txt']
+
+
+def test_missing_config_field_in_a_config_file(tfds_dir, tmp_path):
+  config_file = tmp_path / 'broken.py'
+  config_file.write_text(
+      'from configs import default\n'
+      'def get_config():\n'
+      '  config = default.get_config()\n'
+      '  del config.optimizer["learning_rate"]\n'
+      '  return config\n')
+  command = main_command(tmp_path / 'run', tfds_dir)
+  command[3] = f'--config={config_file}'
+  result = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
+  assert result.returncode == 1
+  assert 'config.optimizer.learning_rate is missing' in result.stderr
+  assert 'Traceback' not in result.stderr
+
+
+RESUME_OVERRIDES = ('--config.num_train_steps=40', '--config.checkpoint_every_steps=5',
+                    '--config.eval_every_steps=20', '--config.log_every_steps=5')
+
+
+def final_state(workdir):
+  return ocp.StandardCheckpointer().restore(
+      os.path.join(workdir, 'checkpoints', '40', 'state'))
+
+
+@pytest.fixture(scope='module')
+def uninterrupted_run(tfds_dir, tmp_path_factory):
+  workdir = tmp_path_factory.mktemp('uninterrupted')
+  result = run_main(workdir, tfds_dir, *RESUME_OVERRIDES)
+  assert result.returncode == 0, result.stderr
+  return workdir
+
+
+@pytest.mark.parametrize('sig', [signal.SIGKILL, signal.SIGINT])
+def test_interrupted_run_resumes_to_the_same_result(tfds_dir, tmp_path, sig,
+                                                    uninterrupted_run):
+  workdir = tmp_path / 'run'
+  process = subprocess.Popen(main_command(workdir, tfds_dir, *RESUME_OVERRIDES),
+                             cwd=REPO, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+  deadline = time.time() + 300
+  while not (workdir / 'checkpoints' / '10').exists():
+    assert process.poll() is None, process.communicate()
+    assert time.time() < deadline
+    time.sleep(0.05)
+  process.send_signal(sig)
+  _, stderr = process.communicate(timeout=120)
+  assert process.returncode != 0
+  if sig == signal.SIGINT:
+    assert 'Re-run the same command to resume' in stderr
+
+  result = run_main(workdir, tfds_dir, *RESUME_OVERRIDES)
+  assert result.returncode == 0, result.stderr
+  assert 'Resuming from step' in result.stdout
+  records = logs.read_metrics(str(workdir))
+  resumed_at = [r['step'] for r in records if r['event'] == 'resume']
+  assert len(resumed_at) == 1 and 10 <= resumed_at[0] < 40
+
+  expected = logs.read_metrics(str(uninterrupted_run))
+  strip = lambda rs: [{k: v for k, v in r.items()
+                       if k not in ('time', 'images_per_s', 'wall_time_s')}
+                      for r in rs if r['event'] != 'resume']
+  assert strip(records) == strip(expected)
+  reference = final_state(uninterrupted_run)
+  resumed = final_state(workdir)
+  assert jax.tree.structure(reference) == jax.tree.structure(resumed)
+  for a, b in zip(jax.tree.leaves(reference), jax.tree.leaves(resumed)):
+    np.testing.assert_array_equal(a, b)

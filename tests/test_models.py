@@ -1,0 +1,118 @@
+import flax
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from ml_collections import ConfigDict
+
+from unetjax import models
+from unetjax.errors import ConfigError, InputShapeError
+from unetjax.models.unet import UNet
+
+
+def n_params(model, shape):
+  variables = jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros(shape)))
+  return sum(x.size for x in jax.tree.leaves(variables['params']))
+
+
+@pytest.mark.parametrize('kwargs, shape, n_out', [
+    (dict(n_classes=1, base_filters=8, depth=4), (2, 64, 64, 1), 1),
+    (dict(n_classes=3, base_filters=8, depth=3), (1, 48, 32, 3), 3),
+    (dict(n_classes=2, base_filters=4, depth=2, upsample='bilinear'),
+     (3, 20, 28, 1), 2),
+    (dict(n_classes=1, base_filters=4, depth=1, use_batch_norm=False),
+     (1, 6, 10, 2), 1),
+])
+def test_output_shape_is_input_size_with_one_logit_per_class(kwargs, shape, n_out):
+  model = UNet(**kwargs)
+  x = jax.random.uniform(jax.random.key(1), shape)
+  variables = models.initialize(model, jax.random.key(0), shape)
+  logits = jax.jit(model.apply)(variables, x)
+  assert logits.shape == shape[:3] + (n_out,)
+  assert logits.dtype == jnp.float32
+  assert bool(jnp.all(jnp.isfinite(logits)))
+
+
+@pytest.mark.parametrize('kwargs, shape, published', [
+    # Ronneberger et al. 2015: widths 64..1024, 1 input channel, 2 classes.
+    (dict(n_classes=2, base_filters=64), (1, 64, 64, 1), 31_030_000),
+    # U-Net of the UNet++ paper (Zhou et al. 2018), widths 32..512: 7.76M.
+    (dict(n_classes=1, base_filters=32), (1, 64, 64, 1), 7_760_000),
+])
+def test_parameter_count_matches_published(kwargs, shape, published):
+  count = n_params(UNet(depth=4, use_batch_norm=False, **kwargs), shape)
+  assert abs(count - published) < 5_000, count
+
+
+def test_batch_norm_replaces_conv_bias_and_adds_running_stats():
+  shape = (1, 32, 32, 1)
+  with_bn = models.initialize(UNet(base_filters=8, depth=2, use_batch_norm=True),
+                              jax.random.key(0), shape)
+  without = models.initialize(UNet(base_filters=8, depth=2, use_batch_norm=False),
+                              jax.random.key(0), shape)
+  assert 'batch_stats' in with_bn and 'batch_stats' not in without
+  flat = flax.traverse_util.flatten_dict(with_bn['params'])
+  block_biases = [p for p in flat if p[0].startswith('ConvBlock') and p[-1] == 'bias'
+                  and p[1].startswith('Conv_')]
+  assert not block_biases
+
+
+def test_dropout_is_random_in_training_and_off_in_evaluation():
+  model = UNet(base_filters=4, depth=2, dropout_rates=0.5, use_batch_norm=False)
+  x = jax.random.uniform(jax.random.key(1), (2, 16, 16, 1))
+  variables = models.initialize(model, jax.random.key(0), x.shape)
+  apply = jax.jit(model.apply, static_argnames='train')
+  eval_a, eval_b = apply(variables, x), apply(variables, x)
+  np.testing.assert_array_equal(eval_a, eval_b)
+  train_a = apply(variables, x, train=True, rngs={'dropout': jax.random.key(2)})
+  train_b = apply(variables, x, train=True, rngs={'dropout': jax.random.key(3)})
+  assert not np.allclose(train_a, train_b)
+  assert not np.allclose(train_a, eval_a)
+
+
+def test_batch_norm_uses_batch_statistics_in_training_and_updates_them():
+  model = UNet(base_filters=4, depth=2)
+  x = jax.random.uniform(jax.random.key(1), (4, 16, 16, 1))
+  variables = models.initialize(model, jax.random.key(0), x.shape)
+  _, updates = jax.jit(lambda v: model.apply(v, x, train=True,
+                                             mutable=['batch_stats']))(variables)
+  before = jax.tree.leaves(variables['batch_stats'])
+  after = jax.tree.leaves(updates['batch_stats'])
+  assert any(not np.allclose(a, b) for a, b in zip(before, after))
+
+
+def test_bfloat16_compute_keeps_float32_params_and_logits():
+  model = UNet(base_filters=8, depth=3, dtype=jnp.bfloat16)
+  x = jax.random.uniform(jax.random.key(1), (2, 32, 32, 1))
+  variables = models.initialize(model, jax.random.key(0), x.shape)
+  assert all(p.dtype == jnp.float32 for p in jax.tree.leaves(variables['params']))
+  logits = jax.jit(model.apply)(variables, x)
+  assert logits.dtype == jnp.float32 and bool(jnp.all(jnp.isfinite(logits)))
+  reference = jax.jit(UNet(base_filters=8, depth=3).apply)(variables, x)
+  np.testing.assert_allclose(logits, reference, atol=0.1)
+
+
+def test_per_level_dropout_needs_one_rate_per_level():
+  shape = (1, 16, 16, 1)
+  n_params(UNet(depth=2, dropout_rates=(0.1, 0.2, 0.3)), shape)
+  with pytest.raises(ConfigError, match='needs 3'):
+    n_params(UNet(depth=2, dropout_rates=(0.1, 0.2)), shape)
+
+
+@pytest.mark.parametrize('shape', [(1, 60, 64, 1), (1, 64, 36, 1)])
+def test_size_not_divisible_by_two_to_the_depth_is_a_clear_error(shape):
+  with pytest.raises(InputShapeError, match=r'divisible by 2\*\*depth = 16'):
+    n_params(UNet(depth=4), shape)
+
+
+def test_registry_builds_unet_and_rejects_unknown_names_and_fields():
+  config = ConfigDict(dict(name='unet', n_classes=1, base_filters=8, depth=2))
+  model = models.get_model(config, dtype='bfloat16')
+  assert isinstance(model, UNet) and model.dtype == jnp.bfloat16
+  with pytest.raises(ConfigError, match="Unknown model 'unett'.*unet"):
+    models.get_model(ConfigDict(dict(name='unett')))
+  config.width = 3
+  with pytest.raises(ConfigError, match='no field.*width'):
+    models.get_model(config)
+  with pytest.raises(ConfigError, match="upsample mode 'nearest'"):
+    n_params(UNet(depth=1, upsample='nearest'), (1, 8, 8, 1))

@@ -1,0 +1,197 @@
+import functools
+import json
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from configs import default
+from unetjax import configuration, losses, metrics, models, train
+from unetjax.data import pipeline
+from unetjax.errors import (ConfigError, DataError, DivergenceError,
+                            InputShapeError, WorkdirError)
+
+
+def small_config(tfds_dir, **overrides):
+  config = default.get_config()
+  config.dataset.data_dir = tfds_dir
+  config.model.base_filters = 8
+  config.model.depth = 3
+  config.model.dropout_rates = (0.0,) * 4
+  config.batch_size = 8
+  config.eval_batch_size = 64
+  config.num_train_steps = 4
+  config.log_every_steps = 2
+  config.eval_every_steps = 2
+  config.checkpoint_every_steps = 2
+  config.progress_bar = False
+  for key, value in overrides.items():
+    section = config
+    *parents, leaf = key.split('.')
+    for parent in parents:
+      section = section[parent]
+    section[leaf] = value
+  return config
+
+
+def retype(section, key, value):
+  """Sets a field to a value of another type, as a config file can."""
+  del section[key]
+  section[key] = value
+
+
+def make_state(config, image_shape=(64, 64, 1)):
+  model = models.get_model(config.model, config.dtype, config.param_dtype)
+  schedule = train.create_learning_rate_schedule(config.optimizer,
+                                                 config.num_train_steps)
+  tx = train.create_optimizer(config.optimizer, schedule)
+  return train.init_train_state(jax.random.key(0), model, tx, image_shape)
+
+
+@pytest.mark.parametrize('name, n_classes', [('synthetic_cells/binary', 1),
+                                             ('synthetic_cells/multiclass', 3)])
+def test_loss_halves_over_real_steps_on_a_fixed_batch(tfds_dir, name, n_classes):
+  config = small_config(tfds_dir, **{'dataset.name': name,
+                                     'model.n_classes': n_classes,
+                                     'optimizer.schedule': 'constant'})
+  batch = next(pipeline.train_batches(config.dataset, 8, seed=0))
+  state = make_state(config)
+  step = jax.jit(functools.partial(train.train_step,
+                                   loss_fn=losses.get_loss(config.loss),
+                                   dropout_rng=jax.random.key(1)))
+  history = []
+  for _ in range(60):
+    state, out = step(state, batch)
+    history.append(float(out['loss']))
+  assert all(np.isfinite(history))
+  assert history[-1] < 0.5 * history[0], history
+  assert int(state.step) == 60
+
+
+def test_eval_step_counts_agree_with_metrics_on_the_logits(tfds_dir):
+  config = small_config(tfds_dir)
+  state = make_state(config)
+  batch = next(pipeline.eval_batches(config.dataset, 'validation', 16))
+  batch['valid'][12:] = False
+  loss_fn = losses.get_loss(config.loss)
+  stats = jax.jit(functools.partial(train.eval_step, loss_fn=loss_fn,
+                                    threshold=0.5))(state, batch)
+  logits = state.apply_fn({'params': state.params,
+                           'batch_stats': state.batch_stats},
+                          train.preprocess(batch['image'][:12]))
+  labels = batch['mask'][:12].astype(np.int32)
+  expected = metrics.batch_statistics(logits, labels)
+  for key in ('tp', 'fp', 'fn', 'images', 'pixels'):
+    np.testing.assert_array_equal(stats[key], expected[key])
+  per_image = [loss_fn(logits[i:i + 1], labels[i:i + 1]) for i in range(12)]
+  np.testing.assert_allclose(stats['loss_sum'], np.sum(per_image), rtol=1e-5)
+
+
+def test_warmup_cosine_schedule_peaks_then_decays_to_zero():
+  config = default.get_config()
+  schedule = train.create_learning_rate_schedule(config.optimizer, 1000)
+  peak = config.optimizer.learning_rate
+  assert float(schedule(0)) == 0.0
+  assert float(schedule(config.optimizer.warmup_steps)) == pytest.approx(peak)
+  assert float(schedule(1000)) == pytest.approx(0.0, abs=1e-9)
+
+
+def test_default_config_is_valid():
+  configuration.validate(default.get_config())
+
+
+@pytest.mark.parametrize('edit, message', [
+    (lambda c: delattr(c.optimizer, 'learning_rate'),
+     r'config.optimizer.learning_rate is missing'),
+    (lambda c: c.__setattr__('batch_size', 0), r'config.batch_size=0 must be > 0'),
+    (lambda c: retype(c.optimizer, 'learning_rate', '1e-3'),
+     r"config.optimizer.learning_rate='1e-3' should be int or float, not str"),
+    (lambda c: c.__setattr__('num_train_step', 5),
+     r'config.num_train_step is not a known field; did you mean '
+     r'config.num_train_steps\?'),
+    (lambda c: c.loss.__setattr__('name', 'dice_loss'), r"Unknown loss 'dice_loss'"),
+    (lambda c: c.optimizer.__setattr__('schedule', 'cosine'),
+     r"config.optimizer.schedule='cosine' must be one of: 'constant', "
+     r"'warmup_cosine'"),
+])
+def test_config_mistakes_are_one_clear_error(tmp_path, edit, message):
+  config = default.get_config()
+  edit(config)
+  with pytest.raises(ConfigError, match=message):
+    train.train_and_evaluate(config, str(tmp_path / 'run'))
+  assert not (tmp_path / 'run').exists()
+
+
+def test_unknown_model_name_is_a_clear_error(tmp_path):
+  config = default.get_config()
+  config.model.name = 'unet3d'
+  with pytest.raises(ConfigError, match="Unknown model 'unet3d'.*choose one of: unet"):
+    train.train_and_evaluate(config, str(tmp_path))
+
+
+def test_batch_size_must_split_over_devices(tmp_path):
+  assert jax.device_count() == 8
+  config = default.get_config()
+  config.batch_size = 12
+  with pytest.raises(ConfigError, match=r'multiple of the number of devices \(8\)'):
+    train.train_and_evaluate(config, str(tmp_path))
+
+
+def test_image_size_the_model_cannot_take_is_a_clear_error(tfds_dir, tmp_path):
+  config = small_config(tfds_dir, **{'model.depth': 7,
+                                     'model.dropout_rates': (0.0,) * 8})
+  with pytest.raises(InputShapeError, match=r'64x64.*depth 7.*2\*\*depth = 128'):
+    train.train_and_evaluate(config, str(tmp_path))
+
+
+def test_n_classes_must_match_the_dataset(tfds_dir, tmp_path):
+  config = small_config(tfds_dir, **{'dataset.name': 'synthetic_cells/multiclass'})
+  with pytest.raises(DataError, match='has 3 classes.*n_classes=3'):
+    train.train_and_evaluate(config, str(tmp_path))
+
+
+def test_a_run_trains_evaluates_and_resumes_without_repeating_work(tfds_dir, tmp_path):
+  workdir = str(tmp_path / 'run')
+  config = small_config(tfds_dir)
+  final = train.train_and_evaluate(config, workdir)
+  for split in ('validation', 'test'):
+    assert 0 <= final[split]['dice'] <= 1
+  assert final['best_step'] in (2, 4)
+  assert sorted(os.listdir(os.path.join(workdir, 'checkpoints'))) == ['2', '4']
+  saved = json.load(open(os.path.join(workdir, 'config.json')))
+  assert saved['model']['base_filters'] == 8
+
+  config.num_train_steps = 6  # a longer run is a different run
+  with pytest.raises(WorkdirError, match=r'num_train_steps: 4 -> 6'):
+    train.train_and_evaluate(config, workdir)
+  assert json.load(open(os.path.join(workdir, 'config.json'))) == saved
+
+  config.num_train_steps = 4
+  config.progress_bar = True  # changes nothing about the results
+  again = train.train_and_evaluate(config, workdir)
+  assert again['validation'] == final['validation']
+  with open(os.path.join(workdir, 'metrics.jsonl')) as f:
+    events = [json.loads(line)['event'] for line in f]
+  assert events.count('resume') == 1 and events.count('train') == 2
+
+
+def test_extending_a_run_with_allow_config_change_keeps_the_old_config(tfds_dir,
+                                                                      tmp_path):
+  workdir = str(tmp_path / 'run')
+  config = small_config(tfds_dir, num_train_steps=2)
+  train.train_and_evaluate(config, workdir)
+  config.num_train_steps = 4
+  final = train.train_and_evaluate(config, workdir, allow_config_change=True)
+  assert sorted(os.listdir(os.path.join(workdir, 'checkpoints'))) == ['2', '4']
+  previous = json.load(open(os.path.join(workdir, 'config.previous-1.json')))
+  assert previous['num_train_steps'] == 2
+  assert np.isfinite(final['test']['dice'])
+
+
+def test_diverging_loss_stops_with_a_clear_error(tfds_dir, tmp_path):
+  config = small_config(tfds_dir, **{'optimizer.learning_rate': 1e30,
+                                     'optimizer.schedule': 'constant'})
+  with pytest.raises(DivergenceError, match=r'training loss became nan in steps 1-2'):
+    train.train_and_evaluate(config, str(tmp_path))

@@ -1,0 +1,120 @@
+"""Checks a run config before anything is built, so a mistake is one clear
+message instead of a traceback minutes into training.
+
+Model fields beyond `name` and `n_classes` depend on the architecture and are
+checked by `unetjax.models.get_model`.
+"""
+
+import difflib
+from typing import Any, Callable
+
+import ml_collections
+
+from unetjax.errors import ConfigError
+
+Check = Callable[[Any], str | None]  # returns what is wrong, or None
+
+
+def positive(value: Any) -> str | None:
+  return None if value > 0 else 'must be > 0'
+
+
+def non_negative(value: Any) -> str | None:
+  return None if value >= 0 else 'must be >= 0'
+
+
+def unit_interval(value: Any) -> str | None:
+  return None if 0 <= value <= 1 else 'must be between 0 and 1'
+
+
+def open_unit_interval(value: Any) -> str | None:
+  return None if 0 < value < 1 else 'must be strictly between 0 and 1'
+
+
+def one_of(*choices: str) -> Check:
+  return lambda value: (None if value in choices else
+                        f'must be one of: {", ".join(map(repr, choices))}')
+
+
+EVAL_METRICS = ('dice', 'iou', 'precision', 'recall', 'pixel_accuracy',
+                'dice_per_image', 'loss')
+
+# dotted field -> (accepted types, value check)
+FIELDS: dict[str, tuple[tuple[type, ...], Check | None]] = {
+    'seed': ((int,), non_negative),
+    'dataset.name': ((str,), None),
+    'dataset.data_dir': ((str,), None),
+    'dataset.reader_threads': ((int,), positive),
+    'dataset.prefetch_batches': ((int,), positive),
+    'model.name': ((str,), None),
+    'model.n_classes': ((int,), positive),
+    'dtype': ((str,), one_of('float32', 'bfloat16', 'float16')),
+    'param_dtype': ((str,), one_of('float32', 'bfloat16', 'float16')),
+    'loss.name': ((str,), None),
+    'loss.ce_weight': ((int, float), unit_interval),
+    'loss.dice_smooth': ((int, float), non_negative),
+    'optimizer.name': ((str,), one_of('adam', 'adamw', 'sgd')),
+    'optimizer.learning_rate': ((int, float), positive),
+    'optimizer.schedule': ((str,), one_of('constant', 'warmup_cosine')),
+    'optimizer.warmup_steps': ((int,), non_negative),
+    'optimizer.weight_decay': ((int, float), non_negative),
+    'optimizer.grad_clip_norm': ((int, float), non_negative),
+    'batch_size': ((int,), positive),
+    'eval_batch_size': ((int,), positive),
+    'num_train_steps': ((int,), positive),
+    'log_every_steps': ((int,), positive),
+    'eval_every_steps': ((int,), positive),
+    'checkpoint_every_steps': ((int,), positive),
+    'max_checkpoints_to_keep': ((int,), positive),
+    'best_metric': ((str,), one_of(*EVAL_METRICS)),
+    'best_metric_mode': ((str,), one_of('max', 'min')),
+    'threshold': ((int, float), open_unit_interval),
+    'progress_bar': ((bool,), None),
+}
+SECTIONS = ('dataset', 'model', 'loss', 'optimizer')
+# Sections whose fields are all listed above (config.model is per-architecture).
+CLOSED_SECTIONS = ('', 'dataset', 'loss', 'optimizer')
+
+
+def _flatten(config: ml_collections.ConfigDict, prefix: str = '') -> dict[str, Any]:
+  flat = {}
+  for key, value in config.items():
+    path = f'{prefix}{key}'
+    flat[path] = value
+    if isinstance(value, ml_collections.ConfigDict):
+      flat.update(_flatten(value, path + '.'))
+  return flat
+
+
+def _type_ok(value: Any, types: tuple[type, ...]) -> bool:
+  if isinstance(value, bool):
+    return bool in types
+  return isinstance(value, types)
+
+
+def validate(config: ml_collections.ConfigDict) -> None:
+  """Raises ConfigError listing every problem found in `config`."""
+  flat = _flatten(config)
+  problems = []
+  for path, (types, check) in FIELDS.items():
+    if path not in flat:
+      problems.append(f'config.{path} is missing (configs/default.py lists '
+                      'every field with its meaning)')
+      continue
+    value = flat[path]
+    if not _type_ok(value, types):
+      names = ' or '.join(t.__name__ for t in types)
+      problems.append(f'config.{path}={value!r} should be {names}, '
+                      f'not {type(value).__name__}')
+      continue
+    message = check(value) if check else None
+    if message:
+      problems.append(f'config.{path}={value!r} {message}')
+  known = set(FIELDS) | set(SECTIONS)
+  for path in flat:
+    if path.rpartition('.')[0] in CLOSED_SECTIONS and path not in known:
+      close = difflib.get_close_matches(path, known, n=1)
+      hint = f'; did you mean config.{close[0]}?' if close else ''
+      problems.append(f'config.{path} is not a known field{hint}')
+  if problems:
+    raise ConfigError('Invalid config:\n  ' + '\n  '.join(problems))

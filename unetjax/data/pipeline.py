@@ -1,0 +1,114 @@
+"""Prepared TFDS datasets -> numpy batches, without importing TensorFlow.
+
+Datasets are written as array_record files and read by random access through
+`tfds` data sources and grain. The training order is a pure function of
+(seed, step): batch k is element k of a shuffled, endlessly repeated (and
+per epoch reshuffled) dataset, so a resumed run starts at its step and sees
+exactly the batches an uninterrupted run would have seen.
+
+Each process reads the examples i with i % process_count == process_index.
+"""
+
+import dataclasses
+import math
+from typing import Iterator
+
+import grain
+import jax
+import ml_collections
+import numpy as np
+import tensorflow_datasets as tfds
+
+from unetjax.data import builders  # noqa: F401  (registers the builders)
+from unetjax.errors import DataError
+
+Batch = dict[str, np.ndarray]
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetInfo:
+  """What the model and metrics need to know about a prepared dataset."""
+  name: str
+  image_shape: tuple[int, int, int]
+  class_names: tuple[str, ...]
+  split_sizes: dict[str, int]
+
+
+def _builder(dataset_config: ml_collections.ConfigDict):
+  try:
+    return tfds.builder(dataset_config.name,
+                        data_dir=dataset_config.data_dir or None,
+                        file_format='array_record')
+  except tfds.core.registered.DatasetNotFoundError as e:
+    raise DataError(
+        f'Unknown dataset {dataset_config.name!r} (config.dataset.name); '
+        f'unetjax provides: {", ".join(builders.DATASETS)}.') from e
+
+
+def prepare(dataset_config: ml_collections.ConfigDict) -> DatasetInfo:
+  """Builds the dataset into the TFDS data dir unless it is already there."""
+  builder = _builder(dataset_config)
+  builder.download_and_prepare()
+  info = builder.info
+  features = info.features
+  for key in ('image', 'mask'):
+    if key not in features:
+      raise DataError(f'Dataset {dataset_config.name!r} has no {key!r} feature; '
+                      f'segmentation datasets need "image" and "mask".')
+  class_names = tuple(info.metadata.get('class_names', ())) if info.metadata else ()
+  if len(class_names) < 2:
+    raise DataError(f'Dataset {dataset_config.name!r} lists no class names '
+                    '(metadata "class_names", background first).')
+  return DatasetInfo(
+      name=dataset_config.name,
+      image_shape=tuple(features['image'].shape),
+      class_names=class_names,
+      split_sizes={name: split.num_examples for name, split in info.splits.items()})
+
+
+def _host_source(dataset_config: ml_collections.ConfigDict,
+                 split: str) -> grain.MapDataset:
+  builder = _builder(dataset_config)
+  if split not in builder.info.splits:
+    raise DataError(f'Dataset {dataset_config.name!r} has no split {split!r}; '
+                    f'it has: {", ".join(builder.info.splits)}.')
+  source = grain.MapDataset.source(builder.as_data_source(split=split))
+  return source[jax.process_index()::jax.process_count()]
+
+
+def _read_options(dataset_config: ml_collections.ConfigDict) -> grain.ReadOptions:
+  return grain.ReadOptions(num_threads=dataset_config.reader_threads,
+                           prefetch_buffer_size=dataset_config.prefetch_batches)
+
+
+def train_batches(dataset_config: ml_collections.ConfigDict, batch_size: int,
+                  seed: int, start_step: int = 0) -> Iterator[Batch]:
+  """Endless batches of this process's `batch_size` examples, from `start_step`."""
+  dataset = (_host_source(dataset_config, 'train')
+             .shuffle(seed=seed)
+             .repeat()
+             .batch(batch_size, drop_remainder=True))
+  return iter(dataset[start_step:].to_iter_dataset(_read_options(dataset_config)))
+
+
+def _pad(batch: Batch, size: int) -> Batch:
+  n = len(batch['valid'])
+  return {k: np.concatenate([v, np.zeros((size - n,) + v.shape[1:], v.dtype)])
+          for k, v in batch.items()}
+
+
+def eval_batches(dataset_config: ml_collections.ConfigDict, split: str,
+                 batch_size: int) -> Iterator[Batch]:
+  """One pass over `split` in order, in full batches of this process's
+  `batch_size`; padding examples have valid == False. Every process yields the
+  same number of batches, as the jitted step over all devices needs."""
+  source = _host_source(dataset_config, split)
+  split_size = _builder(dataset_config).info.splits[split].num_examples
+  n_batches = math.ceil(math.ceil(split_size / jax.process_count()) / batch_size)
+  dataset = source.map(lambda ex: {**ex, 'valid': np.bool_(True)}).batch(batch_size)
+  last = None
+  for last in dataset.to_iter_dataset(_read_options(dataset_config)):
+    n_batches -= 1
+    yield _pad(last, batch_size)
+  for _ in range(n_batches):  # this process ran out before the others
+    yield _pad({k: v[:0] for k, v in last.items()}, batch_size)

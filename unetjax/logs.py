@@ -1,0 +1,66 @@
+"""Run logs in the workdir: `metrics.jsonl` (one JSON object per event) and
+TensorBoard event files. Only process 0 writes.
+
+Every line has `event` ('train', 'eval', 'resume', 'final') and `step`. A
+resumed run repeats the steps after its checkpoint and logs them again;
+`read_metrics` keeps the last record for each (event, split, step).
+"""
+
+import json
+import math
+import os
+import time
+from typing import Any
+
+import jax
+from tensorboardX import SummaryWriter
+
+METRICS_FILE = 'metrics.jsonl'
+
+
+def _clean(value: Any) -> Any:
+  """JSON has no NaN/Infinity: write them as null."""
+  if isinstance(value, float) and not math.isfinite(value):
+    return None
+  if isinstance(value, dict):
+    return {k: _clean(v) for k, v in value.items()}
+  return value
+
+
+class MetricLogger:
+  """Writes one event to the JSON log and its scalars to TensorBoard."""
+
+  def __init__(self, workdir: str):
+    self._enabled = jax.process_index() == 0
+    if not self._enabled:
+      return
+    self._path = os.path.join(workdir, METRICS_FILE)
+    self._tensorboard = SummaryWriter(os.path.join(workdir, 'tensorboard'))
+
+  def write(self, event: str, step: int, **fields: Any) -> None:
+    if not self._enabled:
+      return
+    record = {'event': event, 'step': int(step), 'time': time.time(), **fields}
+    with open(self._path, 'a') as f:
+      f.write(json.dumps(_clean(record)) + '\n')
+    prefix = f'{event}/{fields["split"]}' if 'split' in fields else event
+    for name, value in fields.items():
+      if isinstance(value, (int, float)) and not isinstance(value, bool):
+        self._tensorboard.add_scalar(f'{prefix}/{name}', value, step)
+    self._tensorboard.flush()
+
+  def close(self) -> None:
+    if self._enabled:
+      self._tensorboard.close()
+
+
+def read_metrics(workdir: str) -> list[dict[str, Any]]:
+  """The records of `metrics.jsonl`, with re-logged steps of resumed runs
+  deduplicated (the later record wins), in file order."""
+  with open(os.path.join(workdir, METRICS_FILE)) as f:
+    records = [json.loads(line) for line in f if line.strip()]
+  latest = {}
+  for index, record in enumerate(records):
+    latest[(record['event'], record.get('split'), record['step'])] = index
+  keep = sorted(latest.values())
+  return [records[i] for i in keep]

@@ -1,0 +1,296 @@
+"""Training and evaluation: TrainState, pure step functions, and the loop.
+
+`train_step` and `eval_step` are pure functions of (state, batch); the loop
+compiles them with `jax.jit` over the data-parallel mesh of
+`unetjax.parallel`. Everything random derives from `config.seed` and the step
+number, and batches come in a fixed order by step, so a resumed run follows
+the same trajectory as an uninterrupted one.
+"""
+
+import functools
+import math
+import time
+from typing import Any, Callable
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+from absl import logging
+from flax.training import train_state
+from tqdm import tqdm
+
+from unetjax import checkpoints
+from unetjax import configuration
+from unetjax import logs
+from unetjax import losses
+from unetjax import metrics
+from unetjax import models
+from unetjax import parallel
+from unetjax import workdir as workdir_lib
+from unetjax.data import pipeline
+from unetjax.errors import DataError, DivergenceError
+
+
+class TrainState(train_state.TrainState):
+  batch_stats: Any = None
+
+
+def create_learning_rate_schedule(opt_config: ml_collections.ConfigDict,
+                                  num_train_steps: int) -> optax.Schedule:
+  if opt_config.schedule == 'constant':
+    return optax.constant_schedule(opt_config.learning_rate)
+  warmup = min(opt_config.warmup_steps, num_train_steps - 1)
+  return optax.warmup_cosine_decay_schedule(
+      init_value=0.0, peak_value=opt_config.learning_rate,
+      warmup_steps=warmup, decay_steps=num_train_steps)
+
+
+def create_optimizer(opt_config: ml_collections.ConfigDict,
+                     schedule: optax.Schedule) -> optax.GradientTransformation:
+  optimizer = {
+      'adam': lambda: optax.adam(schedule),
+      'adamw': lambda: optax.adamw(schedule, weight_decay=opt_config.weight_decay),
+      'sgd': lambda: optax.sgd(schedule, momentum=0.9, nesterov=True),
+  }[opt_config.name]()
+  if opt_config.grad_clip_norm > 0:
+    return optax.chain(optax.clip_by_global_norm(opt_config.grad_clip_norm),
+                       optimizer)
+  return optimizer
+
+
+def create_train_state(rng: jax.Array, model: nn.Module,
+                       tx: optax.GradientTransformation,
+                       image_shape: tuple[int, ...]) -> TrainState:
+  variables = model.init(rng, jnp.zeros((1,) + tuple(image_shape)), train=False)
+  state = TrainState.create(apply_fn=model.apply, params=variables['params'],
+                            batch_stats=variables.get('batch_stats', {}), tx=tx)
+  # A strongly typed step, as restored from a checkpoint, so resuming does not
+  # recompile the steps for a different input type.
+  return state.replace(step=jnp.zeros((), jnp.int32))
+
+
+def init_train_state(rng: jax.Array, model: nn.Module,
+                     tx: optax.GradientTransformation,
+                     image_shape: tuple[int, ...], sharding=None) -> TrainState:
+  """`create_train_state`, compiled, with the result placed on `sharding`."""
+  return jax.jit(functools.partial(create_train_state, model=model, tx=tx,
+                                   image_shape=image_shape),
+                 out_shardings=sharding,
+                 compiler_options=models.init_compiler_options())(rng)
+
+
+def preprocess(images: jax.Array) -> jax.Array:
+  """uint8 pixels -> float32 in [0, 1]."""
+  return images.astype(jnp.float32) / 255.0
+
+
+def train_step(state: TrainState, batch: dict[str, jax.Array], *,
+               loss_fn: losses.LossFn,
+               dropout_rng: jax.Array) -> tuple[TrainState, dict[str, jax.Array]]:
+  """One optimizer update on `batch` ('image' uint8 NHWC, 'mask' class ids)."""
+  rng = jax.random.fold_in(dropout_rng, state.step)
+  labels = batch['mask'].astype(jnp.int32)
+
+  def compute_loss(params):
+    logits, updates = state.apply_fn(
+        {'params': params, 'batch_stats': state.batch_stats},
+        preprocess(batch['image']), train=True, rngs={'dropout': rng},
+        mutable=['batch_stats'])
+    return loss_fn(logits, labels), updates
+
+  (loss, updates), grads = jax.value_and_grad(compute_loss, has_aux=True)(
+      state.params)
+  state = state.apply_gradients(
+      grads=grads, batch_stats=updates.get('batch_stats', state.batch_stats))
+  return state, {'loss': loss}
+
+
+def eval_step(state: TrainState, batch: dict[str, jax.Array], *,
+              loss_fn: losses.LossFn, threshold: float) -> metrics.Stats:
+  """Confusion counts and summed per-image loss over the valid examples."""
+  logits = state.apply_fn({'params': state.params,
+                           'batch_stats': state.batch_stats},
+                          preprocess(batch['image']), train=False)
+  labels = batch['mask'].astype(jnp.int32)
+  per_image_loss = jax.vmap(lambda lo, la: loss_fn(lo[None], la[None]))(
+      logits, labels)
+  stats = metrics.batch_statistics(logits, labels, batch['valid'], threshold)
+  stats['loss_sum'] = jnp.sum(jnp.where(batch['valid'], per_image_loss, 0.0))
+  return stats
+
+
+def evaluate(eval_step_fn: Callable, state: TrainState,
+             config: ml_collections.ConfigDict, split: str,
+             info: pipeline.DatasetInfo, sharding) -> dict[str, float]:
+  """Metrics of `state` on one pass over `split`."""
+  batches = pipeline.eval_batches(
+      config.dataset, split, parallel.host_batch_size(config.eval_batch_size))
+  total = None
+  for batch in parallel.prefetch_to_device(batches, sharding):
+    total = metrics.merge(total, eval_step_fn(state, batch))
+  result = metrics.summarize(total, info.class_names)
+  result['loss'] = float(total['loss_sum'] / total['images'])
+  return result
+
+
+def check_dataset_fits(config: ml_collections.ConfigDict,
+                       info: pipeline.DatasetInfo) -> None:
+  n_classes = len(info.class_names)
+  if config.model.n_classes not in (n_classes, 1 if n_classes == 2 else n_classes):
+    hint = '1 (sigmoid) or 2 (softmax)' if n_classes == 2 else str(n_classes)
+    raise DataError(
+        f'config.model.n_classes={config.model.n_classes} does not match '
+        f'dataset {info.name}, which has {n_classes} classes '
+        f'({", ".join(info.class_names)}); set config.model.n_classes={hint}.')
+
+
+def _is_better(score: float, best: float | None, mode: str) -> bool:
+  if not math.isfinite(score):
+    return False
+  return best is None or (score > best if mode == 'max' else score < best)
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
+                       allow_config_change: bool = False) -> dict[str, Any]:
+  """Trains (or resumes) the run in `workdir`, then evaluates its best
+  checkpoint on the validation and test splits. Returns the final record."""
+  invocation_start = time.time()
+  configuration.validate(config)
+  model = models.get_model(config.model, config.dtype, config.param_dtype)
+  loss_fn = losses.get_loss(config.loss)
+  parallel.check_batch_size(config.batch_size, 'config.batch_size')
+  parallel.check_batch_size(config.eval_batch_size, 'config.eval_batch_size')
+  info = pipeline.prepare(config.dataset)
+  check_dataset_fits(config, info)
+  # Tracing the model (no compute) raises InputShapeError for image sizes it
+  # cannot take, before anything is written to the workdir.
+  jax.eval_shape(functools.partial(model.init, train=False), jax.random.key(0),
+                 jax.ShapeDtypeStruct((1,) + info.image_shape, jnp.float32))
+  workdir_lib.record_config(workdir, config, allow_config_change)
+
+  mesh = parallel.data_mesh()
+  replicated, batch_sharding = parallel.replicated(mesh), parallel.batch_sharded(mesh)
+  schedule = create_learning_rate_schedule(config.optimizer, config.num_train_steps)
+  init_rng, dropout_rng = jax.random.split(jax.random.key(config.seed))
+  state = init_train_state(init_rng, model,
+                           create_optimizer(config.optimizer, schedule),
+                           info.image_shape, replicated)
+
+  logger = logs.MetricLogger(workdir)
+  ckpts = checkpoints.Checkpoints(workdir, config.max_checkpoints_to_keep,
+                                  config.best_metric_mode)
+  meta = {'wall_time_s': 0.0, 'best_score': None, 'best_step': None}
+  if ckpts.latest_step() is not None:
+    state, meta = ckpts.restore_latest(state)
+    if jax.process_index() == 0:
+      print(f'Resuming from step {int(state.step)} of {workdir}.')
+    logger.write('resume', int(state.step))
+  previous_wall_time = meta['wall_time_s']
+  wall_time = lambda: previous_wall_time + time.time() - invocation_start
+
+  p_train_step = jax.jit(functools.partial(
+      train_step, loss_fn=loss_fn, dropout_rng=dropout_rng), donate_argnums=0)
+  p_eval_step = jax.jit(functools.partial(
+      eval_step, loss_fn=loss_fn, threshold=config.threshold))
+
+  step = int(state.step)
+  batches = parallel.prefetch_to_device(
+      pipeline.train_batches(config.dataset,
+                             parallel.host_batch_size(config.batch_size),
+                             config.seed, start_step=step),
+      batch_sharding)
+  show_bar = config.progress_bar and jax.process_index() == 0
+  bar = tqdm(total=config.num_train_steps, initial=step, disable=not show_bar,
+             desc='train', unit='step', dynamic_ncols=True)
+  loss_sum, loss_count = jnp.zeros(()), 0
+  interval_start, interval_start_step = time.time(), step
+  try:
+    while step < config.num_train_steps:
+      state, step_metrics = p_train_step(state, next(batches))
+      step += 1
+      loss_sum, loss_count = loss_sum + step_metrics['loss'], loss_count + 1
+      bar.update(1)
+      last = step == config.num_train_steps
+
+      if step % config.log_every_steps == 0 or last:
+        loss = float(loss_sum) / loss_count  # the only host sync per interval
+        if not math.isfinite(loss):
+          raise DivergenceError(
+              f'The training loss became {loss} in steps '
+              f'{step - loss_count + 1}-{step}. Lower '
+              'config.optimizer.learning_rate or set '
+              'config.optimizer.grad_clip_norm; the checkpoints saved before '
+              f'are kept in {workdir}.')
+        elapsed = time.time() - interval_start
+        images_per_s = (step - interval_start_step) * config.batch_size / elapsed
+        logger.write('train', step, split='train', loss=loss,
+                     learning_rate=float(schedule(step - 1)),
+                     images_per_s=images_per_s)
+        bar.set_postfix(loss=f'{loss:.4f}', img_s=f'{images_per_s:.1f}')
+        loss_sum, loss_count = jnp.zeros(()), 0
+        interval_start, interval_start_step = time.time(), step
+
+      if step % config.eval_every_steps == 0 or last:
+        result = evaluate(p_eval_step, state, config, 'validation', info,
+                          batch_sharding)
+        score = result[config.best_metric]
+        logger.write('eval', step, split='validation', **result)
+        bar.write(f'step {step}: validation ' + ', '.join(
+            f'{k} {result[k]:.4f}' for k in ('loss', 'dice', 'iou')))
+        if _is_better(score, meta['best_score'], config.best_metric_mode):
+          meta = {**meta, 'best_score': score, 'best_step': step}
+          ckpts.save_best(step, state, score, {**meta, 'wall_time_s': wall_time()})
+
+      if step % config.checkpoint_every_steps == 0 or last:
+        ckpts.save_latest(step, state, {**meta, 'wall_time_s': wall_time()})
+  except KeyboardInterrupt:
+    ckpts.wait()  # a save in flight completes and counts
+    saved = ckpts.latest_step()
+    raise KeyboardInterrupt(
+        f'Interrupted at step {step}. Re-run the same command to resume from '
+        + (f'the checkpoint of step {saved}.' if saved else 'the start.')) from None
+  finally:
+    bar.close()
+    ckpts.wait()
+
+  final = final_evaluation(p_eval_step, state, ckpts, config, info,
+                           batch_sharding)
+  final['wall_time_s'] = wall_time()
+  logger.write('final', step, **final)
+  logger.close()
+  ckpts.close()
+  logging.info('Final: %s', final)
+  if jax.process_index() == 0:
+    print(format_summary(final, config.best_metric))
+  return final
+
+
+def final_evaluation(eval_step_fn: Callable, state: TrainState,
+                     ckpts: checkpoints.Checkpoints,
+                     config: ml_collections.ConfigDict,
+                     info: pipeline.DatasetInfo, sharding) -> dict[str, Any]:
+  """Validation and test metrics of the best checkpoint."""
+  best_state, best_meta = ckpts.restore_best(state)
+  return {
+      'best_step': best_meta['best_step'],
+      'best_metric': config.best_metric,
+      'validation': evaluate(eval_step_fn, best_state, config, 'validation',
+                             info, sharding),
+      'test': evaluate(eval_step_fn, best_state, config, 'test', info, sharding),
+  }
+
+
+def format_summary(final: dict[str, Any], best_metric: str) -> str:
+  validation, test = final['validation'], final['test']
+  keys = [k for k in ('dice', 'iou', 'dice_per_image', 'pixel_accuracy',
+                      'loss') if k in validation]
+  width = max(map(len, keys))
+  lines = [f'Best checkpoint: step {final["best_step"]} '
+           f'(by validation {best_metric}).',
+           f'{"metric":<{width}}  validation    test']
+  lines += [f'{k:<{width}}  {validation[k]:10.4f}  {test[k]:6.4f}' for k in keys]
+  lines.append(f'Wall time: {final["wall_time_s"]:.0f} s.')
+  return '\n'.join(lines)
