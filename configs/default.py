@@ -46,10 +46,10 @@ def get_config() -> ml_collections.ConfigDict:
 
   config.batch_size = 16  # global batch, split over all devices
   config.eval_batch_size = 64  # global batch for evaluation
-  config.num_train_steps = 1200
+  config.num_train_steps = 500
   config.log_every_steps = 50  # train loss / throughput to logs
-  config.eval_every_steps = 200  # validation metrics, best-model tracking
-  config.checkpoint_every_steps = 200  # latest checkpoint for resuming
+  config.eval_every_steps = 100  # validation metrics, best-model tracking
+  config.checkpoint_every_steps = 100  # latest checkpoint for resuming
   config.max_checkpoints_to_keep = 2  # latest checkpoints kept in the workdir
 
   config.best_metric = 'dice'  # validation metric that picks the best checkpoint
