@@ -209,9 +209,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   interval_start, interval_start_step = time.time(), step
   try:
     while step < config.num_train_steps:
+      previous_loss = loss_sum
       state, step_metrics = p_train_step(state, next(batches))
       step += 1
       loss_sum, loss_count = loss_sum + step_metrics['loss'], loss_count + 1
+      # Keep one step in flight, not an unbounded queue: the device stays
+      # busy and the progress bar counts steps done, not steps dispatched.
+      previous_loss.block_until_ready()
       bar.update(1)
       last = step == config.num_train_steps
 
