@@ -96,3 +96,16 @@ def test_losses_jit_and_have_finite_gradients_on_empty_masks(n_classes):
 def test_unknown_loss_name_is_a_clear_error():
   with pytest.raises(ConfigError, match="Unknown loss 'dise'.*dice"):
     losses.get_loss(ConfigDict(dict(name='dise')))
+
+
+def test_deep_supervision_averages_the_heads():
+  rng = np.random.default_rng(5)
+  labels = rng.integers(0, 2, (2, 4, 4))
+  heads = [rng.normal(size=(2, 4, 4, 1)).astype(np.float32) for _ in range(3)]
+  expected = np.mean([losses.cross_entropy(h, labels) for h in heads])
+  np.testing.assert_allclose(
+      losses.deep_supervision_loss(losses.cross_entropy, heads, labels),
+      expected, rtol=1e-6)
+  np.testing.assert_allclose(
+      losses.deep_supervision_loss(losses.cross_entropy, heads[0], labels),
+      losses.cross_entropy(heads[0], labels), rtol=1e-6)

@@ -5,7 +5,7 @@ means C-class softmax. `labels` are integer class ids (N, H, W). Every loss
 is the mean over the batch, so it does not depend on how a batch is split.
 """
 
-from typing import Callable
+from typing import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -47,6 +47,16 @@ def cross_entropy_dice(logits: jax.Array, labels: jax.Array,
   """ce_weight * cross-entropy + (1 - ce_weight) * Dice loss."""
   return (ce_weight * cross_entropy(logits, labels)
           + (1 - ce_weight) * dice_loss(logits, labels, smooth))
+
+
+def deep_supervision_loss(loss_fn: LossFn, outputs: jax.Array | Sequence[jax.Array],
+                          labels: jax.Array) -> jax.Array:
+  """`loss_fn` on a model's output; for a deeply supervised model, which
+  returns one logits array per head in training, the mean over the heads
+  (equal weights, as in UNet++, Zhou et al. 2018)."""
+  if isinstance(outputs, (list, tuple)):
+    return sum(loss_fn(logits, labels) for logits in outputs) / len(outputs)
+  return loss_fn(outputs, labels)
 
 
 LOSSES = {

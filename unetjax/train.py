@@ -95,11 +95,11 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], *,
   labels = batch['mask'].astype(jnp.int32)
 
   def compute_loss(params):
-    logits, updates = state.apply_fn(
+    outputs, updates = state.apply_fn(
         {'params': params, 'batch_stats': state.batch_stats},
         preprocess(batch['image']), train=True, rngs={'dropout': rng},
         mutable=['batch_stats'])
-    return loss_fn(logits, labels), updates
+    return losses.deep_supervision_loss(loss_fn, outputs, labels), updates
 
   (loss, updates), grads = jax.value_and_grad(compute_loss, has_aux=True)(
       state.params)
