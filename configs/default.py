@@ -32,9 +32,21 @@ def get_config() -> ml_collections.ConfigDict:
   config.param_dtype = 'float32'  # parameter and optimizer-state dtype
 
   config.loss = ml_collections.ConfigDict()
-  config.loss.name = 'cross_entropy_dice'  # 'cross_entropy', 'dice' or 'cross_entropy_dice'
+  # 'cross_entropy', 'focal', 'dice', 'iou', 'tversky', 'focal_tversky' or
+  # 'cross_entropy_dice' (see unetjax/losses.py for the formulas).
+  config.loss.name = 'cross_entropy_dice'
   config.loss.ce_weight = 0.5  # cross_entropy_dice = w * CE + (1 - w) * Dice
-  config.loss.dice_smooth = 1.0  # added to Dice numerator and denominator
+  config.loss.smooth = 1.0  # added to numerator and denominator of overlap losses
+  config.loss.focal_gamma = 2.0  # focal: CE scaled by (1 - p_t)**gamma
+  config.loss.tversky_alpha = 0.3  # tversky, focal_tversky: weight of false positives
+  config.loss.tversky_beta = 0.7  # tversky, focal_tversky: weight of false negatives
+  config.loss.focal_tversky_gamma = 0.75  # focal_tversky: (1 - TI)**gamma
+  # One weight per label class, background first (binary: 2); () = equal.
+  config.loss.class_weights = ()
+  config.loss.ignore_background = False  # overlap losses skip class 0 (multi-class)
+  config.loss.batch_dice = False  # overlap sums over the batch, not per image
+  # Deeply supervised models (UNet++): one weight per head; () = equal.
+  config.loss.deep_supervision_weights = ()
 
   config.optimizer = ml_collections.ConfigDict()
   config.optimizer.name = 'adam'  # 'adam', 'adamw' or 'sgd' (with momentum 0.9)
@@ -52,8 +64,12 @@ def get_config() -> ml_collections.ConfigDict:
   config.checkpoint_every_steps = 100  # latest checkpoint for resuming
   config.max_checkpoints_to_keep = 2  # latest checkpoints kept in the workdir
 
+  config.metrics = ml_collections.ConfigDict()
+  config.metrics.threshold = 0.5  # sigmoid probability above which a pixel is foreground
+  config.metrics.boundary_tolerance = 2.0  # pixels of slack for boundary F1
+  config.metrics.surface_metrics = True  # boundary F1, HD95, ASSD (distance maps)
+
   config.best_metric = 'dice'  # validation metric that picks the best checkpoint
-  config.best_metric_mode = 'max'  # 'max' or 'min'
-  config.threshold = 0.5  # sigmoid probability above which a pixel is foreground
+  config.best_metric_mode = 'max'  # 'max', or 'min' for loss, hd95 and assd
   config.progress_bar = True  # tqdm bar on the terminal
   return config

@@ -22,3 +22,16 @@ def tfds_dir(tmp_path_factory) -> str:
     dataset_config.name, dataset_config.data_dir = name, data_dir
     pipeline.prepare(dataset_config)
   return data_dir
+
+
+@pytest.fixture(scope='session')
+def shared_data() -> str:
+  """The real datasets beside the repository (../shared/data), or
+  $UNETJAX_SHARED_DATA."""
+  repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  path = os.environ.get('UNETJAX_SHARED_DATA',
+                        os.path.join(repo, '..', 'shared', 'data'))
+  if not os.path.isdir(path):
+    pytest.fail(f'Real test data not found at {path}: put the shared data '
+                'folder beside the repository or set UNETJAX_SHARED_DATA.')
+  return path

@@ -36,8 +36,15 @@ def one_of(*choices: str) -> Check:
                         f'must be one of: {", ".join(map(repr, choices))}')
 
 
-EVAL_METRICS = ('dice', 'iou', 'precision', 'recall', 'pixel_accuracy',
-                'dice_per_image', 'loss')
+EVAL_METRICS = ('dice', 'iou', 'precision', 'recall', 'miou', 'pixel_accuracy',
+                'mean_pixel_accuracy', 'dice_per_image', 'iou_per_image',
+                'boundary_f1', 'hd95', 'assd', 'loss')
+LOWER_IS_BETTER = ('hd95', 'assd', 'loss')
+
+
+def weights(value: Any) -> str | None:
+  return (None if all(isinstance(w, (int, float)) and w >= 0 for w in value)
+          else 'must hold numbers >= 0')
 
 # dotted field -> (accepted types, value check)
 FIELDS: dict[str, tuple[tuple[type, ...], Check | None]] = {
@@ -52,7 +59,15 @@ FIELDS: dict[str, tuple[tuple[type, ...], Check | None]] = {
     'param_dtype': ((str,), one_of('float32', 'bfloat16', 'float16')),
     'loss.name': ((str,), None),
     'loss.ce_weight': ((int, float), unit_interval),
-    'loss.dice_smooth': ((int, float), non_negative),
+    'loss.smooth': ((int, float), non_negative),
+    'loss.focal_gamma': ((int, float), non_negative),
+    'loss.tversky_alpha': ((int, float), non_negative),
+    'loss.tversky_beta': ((int, float), non_negative),
+    'loss.focal_tversky_gamma': ((int, float), positive),
+    'loss.class_weights': ((tuple, list), weights),
+    'loss.ignore_background': ((bool,), None),
+    'loss.batch_dice': ((bool,), None),
+    'loss.deep_supervision_weights': ((tuple, list), weights),
     'optimizer.name': ((str,), one_of('adam', 'adamw', 'sgd')),
     'optimizer.learning_rate': ((int, float), positive),
     'optimizer.schedule': ((str,), one_of('constant', 'warmup_cosine')),
@@ -68,12 +83,14 @@ FIELDS: dict[str, tuple[tuple[type, ...], Check | None]] = {
     'max_checkpoints_to_keep': ((int,), positive),
     'best_metric': ((str,), one_of(*EVAL_METRICS)),
     'best_metric_mode': ((str,), one_of('max', 'min')),
-    'threshold': ((int, float), open_unit_interval),
+    'metrics.threshold': ((int, float), open_unit_interval),
+    'metrics.boundary_tolerance': ((int, float), non_negative),
+    'metrics.surface_metrics': ((bool,), None),
     'progress_bar': ((bool,), None),
 }
-SECTIONS = ('dataset', 'model', 'loss', 'optimizer')
+SECTIONS = ('dataset', 'model', 'loss', 'optimizer', 'metrics')
 # Sections whose fields are all listed above (config.model is per-architecture).
-CLOSED_SECTIONS = ('', 'dataset', 'loss', 'optimizer')
+CLOSED_SECTIONS = ('', 'dataset', 'loss', 'optimizer', 'metrics')
 
 
 def _flatten(config: ml_collections.ConfigDict, prefix: str = '') -> dict[str, Any]:
@@ -116,5 +133,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
       close = difflib.get_close_matches(path, known, n=1)
       hint = f'; did you mean config.{close[0]}?' if close else ''
       problems.append(f'config.{path} is not a known field{hint}')
+  if (flat.get('best_metric') in LOWER_IS_BETTER
+      and flat.get('best_metric_mode') == 'max'):
+    problems.append(f'config.best_metric={flat["best_metric"]!r} is lower-is-'
+                    "better: set config.best_metric_mode='min'")
   if problems:
     raise ConfigError('Invalid config:\n  ' + '\n  '.join(problems))

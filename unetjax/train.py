@@ -99,7 +99,7 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], *,
         {'params': params, 'batch_stats': state.batch_stats},
         preprocess(batch['image']), train=True, rngs={'dropout': rng},
         mutable=['batch_stats'])
-    return losses.deep_supervision_loss(loss_fn, outputs, labels), updates
+    return loss_fn(outputs, labels), updates
 
   (loss, updates), grads = jax.value_and_grad(compute_loss, has_aux=True)(
       state.params)
@@ -109,15 +109,17 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], *,
 
 
 def eval_step(state: TrainState, batch: dict[str, jax.Array], *,
-              loss_fn: losses.LossFn, threshold: float) -> metrics.Stats:
-  """Confusion counts and summed per-image loss over the valid examples."""
+              loss_fn: losses.LossFn, **metric_options) -> metrics.Stats:
+  """`metrics.batch_statistics` (with `metric_options`) and the summed
+  per-image loss over the valid examples."""
   logits = state.apply_fn({'params': state.params,
                            'batch_stats': state.batch_stats},
                           preprocess(batch['image']), train=False)
   labels = batch['mask'].astype(jnp.int32)
   per_image_loss = jax.vmap(lambda lo, la: loss_fn(lo[None], la[None]))(
       logits, labels)
-  stats = metrics.batch_statistics(logits, labels, batch['valid'], threshold)
+  stats = metrics.batch_statistics(logits, labels, batch['valid'],
+                                   **metric_options)
   stats['loss_sum'] = jnp.sum(jnp.where(batch['valid'], per_image_loss, 0.0))
   return stats
 
@@ -139,6 +141,12 @@ def evaluate(eval_step_fn: Callable, state: TrainState,
 def check_dataset_fits(config: ml_collections.ConfigDict,
                        info: pipeline.DatasetInfo) -> None:
   n_classes = len(info.class_names)
+  class_weights = config.loss.class_weights
+  if class_weights and len(class_weights) != n_classes:
+    raise DataError(
+        f'config.loss.class_weights has {len(class_weights)} entries but '
+        f'dataset {info.name} has {n_classes} classes '
+        f'({", ".join(info.class_names)}); give one weight per class or ().')
   if config.model.n_classes not in (n_classes, 1 if n_classes == 2 else n_classes):
     hint = '1 (sigmoid) or 2 (softmax)' if n_classes == 2 else str(n_classes)
     raise DataError(
@@ -194,7 +202,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   p_train_step = jax.jit(functools.partial(
       train_step, loss_fn=loss_fn, dropout_rng=dropout_rng), donate_argnums=0)
   p_eval_step = jax.jit(functools.partial(
-      eval_step, loss_fn=loss_fn, threshold=config.threshold))
+      eval_step, loss_fn=loss_fn, **config.metrics.to_dict()))
 
   step = int(state.step)
   batches = parallel.prefetch_to_device(
@@ -289,8 +297,8 @@ def final_evaluation(eval_step_fn: Callable, state: TrainState,
 
 def format_summary(final: dict[str, Any], best_metric: str) -> str:
   validation, test = final['validation'], final['test']
-  keys = [k for k in ('dice', 'iou', 'dice_per_image', 'pixel_accuracy',
-                      'loss') if k in validation]
+  keys = [k for k in ('dice', 'iou', 'dice_per_image', 'miou', 'boundary_f1',
+                      'hd95', 'assd', 'pixel_accuracy', 'loss') if k in validation]
   width = max(map(len, keys))
   lines = [f'Best checkpoint: step {final["best_step"]} '
            f'(by validation {best_metric}).',
