@@ -56,6 +56,8 @@ def get_config() -> ml_collections.ConfigDict:
   config.optimizer.weight_decay = 0.0  # decoupled weight decay (adamw only)
   config.optimizer.grad_clip_norm = 0.0  # clip gradients to this global norm; 0 = off
 
+  config.parallel = 'jit'  # device strategy: 'jit' (sharded mesh) or 'pmap'
+  config.on_nonfinite_loss = 'stop'  # 'stop' the run, or 'skip' the update
   config.batch_size = 16  # global batch, split over all devices
   config.eval_batch_size = 64  # global batch for evaluation
   config.num_train_steps = 500

@@ -3,6 +3,7 @@
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -102,7 +103,7 @@ def uninterrupted_run(tfds_dir, tmp_path_factory):
   return workdir
 
 
-@pytest.mark.parametrize('sig', [signal.SIGKILL, signal.SIGINT])
+@pytest.mark.parametrize('sig', [signal.SIGKILL, signal.SIGINT, signal.SIGTERM])
 def test_interrupted_run_resumes_to_the_same_result(tfds_dir, tmp_path, sig,
                                                     uninterrupted_run):
   workdir = tmp_path / 'run'
@@ -116,9 +117,15 @@ def test_interrupted_run_resumes_to_the_same_result(tfds_dir, tmp_path, sig,
     time.sleep(0.05)
   process.send_signal(sig)
   _, stderr = process.communicate(timeout=120)
-  assert process.returncode != 0
-  if sig == signal.SIGINT:
+  if sig == signal.SIGKILL:
+    assert process.returncode == -signal.SIGKILL
+  else:  # checkpointed the step it stopped at, then exited as killed by sig
+    assert process.returncode == 128 + sig, stderr
+    assert f'Stopped by {signal.Signals(sig).name} at step' in stderr
     assert 'Re-run the same command to resume' in stderr
+    stopped_at = int(stderr.split(' at step ')[1].split(',')[0])
+    saved = sorted(int(s) for s in os.listdir(workdir / 'checkpoints'))
+    assert saved[-1] == stopped_at
 
   result = run_main(workdir, tfds_dir, *RESUME_OVERRIDES)
   assert result.returncode == 0, result.stderr
@@ -137,3 +144,39 @@ def test_interrupted_run_resumes_to_the_same_result(tfds_dir, tmp_path, sig,
   assert jax.tree.structure(reference) == jax.tree.structure(resumed)
   for a, b in zip(jax.tree.leaves(reference), jax.tree.leaves(resumed)):
     np.testing.assert_array_equal(a, b)
+
+
+def free_port():
+  with socket.socket() as s:
+    s.bind(('localhost', 0))
+    return s.getsockname()[1]
+
+
+def test_two_processes_train_like_one(tfds_dir, tmp_path):
+  """2 processes x 4 devices (jax.distributed on localhost) = 1 x 8 devices."""
+  overrides = ('--config.num_train_steps=4', '--config.eval_every_steps=2',
+               '--config.log_every_steps=2', '--config.checkpoint_every_steps=2',
+               '--config.model.base_filters=4')
+  single = run_main(tmp_path / 'single', tfds_dir, *overrides)
+  assert single.returncode == 0, single.stderr
+  port = free_port()
+  env = {**os.environ, 'XLA_FLAGS': '--xla_force_host_platform_device_count=4'}
+  processes = [subprocess.Popen(
+      main_command(tmp_path / 'multi', tfds_dir, *overrides,
+                   f'--coordinator_address=localhost:{port}',
+                   '--num_processes=2', f'--process_id={i}'),
+      cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+      text=True) for i in range(2)]
+  outputs = [p.communicate(timeout=600) for p in processes]
+  for process, (_, stderr) in zip(processes, outputs):
+    assert process.returncode == 0, stderr
+  assert 'process 1 of 2' in outputs[0][0] and 'Best checkpoint' in outputs[0][0]
+  assert 'Best checkpoint' not in outputs[1][0]  # only process 0 reports
+  expected = logs.read_metrics(str(tmp_path / 'single'))
+  records = logs.read_metrics(str(tmp_path / 'multi'))
+  assert [r['event'] for r in records] == [r['event'] for r in expected]
+  for ours, reference in zip(records, expected):
+    for key in ('loss', 'dice', 'iou', 'hd95'):
+      if key in reference:
+        np.testing.assert_allclose(ours[key], reference[key], rtol=1e-3, err_msg=key)
+  assert sorted(os.listdir(tmp_path / 'multi' / 'checkpoints')) == ['2', '4']

@@ -1,6 +1,7 @@
 import functools
 import json
 import os
+import shutil
 
 import jax
 import jax.numpy as jnp
@@ -8,7 +9,7 @@ import numpy as np
 import pytest
 
 from configs import default
-from unetjax import configuration, losses, metrics, models, train
+from unetjax import configuration, logs, losses, metrics, models, train
 from unetjax.data import pipeline
 from unetjax.errors import (ConfigError, DataError, DivergenceError,
                             InputShapeError, WorkdirError)
@@ -191,8 +192,49 @@ def test_extending_a_run_with_allow_config_change_keeps_the_old_config(tfds_dir,
   assert np.isfinite(final['test']['dice'])
 
 
-def test_diverging_loss_stops_with_a_clear_error(tfds_dir, tmp_path):
+def test_diverging_loss_stops_naming_the_step_and_keeps_good_checkpoints(
+    tfds_dir, tmp_path):
   config = small_config(tfds_dir, **{'optimizer.learning_rate': 1e30,
-                                     'optimizer.schedule': 'constant'})
-  with pytest.raises(DivergenceError, match=r'training loss became nan in steps 1-2'):
+                                     'optimizer.schedule': 'constant',
+                                     'checkpoint_every_steps': 1})
+  with pytest.raises(DivergenceError, match=r'non-finite at step 2 \(loss nan\)'):
     train.train_and_evaluate(config, str(tmp_path))
+  assert os.listdir(tmp_path / 'checkpoints') == ['1']
+
+
+@pytest.mark.parametrize('skip', [False, True])
+def test_nonfinite_steps_are_flagged_and_optionally_skipped(tfds_dir, skip):
+  config = small_config(tfds_dir)
+  state = make_state(config)
+  batch = next(pipeline.train_batches(config.dataset, 8, seed=0))
+  nan_loss = lambda outputs, labels: jnp.mean(outputs) * jnp.nan
+  step = jax.jit(functools.partial(train.train_step, loss_fn=nan_loss,
+                                   dropout_rng=jax.random.key(1),
+                                   skip_nonfinite=skip))
+  new_state, outputs = step(state, batch)
+  assert not bool(outputs['finite'])
+  assert int(new_state.step) == 1
+  params_finite = all(bool(jnp.all(jnp.isfinite(p)))
+                      for p in jax.tree.leaves(new_state.params))
+  assert params_finite == skip
+  if skip:
+    for a, b in zip(jax.tree.leaves(new_state.params), jax.tree.leaves(state.params)):
+      np.testing.assert_array_equal(a, b)
+
+
+def test_a_save_cut_short_is_ignored_and_the_run_resumes_before_it(tfds_dir,
+                                                                 tmp_path):
+  workdir = tmp_path / 'run'
+  config = small_config(tfds_dir)
+  complete = train.train_and_evaluate(config, str(workdir))
+  # As if killed while writing step 4: orbax only renames a finished save.
+  shutil.rmtree(workdir / 'checkpoints' / '4')
+  partial = workdir / 'checkpoints' / '4.orbax-checkpoint-tmp'
+  (partial / 'state').mkdir(parents=True)
+  (partial / 'state' / 'half_written').write_bytes(b'\x00' * 100)
+  again = train.train_and_evaluate(config, str(workdir))
+  resumed = [r['step'] for r in logs.read_metrics(str(workdir))
+             if r['event'] == 'resume']
+  assert resumed == [2]
+  assert again['validation'] == complete['validation']
+  assert sorted(os.listdir(workdir / 'checkpoints')) == ['2', '4']

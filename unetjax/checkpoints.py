@@ -1,5 +1,10 @@
 """Orbax checkpoints in the workdir: the latest (to resume) and the best.
 
+States are saved as numpy arrays (one copy, see `Strategy.host_state`):
+saving replicated device arrays makes orbax copy them replica by replica,
+compiling a slicing program per array shape (minutes for a U-Net on 8 CPU
+devices), and host arrays make checkpoints independent of the device layout.
+
 `workdir/checkpoints/<step>` holds the last few training states for resuming;
 `workdir/best/<step>` holds the single state with the best validation score.
 Each checkpoint is a composite of the TrainState pytree and a small JSON
@@ -12,29 +17,12 @@ import os
 from typing import Any
 
 import jax
-import numpy as np
 import orbax.checkpoint as ocp
 
 
 def _abstract(state: Any) -> Any:
   """Shapes, dtypes and shardings to restore into, without the values."""
   return jax.tree.map(ocp.utils.to_shape_dtype_struct, state)
-
-
-def _host_copy(state: Any) -> Any:
-  """This process's replica of a replicated state, as numpy arrays.
-
-  Saving device arrays makes orbax copy them to the host replica by replica,
-  compiling a slicing program per array shape: minutes for a U-Net on 8 CPU
-  devices. The state is replicated (see unetjax.parallel), so the local
-  replica is the whole state, in every process.
-  """
-  def copy(x):
-    if isinstance(x, jax.Array):
-      assert x.sharding.is_fully_replicated, x.sharding
-      return np.asarray(x.addressable_data(0))
-    return x
-  return jax.tree.map(copy, state)
 
 
 class Checkpoints:
@@ -63,15 +51,19 @@ class Checkpoints:
   def save_latest(self, step: int, state: Any, meta: dict[str, Any]) -> None:
     if step in self._latest.all_steps():
       return
+    # Orbax names its multi-process barriers by step: two managers saving
+    # the same step at once would collide, so one waits for the other.
+    self._best.wait_until_finished()
     self._latest.save(step, args=ocp.args.Composite(
-        state=ocp.args.StandardSave(_host_copy(state)), meta=ocp.args.JsonSave(meta)))
+        state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)))
 
   def save_best(self, step: int, state: Any, score: float,
                 meta: dict[str, Any]) -> None:
     if step in self._best.all_steps():  # already saved before an interruption
       return
+    self._latest.wait_until_finished()
     self._best.save(step, metrics={'score': score}, args=ocp.args.Composite(
-        state=ocp.args.StandardSave(_host_copy(state)), meta=ocp.args.JsonSave(meta)))
+        state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)))
 
   def _restore(self, manager: ocp.CheckpointManager, step: int,
                state_template: Any) -> tuple[Any, dict[str, Any]]:

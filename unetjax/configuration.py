@@ -74,6 +74,8 @@ FIELDS: dict[str, tuple[tuple[type, ...], Check | None]] = {
     'optimizer.warmup_steps': ((int,), non_negative),
     'optimizer.weight_decay': ((int, float), non_negative),
     'optimizer.grad_clip_norm': ((int, float), non_negative),
+    'parallel': ((str,), one_of('jit', 'pmap')),
+    'on_nonfinite_loss': ((str,), one_of('stop', 'skip')),
     'batch_size': ((int,), positive),
     'eval_batch_size': ((int,), positive),
     'num_train_steps': ((int,), positive),

@@ -6,6 +6,7 @@ Re-running the same command resumes the run in --workdir. Any config field
 can be overridden, e.g. --config.batch_size=32 --config.model.depth=3.
 """
 
+import signal
 import sys
 
 import jax
@@ -23,12 +24,25 @@ flags.DEFINE_string('workdir', None, 'Directory for checkpoints, logs and the '
                     'saved config; re-using it resumes the run.')
 flags.DEFINE_bool('allow_config_change', False, 'Resume a workdir even though '
                   'its saved config differs from --config.')
+flags.DEFINE_bool('distributed', False, 'Multi-process run: call '
+                  'jax.distributed.initialize(), which finds the other '
+                  'processes itself on TPU pods and SLURM.')
+flags.DEFINE_string('coordinator_address', None, 'host:port of process 0, for '
+                    'multi-process runs where it is not detected.')
+flags.DEFINE_integer('num_processes', None, 'Number of processes (with '
+                     '--coordinator_address).')
+flags.DEFINE_integer('process_id', None, 'This process, 0..num_processes-1 '
+                     '(with --coordinator_address).')
 flags.mark_flags_as_required(['config', 'workdir'])
 
 
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {" ".join(argv[1:])}')
+  if FLAGS.distributed or FLAGS.coordinator_address:
+    jax.distributed.initialize(coordinator_address=FLAGS.coordinator_address,
+                               num_processes=FLAGS.num_processes,
+                               process_id=FLAGS.process_id)
   if not FLAGS['verbosity'].present:
     # Orbax and TFDS log every step at INFO; --verbosity=0 shows them.
     logging.set_verbosity(logging.WARNING)
@@ -40,9 +54,14 @@ def main(argv):
                              allow_config_change=FLAGS.allow_config_change)
   except UserInputError as e:
     sys.exit(f'error: {e}')
-  except KeyboardInterrupt as e:
+  except train.Stopped as e:
     print(e, file=sys.stderr)
-    sys.exit(130)
+    signum = getattr(signal, e.signal_name or '', signal.SIGTERM)
+    sys.exit(128 + signum)  # the shell's code for death by that signal
+  except KeyboardInterrupt:
+    print('Interrupted; re-run the same command to resume from the last '
+          'checkpoint.', file=sys.stderr)
+    sys.exit(128 + signal.SIGINT)
 
 
 if __name__ == '__main__':

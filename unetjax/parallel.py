@@ -1,14 +1,23 @@
-"""Device strategy: data parallelism with `jax.jit` over a one-axis Mesh.
+"""Device strategies: how the train state, batches and steps are laid out on
+the devices. `config.parallel` picks one; both are data parallel over all
+devices of all processes and give the same numbers for the same global batch.
 
-The train state is replicated on every device; each batch is split along its
-first axis over the 'data' mesh axis, and XLA inserts the gradient all-reduce
-(and the cross-device batch-norm reductions), so the numbers are those of one
-device with the global batch. With several processes, each passes its own
-slice of the global batch.
+- 'jit' (default): a one-axis `Mesh` over all devices; the state is
+  replicated, each batch is split along its first axis over the 'data' axis,
+  and XLA inserts the gradient all-reduce and the cross-device batch-norm
+  reductions.
+- 'pmap': the state carries a leading axis of one replica per local device,
+  batches are reshaped to (local devices, per-device batch, ...), gradients
+  are averaged with `lax.pmean` and metrics summed with `lax.psum`.
+
+With several processes (`jax.distributed`), each process passes its own
+slice of the global batch, as `unetjax.data.pipeline` reads it.
 """
 
+import abc
 import collections
-from typing import Any, Iterator
+import functools
+from typing import Any, Callable, Iterator
 
 import jax
 import numpy as np
@@ -16,19 +25,8 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from unetjax.errors import ConfigError
 
-DATA_AXIS = 'data'
-
-
-def data_mesh() -> Mesh:
-  return Mesh(np.asarray(jax.devices()), (DATA_AXIS,))
-
-
-def replicated(mesh: Mesh) -> NamedSharding:
-  return NamedSharding(mesh, PartitionSpec())
-
-
-def batch_sharded(mesh: Mesh) -> NamedSharding:
-  return NamedSharding(mesh, PartitionSpec(DATA_AXIS))
+STRATEGIES = ('jit', 'pmap')
+AXIS_NAME = 'data'
 
 
 def check_batch_size(batch_size: int, field: str) -> None:
@@ -46,21 +44,123 @@ def host_batch_size(batch_size: int) -> int:
   return batch_size // jax.process_count()
 
 
-def to_device(host_batch: dict[str, np.ndarray],
-              sharding: NamedSharding) -> dict[str, jax.Array]:
-  """This process's slice of a batch -> global arrays sharded over the mesh."""
-  return {k: jax.make_array_from_process_local_data(sharding, v)
-          for k, v in host_batch.items()}
+def _first_replica(x: Any) -> Any:
+  return np.asarray(x.addressable_data(0)) if isinstance(x, jax.Array) else x
 
 
-def prefetch_to_device(batches: Iterator[dict[str, np.ndarray]],
-                       sharding: NamedSharding,
-                       size: int = 2) -> Iterator[dict[str, jax.Array]]:
-  """Keeps `size` batches in flight so host-to-device copies overlap compute."""
-  queue: collections.deque[Any] = collections.deque()
-  for batch in batches:
-    queue.append(to_device(batch, sharding))
-    if len(queue) > size:
+class Strategy(abc.ABC):
+  """Places states and batches and compiles step functions for one layout.
+
+  Step functions are pure functions `step(state, batch, axis_name=...)`;
+  `axis_name` is the name of the mapped device axis under 'pmap', None under
+  'jit' (where collectives are implicit).
+  """
+
+  @abc.abstractmethod
+  def place_state(self, state: Any) -> Any:
+    """A state as initialised or restored (one copy) -> this layout."""
+
+  @abc.abstractmethod
+  def host_state(self, state: Any) -> Any:
+    """This layout -> one copy as numpy arrays (for checkpoints)."""
+
+  @abc.abstractmethod
+  def place_batch(self, host_batch: dict[str, np.ndarray]) -> dict[str, jax.Array]:
+    """This process's slice of a global batch -> device arrays."""
+
+  @abc.abstractmethod
+  def compile(self, step: Callable, donate_state: bool = False) -> Callable:
+    """`step(state, batch, axis_name=...)` compiled for this layout."""
+
+  @abc.abstractmethod
+  def fetch(self, tree: Any) -> Any:
+    """Step outputs (the same on every device) -> numpy, one copy."""
+
+  @property
+  @abc.abstractmethod
+  def init_sharding(self) -> NamedSharding | None:
+    """Where `init` puts the single copy of a new state."""
+
+  def prefetch(self, batches: Iterator[dict[str, np.ndarray]],
+               size: int = 2) -> Iterator[dict[str, jax.Array]]:
+    """Keeps `size` batches in flight so host-to-device copies overlap compute."""
+    queue: collections.deque[Any] = collections.deque()
+    for batch in batches:
+      queue.append(self.place_batch(batch))
+      if len(queue) > size:
+        yield queue.popleft()
+    while queue:
       yield queue.popleft()
-  while queue:
-    yield queue.popleft()
+
+
+class JitStrategy(Strategy):
+  """Replicated state, batch sharded over a Mesh of all devices."""
+
+  def __init__(self, devices: list[jax.Device] | None = None):
+    self.mesh = Mesh(np.asarray(devices or jax.devices()), (AXIS_NAME,))
+    self._replicated = NamedSharding(self.mesh, PartitionSpec())
+    self._batch = NamedSharding(self.mesh, PartitionSpec(AXIS_NAME))
+
+  @property
+  def init_sharding(self) -> NamedSharding:
+    return self._replicated
+
+  def place_state(self, state: Any) -> Any:
+    return jax.device_put(state, self._replicated)
+
+  def host_state(self, state: Any) -> Any:
+    return jax.tree.map(_first_replica, state)
+
+  def place_batch(self, host_batch):
+    return {k: jax.make_array_from_process_local_data(self._batch, v)
+            for k, v in host_batch.items()}
+
+  def compile(self, step, donate_state=False):
+    return jax.jit(functools.partial(step, axis_name=None),
+                   donate_argnums=(0,) if donate_state else ())
+
+  def fetch(self, tree):
+    return jax.tree.map(_first_replica, tree)
+
+
+class PmapStrategy(Strategy):
+  """One state replica per local device, batches with a leading device axis."""
+
+  def __init__(self, devices: list[jax.Device] | None = None):
+    self._devices = devices or jax.local_devices()
+    self.mesh = Mesh(np.asarray(self._devices), ('devices',))
+    self._stacked = NamedSharding(self.mesh, PartitionSpec('devices'))
+    self._n = len(self._devices)
+
+  @property
+  def init_sharding(self) -> None:
+    return None
+
+  def place_state(self, state):
+    return jax.tree.map(
+        lambda x: jax.device_put(np.broadcast_to(np.asarray(x), (self._n,) + x.shape),
+                                 self._stacked), state)
+
+  def host_state(self, state):
+    return jax.tree.map(lambda x: _first_replica(x)[0], state)
+
+  def place_batch(self, host_batch):
+    return {k: jax.device_put(v.reshape((self._n, -1) + v.shape[1:]), self._stacked)
+            for k, v in host_batch.items()}
+
+  def compile(self, step, donate_state=False):
+    return jax.pmap(functools.partial(step, axis_name=AXIS_NAME),
+                    axis_name=AXIS_NAME, devices=self._devices,
+                    donate_argnums=(0,) if donate_state else ())
+
+  def fetch(self, tree):
+    return jax.tree.map(lambda x: _first_replica(x)[0], tree)
+
+
+def get_strategy(name: str) -> Strategy:
+  if name == 'jit':
+    return JitStrategy()
+  if name == 'pmap':
+    return PmapStrategy()
+  raise ConfigError(f'Unknown config.parallel={name!r}; choose one of: '
+                    f'{", ".join(STRATEGIES)}.')

@@ -18,7 +18,6 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
-from absl import logging
 from flax.training import train_state
 from tqdm import tqdm
 
@@ -29,6 +28,7 @@ from unetjax import losses
 from unetjax import metrics
 from unetjax import models
 from unetjax import parallel
+from unetjax import signals
 from unetjax import workdir as workdir_lib
 from unetjax.data import pipeline
 from unetjax.errors import DataError, DivergenceError
@@ -88,10 +88,19 @@ def preprocess(images: jax.Array) -> jax.Array:
 
 
 def train_step(state: TrainState, batch: dict[str, jax.Array], *,
-               loss_fn: losses.LossFn,
-               dropout_rng: jax.Array) -> tuple[TrainState, dict[str, jax.Array]]:
-  """One optimizer update on `batch` ('image' uint8 NHWC, 'mask' class ids)."""
+               loss_fn: losses.LossFn, dropout_rng: jax.Array,
+               skip_nonfinite: bool = False, axis_name: str | None = None
+               ) -> tuple[TrainState, dict[str, jax.Array]]:
+  """One optimizer update on `batch` ('image' uint8 NHWC, 'mask' class ids).
+
+  Under pmap (`axis_name` set) gradients, loss and batch-norm statistics are
+  averaged over devices, and each device draws its own dropout masks. A
+  non-finite loss or gradient is reported as `finite` False; with
+  `skip_nonfinite` the update is then dropped (the step still counts).
+  """
   rng = jax.random.fold_in(dropout_rng, state.step)
+  if axis_name is not None:
+    rng = jax.random.fold_in(rng, jax.lax.axis_index(axis_name))
   labels = batch['mask'].astype(jnp.int32)
 
   def compute_loss(params):
@@ -99,19 +108,27 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], *,
         {'params': params, 'batch_stats': state.batch_stats},
         preprocess(batch['image']), train=True, rngs={'dropout': rng},
         mutable=['batch_stats'])
-    return loss_fn(outputs, labels), updates
+    return loss_fn(outputs, labels), updates.get('batch_stats', state.batch_stats)
 
-  (loss, updates), grads = jax.value_and_grad(compute_loss, has_aux=True)(
+  (loss, batch_stats), grads = jax.value_and_grad(compute_loss, has_aux=True)(
       state.params)
-  state = state.apply_gradients(
-      grads=grads, batch_stats=updates.get('batch_stats', state.batch_stats))
-  return state, {'loss': loss}
+  if axis_name is not None:
+    grads, loss, batch_stats = jax.lax.pmean((grads, loss, batch_stats), axis_name)
+  finite = jnp.isfinite(loss) & jnp.all(jnp.array(
+      [jnp.all(jnp.isfinite(g)) for g in jax.tree.leaves(grads)]))
+  new_state = state.apply_gradients(grads=grads, batch_stats=batch_stats)
+  if skip_nonfinite:
+    kept = state.replace(step=new_state.step)
+    new_state = jax.tree.map(lambda new, old: jnp.where(finite, new, old),
+                             new_state, kept)
+  return new_state, {'loss': loss, 'finite': finite}
 
 
 def eval_step(state: TrainState, batch: dict[str, jax.Array], *,
-              loss_fn: losses.LossFn, **metric_options) -> metrics.Stats:
+              loss_fn: losses.LossFn, axis_name: str | None = None,
+              **metric_options) -> metrics.Stats:
   """`metrics.batch_statistics` (with `metric_options`) and the summed
-  per-image loss over the valid examples."""
+  per-image loss over the valid examples (summed over devices under pmap)."""
   logits = state.apply_fn({'params': state.params,
                            'batch_stats': state.batch_stats},
                           preprocess(batch['image']), train=False)
@@ -121,18 +138,21 @@ def eval_step(state: TrainState, batch: dict[str, jax.Array], *,
   stats = metrics.batch_statistics(logits, labels, batch['valid'],
                                    **metric_options)
   stats['loss_sum'] = jnp.sum(jnp.where(batch['valid'], per_image_loss, 0.0))
+  if axis_name is not None:
+    stats = jax.lax.psum(stats, axis_name)
   return stats
 
 
 def evaluate(eval_step_fn: Callable, state: TrainState,
              config: ml_collections.ConfigDict, split: str,
-             info: pipeline.DatasetInfo, sharding) -> dict[str, float]:
+             info: pipeline.DatasetInfo,
+             strategy: parallel.Strategy) -> dict[str, float]:
   """Metrics of `state` on one pass over `split`."""
   batches = pipeline.eval_batches(
       config.dataset, split, parallel.host_batch_size(config.eval_batch_size))
   total = None
-  for batch in parallel.prefetch_to_device(batches, sharding):
-    total = metrics.merge(total, eval_step_fn(state, batch))
+  for batch in strategy.prefetch(batches):
+    total = metrics.merge(total, strategy.fetch(eval_step_fn(state, batch)))
   result = metrics.summarize(total, info.class_names)
   result['loss'] = float(total['loss_sum'] / total['images'])
   return result
@@ -161,11 +181,10 @@ def _is_better(score: float, best: float | None, mode: str) -> bool:
   return best is None or (score > best if mode == 'max' else score < best)
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
-                       allow_config_change: bool = False) -> dict[str, Any]:
-  """Trains (or resumes) the run in `workdir`, then evaluates its best
-  checkpoint on the validation and test splits. Returns the final record."""
-  invocation_start = time.time()
+def _fit_for_training(config: ml_collections.ConfigDict, workdir: str,
+                      allow_config_change: bool):
+  """Every check that can fail on user input, before the workdir is touched.
+  Returns the model, the loss function and the prepared dataset's info."""
   configuration.validate(config)
   model = models.get_model(config.model, config.dtype, config.param_dtype)
   loss_fn = losses.get_loss(config.loss)
@@ -174,18 +193,38 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   info = pipeline.prepare(config.dataset)
   check_dataset_fits(config, info)
   # Tracing the model (no compute) raises InputShapeError for image sizes it
-  # cannot take, before anything is written to the workdir.
+  # cannot take.
   jax.eval_shape(functools.partial(model.init, train=False), jax.random.key(0),
                  jax.ShapeDtypeStruct((1,) + info.image_shape, jnp.float32))
   workdir_lib.record_config(workdir, config, allow_config_change)
+  return model, loss_fn, info
 
-  mesh = parallel.data_mesh()
-  replicated, batch_sharding = parallel.replicated(mesh), parallel.batch_sharded(mesh)
+
+class Stopped(Exception):
+  """Training stopped early on request (SIGTERM, Ctrl-C) after checkpointing."""
+
+  def __init__(self, message: str, signal_name: str | None):
+    super().__init__(message)
+    self.signal_name = signal_name
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
+                       allow_config_change: bool = False) -> dict[str, Any]:
+  """Trains (or resumes) the run in `workdir`, then evaluates its best
+  checkpoint on the validation and test splits. Returns the final record.
+
+  Raises Stopped after checkpointing if SIGTERM or Ctrl-C arrives, and
+  DivergenceError (keeping the checkpoints saved before) if the loss becomes
+  non-finite and config.on_nonfinite_loss is 'stop'.
+  """
+  invocation_start = time.time()
+  model, loss_fn, info = _fit_for_training(config, workdir, allow_config_change)
+  strategy = parallel.get_strategy(config.parallel)
   schedule = create_learning_rate_schedule(config.optimizer, config.num_train_steps)
   init_rng, dropout_rng = jax.random.split(jax.random.key(config.seed))
   state = init_train_state(init_rng, model,
                            create_optimizer(config.optimizer, schedule),
-                           info.image_shape, replicated)
+                           info.image_shape, strategy.init_sharding)
 
   logger = logs.MetricLogger(workdir)
   ckpts = checkpoints.Checkpoints(workdir, config.max_checkpoints_to_keep,
@@ -196,102 +235,137 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     if jax.process_index() == 0:
       print(f'Resuming from step {int(state.step)} of {workdir}.')
     logger.write('resume', int(state.step))
-  previous_wall_time = meta['wall_time_s']
-  wall_time = lambda: previous_wall_time + time.time() - invocation_start
-
-  p_train_step = jax.jit(functools.partial(
-      train_step, loss_fn=loss_fn, dropout_rng=dropout_rng), donate_argnums=0)
-  p_eval_step = jax.jit(functools.partial(
-      eval_step, loss_fn=loss_fn, **config.metrics.to_dict()))
-
+  template = state  # one copy, for restoring the best checkpoint at the end
   step = int(state.step)
-  batches = parallel.prefetch_to_device(
-      pipeline.train_batches(config.dataset,
-                             parallel.host_batch_size(config.batch_size),
-                             config.seed, start_step=step),
-      batch_sharding)
-  show_bar = config.progress_bar and jax.process_index() == 0
-  bar = tqdm(total=config.num_train_steps, initial=step, disable=not show_bar,
-             desc='train', unit='step', dynamic_ncols=True)
-  loss_sum, loss_count = jnp.zeros(()), 0
-  interval_start, interval_start_step = time.time(), step
-  try:
-    while step < config.num_train_steps:
-      previous_loss = loss_sum
-      state, step_metrics = p_train_step(state, next(batches))
-      step += 1
-      loss_sum, loss_count = loss_sum + step_metrics['loss'], loss_count + 1
-      # Keep one step in flight, not an unbounded queue: the device stays
-      # busy and the progress bar counts steps done, not steps dispatched.
-      previous_loss.block_until_ready()
-      bar.update(1)
-      last = step == config.num_train_steps
+  state = strategy.place_state(state)
+  wall_time = lambda: meta['wall_time_s'] + time.time() - invocation_start
 
-      if step % config.log_every_steps == 0 or last:
-        loss = float(loss_sum) / loss_count  # the only host sync per interval
-        if not math.isfinite(loss):
-          raise DivergenceError(
-              f'The training loss became {loss} in steps '
-              f'{step - loss_count + 1}-{step}. Lower '
-              'config.optimizer.learning_rate or set '
-              'config.optimizer.grad_clip_norm; the checkpoints saved before '
-              f'are kept in {workdir}.')
-        elapsed = time.time() - interval_start
-        images_per_s = (step - interval_start_step) * config.batch_size / elapsed
-        logger.write('train', step, split='train', loss=loss,
-                     learning_rate=float(schedule(step - 1)),
-                     images_per_s=images_per_s)
-        bar.set_postfix(loss=f'{loss:.4f}', img_s=f'{images_per_s:.1f}')
-        loss_sum, loss_count = jnp.zeros(()), 0
-        interval_start, interval_start_step = time.time(), step
+  p_train_step = strategy.compile(functools.partial(
+      train_step, loss_fn=loss_fn, dropout_rng=dropout_rng,
+      skip_nonfinite=config.on_nonfinite_loss == 'skip'), donate_state=True)
+  p_eval_step = strategy.compile(functools.partial(
+      eval_step, loss_fn=loss_fn, **config.metrics.to_dict()))
+  batches = strategy.prefetch(pipeline.train_batches(
+      config.dataset, parallel.host_batch_size(config.batch_size), config.seed,
+      start_step=step))
+  bar = tqdm(total=config.num_train_steps, initial=step, desc='train',
+             unit='step', dynamic_ncols=True,
+             disable=not (config.progress_bar and jax.process_index() == 0))
+  # The losses of the current logging interval go into checkpoints too, so a
+  # resumed run logs the same averages as an uninterrupted one.
+  interval = {'start': time.time(), 'first_step': step,
+              'losses': list(meta.get('interval_losses', [])),
+              'skipped': meta.get('interval_skipped', 0)}
 
-      if step % config.eval_every_steps == 0 or last:
-        result = evaluate(p_eval_step, state, config, 'validation', info,
-                          batch_sharding)
-        score = result[config.best_metric]
-        logger.write('eval', step, split='validation', **result)
-        bar.write(f'step {step}: validation ' + ', '.join(
-            f'{k} {result[k]:.4f}' for k in ('loss', 'dice', 'iou')))
-        if _is_better(score, meta['best_score'], config.best_metric_mode):
-          meta = {**meta, 'best_score': score, 'best_step': step}
-          ckpts.save_best(step, state, score, {**meta, 'wall_time_s': wall_time()})
+  def record(step_number: int, outputs: dict[str, jax.Array]) -> None:
+    """Waits for a dispatched step and checks its loss."""
+    loss, finite = strategy.fetch((outputs['loss'], outputs['finite']))
+    if finite:
+      interval['losses'].append(float(loss))
+    elif config.on_nonfinite_loss == 'skip':
+      interval['skipped'] += 1
+    else:
+      raise DivergenceError(
+          f'The training loss or its gradient became non-finite at step '
+          f'{step_number} (loss {float(loss)}). Lower '
+          'config.optimizer.learning_rate, set config.optimizer.grad_clip_norm, '
+          "or set config.on_nonfinite_loss='skip'; the checkpoints saved "
+          f'before are kept in {workdir}.')
 
-      if step % config.checkpoint_every_steps == 0 or last:
-        ckpts.save_latest(step, state, {**meta, 'wall_time_s': wall_time()})
-  except KeyboardInterrupt:
-    ckpts.wait()  # a save in flight completes and counts
-    saved = ckpts.latest_step()
-    raise KeyboardInterrupt(
-        f'Interrupted at step {step}. Re-run the same command to resume from '
-        + (f'the checkpoint of step {saved}.' if saved else 'the start.')) from None
-  finally:
-    bar.close()
-    ckpts.wait()
+  def save_latest() -> None:
+    ckpts.save_latest(step, strategy.host_state(state),
+                      {**meta, 'wall_time_s': wall_time(),
+                       'interval_losses': interval['losses'],
+                       'interval_skipped': interval['skipped']})
 
-  final = final_evaluation(p_eval_step, state, ckpts, config, info,
-                           batch_sharding)
+  pending = None
+  with signals.StopRequests() as stop_requests:
+    try:
+      while step < config.num_train_steps:
+        state, outputs = p_train_step(state, next(batches))
+        step += 1
+        # Keep one step in flight, not an unbounded queue: the device stays
+        # busy and the progress bar counts steps done, not steps dispatched.
+        if pending:
+          record(*pending)
+        pending = (step, outputs)
+        bar.update(1)
+        last = step == config.num_train_steps
+        log_now = step % config.log_every_steps == 0 or last
+        eval_now = step % config.eval_every_steps == 0 or last
+        checkpoint_now = step % config.checkpoint_every_steps == 0 or last
+        stop_now = stop_requests.requested(collective=log_now)
+        if not (log_now or eval_now or checkpoint_now or stop_now):
+          continue
+        record(*pending)  # nothing non-finite gets logged or saved
+        pending = None
+
+        if log_now:
+          elapsed = time.time() - interval['start']
+          images_per_s = ((step - interval['first_step']) * config.batch_size
+                          / elapsed)
+          loss = (float(np.mean(interval['losses'])) if interval['losses']
+                  else float('nan'))
+          logger.write('train', step, split='train', loss=loss,
+                       learning_rate=float(schedule(step - 1)),
+                       images_per_s=images_per_s,
+                       skipped_steps=interval['skipped'])
+          bar.set_postfix(loss=f'{loss:.4f}', img_s=f'{images_per_s:.1f}')
+          interval = {'start': time.time(), 'first_step': step, 'losses': [],
+                      'skipped': 0}
+
+        if eval_now:
+          result = evaluate(p_eval_step, state, config, 'validation', info,
+                            strategy)
+          logger.write('eval', step, split='validation', **result)
+          bar.write(f'step {step}: validation ' + ', '.join(
+              f'{k} {result[k]:.4f}' for k in ('loss', 'dice', 'iou')))
+          score = result[config.best_metric]
+          if _is_better(score, meta['best_score'], config.best_metric_mode):
+            meta = {**meta, 'best_score': score, 'best_step': step}
+            ckpts.save_best(step, strategy.host_state(state), score,
+                            {**meta, 'wall_time_s': wall_time()})
+
+        if checkpoint_now or stop_now:
+          save_latest()
+        if stop_now and not last:
+          raise Stopped(
+              f'Stopped by {stop_requests.signal_name or "a stop request"} at '
+              f'step {step}, after saving its checkpoint. Re-run the same '
+              'command to resume.', stop_requests.signal_name)
+    finally:
+      bar.close()
+      ckpts.wait()
+
+  final = final_evaluation(p_eval_step, template, ckpts, config, info, strategy)
   final['wall_time_s'] = wall_time()
   logger.write('final', step, **final)
   logger.close()
   ckpts.close()
-  logging.info('Final: %s', final)
   if jax.process_index() == 0:
     print(format_summary(final, config.best_metric))
   return final
 
 
-def final_evaluation(eval_step_fn: Callable, state: TrainState,
+def final_evaluation(eval_step_fn: Callable, template: TrainState,
                      ckpts: checkpoints.Checkpoints,
                      config: ml_collections.ConfigDict,
-                     info: pipeline.DatasetInfo, sharding) -> dict[str, Any]:
-  """Validation and test metrics of the best checkpoint."""
-  best_state, best_meta = ckpts.restore_best(state)
+                     info: pipeline.DatasetInfo,
+                     strategy: parallel.Strategy) -> dict[str, Any]:
+  """Validation and test metrics of the best checkpoint (of the latest if no
+  validation score was ever finite)."""
+  if ckpts.best_step() is not None:
+    best_state, best_meta = ckpts.restore_best(template)
+  else:
+    best_state, best_meta = ckpts.restore_latest(template)
+    best_meta['best_step'] = ckpts.latest_step()
+  best_state = strategy.place_state(best_state)
   return {
       'best_step': best_meta['best_step'],
       'best_metric': config.best_metric,
       'validation': evaluate(eval_step_fn, best_state, config, 'validation',
-                             info, sharding),
-      'test': evaluate(eval_step_fn, best_state, config, 'test', info, sharding),
+                             info, strategy),
+      'test': evaluate(eval_step_fn, best_state, config, 'test', info, strategy),
   }
 
 

@@ -6,7 +6,7 @@ Datasets are written as array_record files and read by random access through
 per epoch reshuffled) dataset, so a resumed run starts at its step and sees
 exactly the batches an uninterrupted run would have seen.
 
-Each process reads the examples i with i % process_count == process_index.
+With several processes, each reads its own share of every batch.
 """
 
 import dataclasses
@@ -18,6 +18,7 @@ import jax
 import ml_collections
 import numpy as np
 import tensorflow_datasets as tfds
+from jax.experimental import multihost_utils
 
 from unetjax.data import builders  # noqa: F401  (registers the builders)
 from unetjax.errors import DataError
@@ -46,9 +47,14 @@ def _builder(dataset_config: ml_collections.ConfigDict):
 
 
 def prepare(dataset_config: ml_collections.ConfigDict) -> DatasetInfo:
-  """Builds the dataset into the TFDS data dir unless it is already there."""
+  """Builds the dataset into the TFDS data dir unless it is already there
+  (process 0 builds, the others wait)."""
   builder = _builder(dataset_config)
-  builder.download_and_prepare()
+  if jax.process_index() == 0:
+    builder.download_and_prepare()
+  if jax.process_count() > 1:
+    multihost_utils.sync_global_devices(f'prepared {dataset_config.name}')
+    builder = _builder(dataset_config)
   info = builder.info
   features = info.features
   for key in ('image', 'mask'):
@@ -66,14 +72,13 @@ def prepare(dataset_config: ml_collections.ConfigDict) -> DatasetInfo:
       split_sizes={name: split.num_examples for name, split in info.splits.items()})
 
 
-def _host_source(dataset_config: ml_collections.ConfigDict,
-                 split: str) -> grain.MapDataset:
+def _source(dataset_config: ml_collections.ConfigDict,
+            split: str) -> grain.MapDataset:
   builder = _builder(dataset_config)
   if split not in builder.info.splits:
     raise DataError(f'Dataset {dataset_config.name!r} has no split {split!r}; '
                     f'it has: {", ".join(builder.info.splits)}.')
-  source = grain.MapDataset.source(builder.as_data_source(split=split))
-  return source[jax.process_index()::jax.process_count()]
+  return grain.MapDataset.source(builder.as_data_source(split=split))
 
 
 def _read_options(dataset_config: ml_collections.ConfigDict) -> grain.ReadOptions:
@@ -82,13 +87,21 @@ def _read_options(dataset_config: ml_collections.ConfigDict) -> grain.ReadOption
 
 
 def train_batches(dataset_config: ml_collections.ConfigDict, batch_size: int,
-                  seed: int, start_step: int = 0) -> Iterator[Batch]:
-  """Endless batches of this process's `batch_size` examples, from `start_step`."""
-  dataset = (_host_source(dataset_config, 'train')
-             .shuffle(seed=seed)
-             .repeat()
-             .batch(batch_size, drop_remainder=True))
-  return iter(dataset[start_step:].to_iter_dataset(_read_options(dataset_config)))
+                  seed: int, start_step: int = 0, process_index: int | None = None,
+                  process_count: int | None = None) -> Iterator[Batch]:
+  """Endless batches of `batch_size` examples for this process, from `start_step`.
+
+  The global batch of step k is elements [k * B, (k + 1) * B) of one shuffled
+  stream (B = batch_size * process_count) and process p reads the p-th slice
+  of it, so the global batches do not depend on how many processes read them.
+  """
+  if process_index is None:
+    process_index, process_count = jax.process_index(), jax.process_count()
+  stream = _source(dataset_config, 'train').shuffle(seed=seed).repeat()
+  host_batches = stream.batch(batch_size, drop_remainder=True)[
+      process_index::process_count]
+  return iter(host_batches[start_step:].to_iter_dataset(
+      _read_options(dataset_config)))
 
 
 def _pad(batch: Batch, size: int) -> Batch:
@@ -102,7 +115,7 @@ def eval_batches(dataset_config: ml_collections.ConfigDict, split: str,
   """One pass over `split` in order, in full batches of this process's
   `batch_size`; padding examples have valid == False. Every process yields the
   same number of batches, as the jitted step over all devices needs."""
-  source = _host_source(dataset_config, split)
+  source = _source(dataset_config, split)[jax.process_index()::jax.process_count()]
   split_size = _builder(dataset_config).info.splits[split].num_examples
   n_batches = math.ceil(math.ceil(split_size / jax.process_count()) / batch_size)
   dataset = source.map(lambda ex: {**ex, 'valid': np.bool_(True)}).batch(batch_size)
