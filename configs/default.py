@@ -15,6 +15,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.dataset = ml_collections.ConfigDict()
   config.dataset.name = 'synthetic_cells/binary'  # TFDS name/config
   config.dataset.data_dir = ''  # TFDS data dir; '' = $TFDS_DATA_DIR or ~/tensorflow_datasets
+  # Files of datasets you downloaded yourself (isbi2012_em, drive, kvasir_seg,
+  # ...; the folder for image_folder); '' = <data_dir>/downloads/manual/<name>.
+  config.dataset.manual_dir = ''
   config.dataset.reader_threads = 2  # grain threads reading and batching examples
   config.dataset.prefetch_batches = 4  # batches grain reads ahead
 

@@ -51,6 +51,7 @@ FIELDS: dict[str, tuple[tuple[type, ...], Check | None]] = {
     'seed': ((int,), non_negative),
     'dataset.name': ((str,), None),
     'dataset.data_dir': ((str,), None),
+    'dataset.manual_dir': ((str,), None),
     'dataset.reader_threads': ((int,), positive),
     'dataset.prefetch_batches': ((int,), positive),
     'model.name': ((str,), None),
@@ -90,7 +91,8 @@ FIELDS: dict[str, tuple[tuple[type, ...], Check | None]] = {
     'metrics.surface_metrics': ((bool,), None),
     'progress_bar': ((bool,), None),
 }
-SECTIONS = ('dataset', 'model', 'loss', 'optimizer', 'metrics')
+# config.dataset.folder holds image_folder's options, checked by its builder.
+SECTIONS = ('dataset', 'dataset.folder', 'model', 'loss', 'optimizer', 'metrics')
 # Sections whose fields are all listed above (config.model is per-architecture).
 CLOSED_SECTIONS = ('', 'dataset', 'loss', 'optimizer', 'metrics')
 

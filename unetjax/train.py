@@ -102,13 +102,15 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], *,
   if axis_name is not None:
     rng = jax.random.fold_in(rng, jax.lax.axis_index(axis_name))
   labels = batch['mask'].astype(jnp.int32)
+  roi = batch.get('roi')  # pixels to learn from, where the dataset has them
 
   def compute_loss(params):
     outputs, updates = state.apply_fn(
         {'params': params, 'batch_stats': state.batch_stats},
         preprocess(batch['image']), train=True, rngs={'dropout': rng},
         mutable=['batch_stats'])
-    return loss_fn(outputs, labels), updates.get('batch_stats', state.batch_stats)
+    return (loss_fn(outputs, labels, mask=roi),
+            updates.get('batch_stats', state.batch_stats))
 
   (loss, batch_stats), grads = jax.value_and_grad(compute_loss, has_aux=True)(
       state.params)
@@ -133,9 +135,11 @@ def eval_step(state: TrainState, batch: dict[str, jax.Array], *,
                            'batch_stats': state.batch_stats},
                           preprocess(batch['image']), train=False)
   labels = batch['mask'].astype(jnp.int32)
-  per_image_loss = jax.vmap(lambda lo, la: loss_fn(lo[None], la[None]))(
-      logits, labels)
-  stats = metrics.batch_statistics(logits, labels, batch['valid'],
+  roi = batch.get('roi', jnp.ones_like(labels)).astype(bool)  # pixels to score
+  per_image_loss = jax.vmap(
+      lambda lo, la, m: loss_fn(lo[None], la[None], mask=m[None]))(
+          logits, labels, roi)
+  stats = metrics.batch_statistics(logits, labels, batch['valid'], mask=roi,
                                    **metric_options)
   stats['loss_sum'] = jnp.sum(jnp.where(batch['valid'], per_image_loss, 0.0))
   if axis_name is not None:

@@ -13,7 +13,8 @@ from unetjax.errors import WorkdirError
 CONFIG_FILE = 'config.json'
 # Fields that change how a run is executed but not its numbers.
 RESULT_NEUTRAL_FIELDS = ('progress_bar', 'dataset.data_dir',
-                         'dataset.reader_threads', 'dataset.prefetch_batches')
+                         'dataset.manual_dir', 'dataset.reader_threads',
+                         'dataset.prefetch_batches')
 
 
 def config_to_dict(config: ml_collections.ConfigDict) -> dict[str, Any]:

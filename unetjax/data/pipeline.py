@@ -11,6 +11,7 @@ With several processes, each reads its own share of every batch.
 
 import dataclasses
 import math
+import os
 from typing import Iterator
 
 import grain
@@ -20,7 +21,8 @@ import numpy as np
 import tensorflow_datasets as tfds
 from jax.experimental import multihost_utils
 
-from unetjax.data import builders  # noqa: F401  (registers the builders)
+from unetjax.data import builders  # registers the builders with tfds
+from unetjax.data.builders import image_folder
 from unetjax.errors import DataError
 
 Batch = dict[str, np.ndarray]
@@ -33,25 +35,56 @@ class DatasetInfo:
   image_shape: tuple[int, int, int]
   class_names: tuple[str, ...]
   split_sizes: dict[str, int]
+  has_roi: bool = False  # examples carry 'roi', the pixels to score
+
+
+def _data_dir(dataset_config: ml_collections.ConfigDict) -> str:
+  return (dataset_config.data_dir or os.environ.get('TFDS_DATA_DIR')
+          or os.path.expanduser('~/tensorflow_datasets'))
 
 
 def _builder(dataset_config: ml_collections.ConfigDict):
+  name = dataset_config.name
+  data_dir = _data_dir(dataset_config)
+  if name == image_folder.ImageFolder.name:
+    if not dataset_config.manual_dir:
+      raise DataError('image_folder needs config.dataset.manual_dir: the folder '
+                      'with images/ and masks/.')
+    options = dataset_config.get('folder', ml_collections.ConfigDict()).to_dict()
+    config = image_folder.make_config(dataset_config.manual_dir, **options)
+    return image_folder.ImageFolder(config=config, data_dir=data_dir,
+                                    file_format='array_record')
   try:
-    return tfds.builder(dataset_config.name,
-                        data_dir=dataset_config.data_dir or None,
-                        file_format='array_record')
+    return tfds.builder(name, data_dir=data_dir, file_format='array_record')
   except tfds.core.registered.DatasetNotFoundError as e:
     raise DataError(
-        f'Unknown dataset {dataset_config.name!r} (config.dataset.name); '
-        f'unetjax provides: {", ".join(builders.DATASETS)}.') from e
+        f'Unknown dataset {name!r} (config.dataset.name); unetjax provides: '
+        f'{", ".join(builders.DATASETS)}.') from e
+  except ValueError as e:  # e.g. an unknown builder config
+    raise DataError(f'config.dataset.name={name!r}: {e}') from e
+
+
+def manual_dir(dataset_config: ml_collections.ConfigDict, builder_name: str) -> str:
+  """config.dataset.manual_dir, or the TFDS convention
+  <data_dir>/downloads/manual/<dataset name>."""
+  return dataset_config.manual_dir or os.path.join(
+      _data_dir(dataset_config), 'downloads', 'manual', builder_name)
 
 
 def prepare(dataset_config: ml_collections.ConfigDict) -> DatasetInfo:
   """Builds the dataset into the TFDS data dir unless it is already there
   (process 0 builds, the others wait)."""
   builder = _builder(dataset_config)
-  if jax.process_index() == 0:
-    builder.download_and_prepare()
+  if jax.process_index() == 0 and not builder.is_prepared():
+    files = manual_dir(dataset_config, builder.name)
+    instructions = builder.MANUAL_DOWNLOAD_INSTRUCTIONS
+    if instructions and not (os.path.isdir(files) and os.listdir(files)):
+      raise DataError(
+          f'{builder.name}: no folder {files} with the dataset files. Set '
+          f'config.dataset.manual_dir to the folder that holds them. '
+          f'{instructions}')
+    builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
+        manual_dir=files, try_download_gcs=False))
   if jax.process_count() > 1:
     multihost_utils.sync_global_devices(f'prepared {dataset_config.name}')
     builder = _builder(dataset_config)
@@ -69,7 +102,18 @@ def prepare(dataset_config: ml_collections.ConfigDict) -> DatasetInfo:
       name=dataset_config.name,
       image_shape=tuple(features['image'].shape),
       class_names=class_names,
-      split_sizes={name: split.num_examples for name, split in info.splits.items()})
+      split_sizes={name: split.num_examples for name, split in info.splits.items()},
+      has_roi='roi' in features)
+
+
+def _standardize(example: dict) -> dict[str, np.ndarray]:
+  """The arrays a step needs: image (H, W, C) uint8, mask and roi (H, W)."""
+  out = {'image': example['image']}
+  for key in ('mask', 'roi'):
+    if key in example:
+      value = example[key]
+      out[key] = value[..., 0] if value.ndim == 3 else value
+  return out
 
 
 def _source(dataset_config: ml_collections.ConfigDict,
@@ -78,7 +122,8 @@ def _source(dataset_config: ml_collections.ConfigDict,
   if split not in builder.info.splits:
     raise DataError(f'Dataset {dataset_config.name!r} has no split {split!r}; '
                     f'it has: {", ".join(builder.info.splits)}.')
-  return grain.MapDataset.source(builder.as_data_source(split=split))
+  return grain.MapDataset.source(builder.as_data_source(split=split)).map(
+      _standardize)
 
 
 def _read_options(dataset_config: ml_collections.ConfigDict) -> grain.ReadOptions:

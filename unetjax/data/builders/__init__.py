@@ -1,8 +1,17 @@
 """TFDS dataset builders; importing this package registers them with tfds."""
 
+from unetjax.data.builders import cvc_clinicdb
+from unetjax.data.builders import drive
+from unetjax.data.builders import image_folder
+from unetjax.data.builders import isbi2012_em
+from unetjax.data.builders import isic2018
+from unetjax.data.builders import kvasir_seg
 from unetjax.data.builders import synthetic_cells
 
-DATASETS = tuple(
-    f'{name}/{config.name}'
-    for name, builder in [('synthetic_cells', synthetic_cells.SyntheticCells)]
-    for config in builder.BUILDER_CONFIGS)
+_BUILDERS = (synthetic_cells.SyntheticCells, isbi2012_em.Isbi2012Em,
+             drive.Drive, kvasir_seg.KvasirSeg, cvc_clinicdb.CvcClinicDb,
+             isic2018.Isic2018Task1)
+# Datasets built from files the user has (config.dataset.manual_dir).
+MANUAL = tuple(b.name for b in _BUILDERS[1:]) + (image_folder.ImageFolder.name,)
+DATASETS = tuple(f'{b.name}/{c.name}' for b in _BUILDERS
+                 for c in b.BUILDER_CONFIGS) + (image_folder.ImageFolder.name,)

@@ -1,0 +1,89 @@
+"""Images/s of the input pipeline alone vs the training step, on this machine.
+
+python benchmarks/input_pipeline.py --manual_dir=../shared/data/kvasir_seg
+
+Prints one JSON line. The pipeline reads, decodes (PNG) and batches
+kvasir_seg/256px (256x256 RGB) training examples with the config's reader
+threads; the train step is the default U-Net's, jitted, on the first device,
+timed in the same process.
+"""
+
+import json
+import os
+import platform
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import jax  # noqa: E402
+from absl import app, flags  # noqa: E402
+
+from configs import default  # noqa: E402
+from unetjax import losses, models, parallel, train  # noqa: E402
+from unetjax.data import pipeline  # noqa: E402
+
+flags.DEFINE_string('dataset', 'kvasir_seg/256px', 'TFDS name/config.')
+flags.DEFINE_string('manual_dir', '', 'Folder with the dataset files.')
+flags.DEFINE_string('data_dir', '', 'TFDS data dir.')
+flags.DEFINE_integer('batch_size', 16, 'Batch size.')
+flags.DEFINE_integer('batches', 100, 'Batches to time for the pipeline.')
+flags.DEFINE_integer('steps', 10, 'Train steps to time.')
+flags.DEFINE_integer('reader_threads', 2, 'grain reader threads.')
+FLAGS = flags.FLAGS
+
+
+def pipeline_images_per_s(config) -> float:
+  batches = pipeline.train_batches(config.dataset, FLAGS.batch_size, seed=0)
+  next(batches)  # start the reader threads
+  start = time.perf_counter()
+  for _ in range(FLAGS.batches):
+    next(batches)
+  return FLAGS.batches * FLAGS.batch_size / (time.perf_counter() - start)
+
+
+def train_step_images_per_s(config, image_shape) -> float:
+  strategy = parallel.JitStrategy(jax.devices()[:1])
+  model = models.get_model(config.model)
+  schedule = train.create_learning_rate_schedule(config.optimizer, 1000)
+  state = strategy.place_state(train.init_train_state(
+      jax.random.key(0), model, train.create_optimizer(config.optimizer, schedule),
+      image_shape, strategy.init_sharding))
+  step = strategy.compile(lambda s, b, axis_name: train.train_step(
+      s, b, loss_fn=losses.get_loss(config.loss), dropout_rng=jax.random.key(1),
+      axis_name=axis_name), donate_state=True)
+  batch = strategy.place_batch(next(pipeline.train_batches(
+      config.dataset, FLAGS.batch_size, seed=0)))
+  state, out = step(state, batch)  # compile
+  jax.block_until_ready(out)
+  start = time.perf_counter()
+  for _ in range(FLAGS.steps):
+    state, out = step(state, batch)
+  jax.block_until_ready(out)
+  return FLAGS.steps * FLAGS.batch_size / (time.perf_counter() - start)
+
+
+def main(argv):
+  del argv
+  config = default.get_config()
+  config.dataset.name = FLAGS.dataset
+  config.dataset.manual_dir = FLAGS.manual_dir
+  config.dataset.data_dir = FLAGS.data_dir
+  config.dataset.reader_threads = FLAGS.reader_threads
+  info = pipeline.prepare(config.dataset)
+  pipeline_rate = pipeline_images_per_s(config)
+  step_rate = train_step_images_per_s(config, info.image_shape)
+  print(json.dumps({
+      'benchmark': 'input_pipeline', 'dataset': FLAGS.dataset,
+      'image_shape': info.image_shape, 'batch_size': FLAGS.batch_size,
+      'reader_threads': FLAGS.reader_threads,
+      'pipeline_images_per_s': round(pipeline_rate, 1),
+      'train_step_images_per_s': round(step_rate, 2),
+      'pipeline_to_step_ratio': round(pipeline_rate / step_rate, 1),
+      'device': jax.devices()[0].device_kind, 'jax': jax.__version__,
+      'cpu_count': os.cpu_count(), 'machine': platform.machine(),
+  }))
+
+
+if __name__ == '__main__':
+  app.run(main)

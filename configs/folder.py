@@ -1,0 +1,28 @@
+"""U-Net on your own folder of images and masks.
+
+python -m unetjax.main --config=configs/folder.py --workdir=runs/mine \
+  --config.dataset.manual_dir=/path/to/data   # with images/ and masks/
+
+Masks matched to images by file stem; see unetjax/data/builders/image_folder.py.
+"""
+
+import ml_collections
+
+from configs import default
+
+
+def get_config():
+  config = default.get_config()
+  config.dataset.name = 'image_folder'
+  config.dataset.folder = ml_collections.ConfigDict()
+  config.dataset.folder.image_size = 256  # square side after resizing
+  config.dataset.folder.n_channels = 3  # 1 = greyscale, 3 = RGB
+  config.dataset.folder.mask_suffix = ''  # mask stem = image stem + suffix
+  config.dataset.folder.mask_values = (0, 255)  # pixel value of each class
+  config.dataset.folder.mask_threshold = -1  # >= 0: binary, value > threshold
+  config.dataset.folder.class_names = ('background', 'foreground')
+  config.dataset.folder.split_fractions = (0.8, 0.1, 0.1)  # train, val, test
+  config.dataset.folder.split_seed = 0
+  config.batch_size = 8
+  config.eval_batch_size = 8
+  return config
