@@ -207,7 +207,7 @@ def test_nonfinite_steps_are_flagged_and_optionally_skipped(tfds_dir, skip):
   config = small_config(tfds_dir)
   state = make_state(config)
   batch = next(pipeline.train_batches(config.dataset, 8, seed=0))
-  nan_loss = lambda outputs, labels: jnp.mean(outputs) * jnp.nan
+  nan_loss = lambda outputs, labels, mask=None: jnp.mean(outputs) * jnp.nan
   step = jax.jit(functools.partial(train.train_step, loss_fn=nan_loss,
                                    dropout_rng=jax.random.key(1),
                                    skip_nonfinite=skip))
