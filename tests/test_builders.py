@@ -1,6 +1,7 @@
 """TFDS builders of real datasets: built from ../shared/data or from folders
 generated here in the official layouts, checked against direct reads."""
 
+import importlib
 import json
 import os
 
@@ -10,6 +11,7 @@ import tensorflow_datasets as tfds
 from PIL import Image
 
 from configs import default
+from unetjax import train
 from unetjax.data import pipeline
 from unetjax.errors import ConfigError, DataError
 
@@ -40,6 +42,11 @@ def split_files(tfds_dir, name):
     return json.load(f)['split_files']
 
 
+@pytest.fixture(scope='module')
+def real_tfds_dir(tmp_path_factory):
+  return str(tmp_path_factory.mktemp('real_tfds'))
+
+
 @pytest.mark.parametrize('name, folder, shape, sizes, classes', [
     ('isbi2012_em/256px', 'isbi2012_em', (256, 256, 1),
      {'train': 20, 'validation': 5, 'test': 5}, ('interior', 'membrane')),
@@ -49,8 +56,8 @@ def split_files(tfds_dir, name):
      {'train': 798, 'validation': 100, 'test': 100}, ('background', 'polyp')),
 ])
 def test_named_builders_build_from_the_shared_data(
-    tmp_path_factory, shared_data, name, folder, shape, sizes, classes):
-  tfds_dir = str(tmp_path_factory.mktemp('tfds'))
+    real_tfds_dir, shared_data, name, folder, shape, sizes, classes):
+  tfds_dir = real_tfds_dir
   info = pipeline.prepare(dataset_config(tfds_dir, name,
                                          os.path.join(shared_data, folder)))
   assert info.image_shape == shape
@@ -199,3 +206,20 @@ def test_missing_manual_dir_says_where_to_put_the_files(tmp_path):
   with pytest.raises(DataError, match=r'no folder .*nowhere.*manual_dir'):
     pipeline.prepare(dataset_config(str(tmp_path), 'kvasir_seg/128px',
                                     tmp_path / 'nowhere'))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('config_name, folder', [
+    ('membranes', 'isbi2012_em'), ('drive', 'drive'), ('kvasir', 'kvasir_seg')])
+def test_real_dataset_configs_train(real_tfds_dir, shared_data, tmp_path,
+                                    config_name, folder):
+  config = importlib.import_module(f'configs.{config_name}').get_config()
+  config.dataset.data_dir = real_tfds_dir
+  config.dataset.manual_dir = os.path.join(shared_data, folder)
+  config.num_train_steps = 2
+  config.eval_every_steps = config.checkpoint_every_steps = 2
+  config.progress_bar = False
+  final = train.train_and_evaluate(config, str(tmp_path))
+  for split in ('validation', 'test'):
+    assert 0 <= final[split]['dice'] <= 1
+    assert np.isfinite(final[split]['loss'])
