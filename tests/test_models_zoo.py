@@ -7,6 +7,7 @@ traces the full-size models without computing anything.
 """
 
 import functools
+import re
 
 import flax
 import jax
@@ -436,3 +437,20 @@ def test_resnet18_flops_are_close_to_the_published_count():
   # padding taps that XLA leaves out, so XLA's count is a little lower).
   flops = models.forward_flops(ResNet(num_layers=18), (1, 224, 224, 3))
   assert 0.9 < flops / 2 / 1.8e9 < 1.0, flops
+
+
+def test_list_command_prints_models_with_parameters_and_flops(capsys,
+                                                            monkeypatch):
+  from unetjax.models import __main__ as cli
+  listed = {name for _, name, _ in cli.PAPER_SETTINGS}
+  assert listed == set(models.MODELS) | set(models.CLASSIFIERS)
+  # Compiling every model takes a while; one of each kind shows the format.
+  rows = [row for row in cli.PAPER_SETTINGS if row[0] in ('unet_pp', 'resnet18')]
+  monkeypatch.setattr(cli, 'PAPER_SETTINGS', rows)
+  assert cli.main(['--list', '--size', '32', '--base_filters', '4']) == 0
+  out = capsys.readouterr().out
+  assert 'input 1x32x32x1' in out
+  for label, name, fields in rows:
+    model = cli.build(name, fields, None, 4)
+    count = models.parameter_count(model, (1, 32, 32, 1))
+    assert re.search(rf'^{label} +{count:,} +\d+\.\d\d  ', out, re.M), out
