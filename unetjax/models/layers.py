@@ -1,8 +1,8 @@
 """Building blocks shared by the models (NHWC, flax.linen).
 
-Each block creates its convolutions with a bias only where no normalisation
-follows (a norm's own offset makes it redundant), and computes in `dtype`
-with parameters in `param_dtype`.
+A convolution that a norm directly follows has no bias (the norm's offset
+makes it redundant). Blocks compute in `dtype` with parameters in
+`param_dtype`.
 """
 
 import math
