@@ -54,8 +54,15 @@ def test_classifier_config_builds_a_classifier_and_is_refused_by_the_loop(
   assert not os.path.exists(tmp_path / 'run')
 
 
+def test_unet_config_is_the_default_config():
+  from configs import default
+  assert load('unet').to_dict() == default.get_config().to_dict()
+
+
+# configs/unet.py is the default config, which tests/test_train.py and
+# tests/test_main.py train through the loop already.
 @pytest.mark.slow
-@pytest.mark.parametrize('name', SEGMENTATION_CONFIGS)
+@pytest.mark.parametrize('name', [n for n in SEGMENTATION_CONFIGS if n != 'unet'])
 def test_config_trains_a_few_steps_through_the_loop(tfds_dir, tmp_path, name):
   config = load(name)
   config.dataset.data_dir = tfds_dir

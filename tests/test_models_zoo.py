@@ -35,6 +35,10 @@ TINY = {
 DROPOUT = 0.1
 NAMES = list(TINY)
 
+# The tests run tiny programs a few times, so XLA's CPU code optimisation
+# costs more time than it saves (compiles take half as long without it).
+jit = functools.partial(jax.jit, compiler_options=models.init_compiler_options())
+
 
 def tiny(name, **overrides):
   cls, fields, _ = TINY[name]
@@ -52,7 +56,7 @@ def tiny_variables(name, n_classes=1, channels=1):
 @functools.cache
 def tiny_apply(name, n_classes=1):
   """tiny(name).apply in evaluation mode, compiled once per input shape."""
-  return jax.jit(tiny(name, n_classes=n_classes).apply)
+  return jit(tiny(name, n_classes=n_classes).apply)
 
 
 def variable_count(variables, collection):
@@ -101,7 +105,7 @@ def test_dropout_and_batch_norm_act_only_in_training(name):
   evaluate = tiny_apply(name)
   np.testing.assert_array_equal(evaluate(variables, images),
                                 evaluate(variables, images))
-  train = jax.jit(lambda rng: model.apply(
+  train = jit(lambda rng: model.apply(
       variables, images, train=True, rngs={'dropout': rng},
       mutable=['batch_stats']))
   train_a, updates = train(jax.random.key(2))
@@ -119,7 +123,7 @@ def test_bfloat16_forward_is_finite_with_float32_params_and_logits(name):
   images = jax.random.uniform(jax.random.key(1), (2, 32, 32, 1))
   variables = tiny_variables(name)
   assert all(p.dtype == jnp.float32 for p in jax.tree.leaves(variables['params']))
-  logits = jax.jit(tiny(name, dtype=jnp.bfloat16).apply)(variables, images)
+  logits = jit(tiny(name, dtype=jnp.bfloat16).apply)(variables, images)
   assert logits.dtype == jnp.float32 and bool(jnp.all(jnp.isfinite(logits)))
   reference = tiny_apply(name)(variables, images)
   assert np.corrcoef(np.ravel(logits), np.ravel(reference))[0, 1] > 0.99
@@ -140,7 +144,7 @@ def test_gradient_reaches_every_parameter_and_adam_overfits_a_tiny_batch(name):
                                         labels)
     return loss, updates['batch_stats']
 
-  @jax.jit
+  @jit
   def step(params, batch_stats, opt_state, rng):
     (loss, batch_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(
         params, batch_stats, rng)
@@ -215,16 +219,16 @@ def test_unet_pp_trains_every_head_and_evaluates_their_mean():
   model = UNetPlusPlus(base_filters=4, depth=3, norm='none')
   images = jax.random.uniform(jax.random.key(1), (2, 32, 32, 1))
   variables = models.initialize(model, jax.random.key(0), images.shape)
-  heads = jax.jit(functools.partial(model.apply, train=True))(variables, images)
+  heads = jit(functools.partial(model.apply, train=True))(variables, images)
   assert isinstance(heads, tuple) and len(heads) == 3
   assert all(h.shape == (2, 32, 32, 1) for h in heads)
   # Without dropout and batch norm, training and evaluation compute the same
   # nodes, so evaluation is exactly the mean of the training heads.
-  mean = jax.jit(model.apply)(variables, images)
+  mean = jit(model.apply)(variables, images)
   np.testing.assert_allclose(mean, sum(heads) / 3, rtol=1e-5, atol=1e-5)
   for head in (1, 2, 3):
     pruned = model.clone(eval_head=head)
-    np.testing.assert_allclose(jax.jit(pruned.apply)(variables, images),
+    np.testing.assert_allclose(jit(pruned.apply)(variables, images),
                                heads[head - 1], rtol=1e-5, atol=1e-5)
 
 
@@ -386,7 +390,7 @@ def test_resnet18_overfits_a_tiny_labelled_batch():
   variables = models.initialize(model, jax.random.key(0), images.shape)
   tx = optax.adam(3e-3)
 
-  @jax.jit
+  @jit
   def step(params, batch_stats, opt_state):
     def loss_fn(params):
       logits, updates = model.apply(
@@ -405,7 +409,7 @@ def test_resnet18_overfits_a_tiny_labelled_batch():
     params, batch_stats, opt_state, loss = step(params, batch_stats, opt_state)
     history.append(float(loss))
   assert history[-1] < 0.5 * history[0], history
-  logits = jax.jit(model.apply)({'params': params, 'batch_stats': batch_stats},
+  logits = jit(model.apply)({'params': params, 'batch_stats': batch_stats},
                                 images)
   assert list(np.argmax(logits, -1)) == list(labels)
 
