@@ -22,13 +22,15 @@ def get_config() -> ml_collections.ConfigDict:
   config.dataset.prefetch_batches = 4  # batches grain reads ahead
 
   config.model = ml_collections.ConfigDict()
-  config.model.name = 'unet'  # see unetjax.models.MODELS
+  config.model.name = 'unet'  # see unetjax.models.MODELS and configs/<name>.py
   config.model.n_classes = 1  # 1 = binary (sigmoid); K = K-class softmax
   config.model.base_filters = 16  # channels of the first level, doubled per level
   config.model.depth = 4  # poolings; image sides must be divisible by 2**depth
   # Dropout per level, shallow to deep, last = bottleneck (one number = all).
   config.model.dropout_rates = (0.1, 0.1, 0.2, 0.2, 0.3)
-  config.model.use_batch_norm = True  # batch norm after every convolution
+  # Normalisation after every convolution: 'batch', 'group' (group norm, for
+  # batches of a few images) or 'none'.
+  config.model.norm = 'batch'
   config.model.upsample = 'transpose'  # 'transpose' (2x2 up-conv) or 'bilinear'
 
   config.dtype = 'float32'  # compute dtype: 'float32' or 'bfloat16'
@@ -60,6 +62,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.optimizer.grad_clip_norm = 0.0  # clip gradients to this global norm; 0 = off
 
   config.parallel = 'jit'  # device strategy: 'jit' (sharded mesh) or 'pmap'
+  # pmap: batch-norm statistics over all devices, not each device's share
+  # (jit always uses the global batch).
+  config.sync_batch_norm = True
   config.on_nonfinite_loss = 'stop'  # 'stop' the run, or 'skip' the update
   config.batch_size = 16  # global batch, split over all devices
   config.eval_batch_size = 64  # global batch for evaluation

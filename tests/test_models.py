@@ -20,7 +20,7 @@ def n_params(model, shape):
     (dict(n_classes=3, base_filters=8, depth=3), (1, 48, 32, 3), 3),
     (dict(n_classes=2, base_filters=4, depth=2, upsample='bilinear'),
      (3, 20, 28, 1), 2),
-    (dict(n_classes=1, base_filters=4, depth=1, use_batch_norm=False),
+    (dict(n_classes=1, base_filters=4, depth=1, norm='none'),
      (1, 6, 10, 2), 1),
 ])
 def test_output_shape_is_input_size_with_one_logit_per_class(kwargs, shape, n_out):
@@ -40,15 +40,15 @@ def test_output_shape_is_input_size_with_one_logit_per_class(kwargs, shape, n_ou
     (dict(n_classes=1, base_filters=32), (1, 64, 64, 1), 7_760_000),
 ])
 def test_parameter_count_matches_published(kwargs, shape, published):
-  count = n_params(UNet(depth=4, use_batch_norm=False, **kwargs), shape)
+  count = n_params(UNet(depth=4, norm='none', **kwargs), shape)
   assert abs(count - published) < 5_000, count
 
 
 def test_batch_norm_replaces_conv_bias_and_adds_running_stats():
   shape = (1, 32, 32, 1)
-  with_bn = models.initialize(UNet(base_filters=8, depth=2, use_batch_norm=True),
+  with_bn = models.initialize(UNet(base_filters=8, depth=2, norm='batch'),
                               jax.random.key(0), shape)
-  without = models.initialize(UNet(base_filters=8, depth=2, use_batch_norm=False),
+  without = models.initialize(UNet(base_filters=8, depth=2, norm='none'),
                               jax.random.key(0), shape)
   assert 'batch_stats' in with_bn and 'batch_stats' not in without
   flat = flax.traverse_util.flatten_dict(with_bn['params'])
@@ -58,7 +58,7 @@ def test_batch_norm_replaces_conv_bias_and_adds_running_stats():
 
 
 def test_dropout_is_random_in_training_and_off_in_evaluation():
-  model = UNet(base_filters=4, depth=2, dropout_rates=0.5, use_batch_norm=False)
+  model = UNet(base_filters=4, depth=2, dropout_rates=0.5, norm='none')
   x = jax.random.uniform(jax.random.key(1), (2, 16, 16, 1))
   variables = models.initialize(model, jax.random.key(0), x.shape)
   apply = jax.jit(model.apply, static_argnames='train')

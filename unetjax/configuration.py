@@ -77,6 +77,7 @@ FIELDS: dict[str, tuple[tuple[type, ...], Check | None]] = {
     'optimizer.grad_clip_norm': ((int, float), non_negative),
     'parallel': ((str,), one_of('jit', 'pmap')),
     'on_nonfinite_loss': ((str,), one_of('stop', 'skip')),
+    'sync_batch_norm': ((bool,), None),
     'batch_size': ((int,), positive),
     'eval_batch_size': ((int,), positive),
     'num_train_steps': ((int,), positive),

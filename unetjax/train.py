@@ -82,6 +82,15 @@ def init_train_state(rng: jax.Array, model: nn.Module,
                  compiler_options=models.init_compiler_options())(rng)
 
 
+def model_for_strategy(model: nn.Module, strategy: str,
+                       sync_batch_norm: bool) -> nn.Module:
+  """Under pmap with `sync_batch_norm`, batch norm takes its statistics over
+  all devices (same parameters, so checkpoints are interchangeable)."""
+  if strategy == 'pmap' and sync_batch_norm and getattr(model, 'norm', None) == 'batch':
+    return model.clone(norm='sync_batch')
+  return model
+
+
 def preprocess(images: jax.Array) -> jax.Array:
   """uint8 pixels -> float32 in [0, 1]."""
   return images.astype(jnp.float32) / 255.0
@@ -224,6 +233,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   invocation_start = time.time()
   model, loss_fn, info = _fit_for_training(config, workdir, allow_config_change)
   strategy = parallel.get_strategy(config.parallel)
+  model = model_for_strategy(model, config.parallel, config.sync_batch_norm)
   schedule = create_learning_rate_schedule(config.optimizer, config.num_train_steps)
   init_rng, dropout_rng = jax.random.split(jax.random.key(config.seed))
   state = init_train_state(init_rng, model,

@@ -1,4 +1,4 @@
-"""Model registry: `config.model.name` -> flax.linen Module class."""
+"""Model registries: `config.model.name` -> flax.linen Module class."""
 
 import dataclasses
 from typing import Any
@@ -9,13 +9,36 @@ import jax.numpy as jnp
 import ml_collections
 
 from unetjax.errors import ConfigError
+from unetjax.models.attention_unet import AttentionUNet
+from unetjax.models.fcn import FCN8s
+from unetjax.models.resnet import ResNet
+from unetjax.models.resunet import ResUNet
+from unetjax.models.resunet_pp import ResUNetPlusPlus
 from unetjax.models.unet import UNet
+from unetjax.models.unet_pp import UNetPlusPlus
 
+# Segmentation models: images (N, H, W, C) -> logits (N, H, W, n_classes).
 MODELS: dict[str, type[nn.Module]] = {
     'unet': UNet,
+    'unet_pp': UNetPlusPlus,
+    'attention_unet': AttentionUNet,
+    'resunet': ResUNet,
+    'resunet_pp': ResUNetPlusPlus,
+    'fcn8s': FCN8s,
+}
+
+# Image classifiers: images -> logits (N, n_classes); not trainable by
+# unetjax.train, whose datasets are segmentation datasets.
+CLASSIFIERS: dict[str, type[nn.Module]] = {
+    'resnet': ResNet,
 }
 
 DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16, 'float16': jnp.float16}
+
+# Fields that were renamed: old name -> what to write instead.
+RENAMED_FIELDS = {
+    'use_batch_norm': "norm ('batch' for True, 'none' for False, or 'group')",
+}
 
 
 def _dtype(name: str, field: str):
@@ -25,23 +48,51 @@ def _dtype(name: str, field: str):
   return DTYPES[name]
 
 
+def model_fields(cls: type[nn.Module]) -> set[str]:
+  """The config.model fields (besides `name`) that `cls` takes."""
+  return ({f.name for f in dataclasses.fields(cls)}
+          - {'parent', 'name', 'dtype', 'param_dtype'})
+
+
+def _build(registry: dict[str, type[nn.Module]], model_config: ml_collections.ConfigDict,
+           dtype: str, param_dtype: str) -> nn.Module:
+  cls = registry[model_config.name]
+  kwargs = {k: v for k, v in model_config.items() if k != 'name'}
+  unknown = sorted(set(kwargs) - model_fields(cls))
+  if unknown:
+    renamed = ''.join(f' model.{k} is now model.{RENAMED_FIELDS[k]}.'
+                      for k in unknown if k in RENAMED_FIELDS)
+    raise ConfigError(
+        f'Model {model_config.name!r} has no field(s) {", ".join(unknown)} '
+        f'(config.model); it takes: {", ".join(sorted(model_fields(cls)))}.'
+        + renamed)
+  return cls(**kwargs, dtype=_dtype(dtype, 'config.dtype'),
+             param_dtype=_dtype(param_dtype, 'config.param_dtype'))
+
+
 def get_model(model_config: ml_collections.ConfigDict, dtype: str = 'float32',
               param_dtype: str = 'float32') -> nn.Module:
-  """Builds the model named by model_config.name from its other fields."""
+  """Builds the segmentation model named by model_config.name from its other fields."""
   name = model_config.name
+  if name in CLASSIFIERS:
+    raise ConfigError(
+        f'Model {name!r} is an image classifier (images -> class logits), not '
+        'a segmentation model, so the segmentation training loop cannot train '
+        'it; build it with unetjax.models.get_classifier. Segmentation models: '
+        f'{", ".join(MODELS)}.')
   if name not in MODELS:
     raise ConfigError(f'Unknown model {name!r} (config.model.name); choose one '
                       f'of: {", ".join(MODELS)}.')
-  cls = MODELS[name]
-  accepted = ({f.name for f in dataclasses.fields(cls)}
-              - {'parent', 'name', 'dtype', 'param_dtype'})
-  kwargs = {k: v for k, v in model_config.items() if k != 'name'}
-  unknown = sorted(set(kwargs) - accepted)
-  if unknown:
-    raise ConfigError(f'Model {name!r} has no field(s) {", ".join(unknown)} '
-                      f'(config.model); it takes: {", ".join(sorted(accepted))}.')
-  return cls(**kwargs, dtype=_dtype(dtype, 'config.dtype'),
-             param_dtype=_dtype(param_dtype, 'config.param_dtype'))
+  return _build(MODELS, model_config, dtype, param_dtype)
+
+
+def get_classifier(model_config: ml_collections.ConfigDict, dtype: str = 'float32',
+                   param_dtype: str = 'float32') -> nn.Module:
+  """Builds the image classifier named by model_config.name from its other fields."""
+  if model_config.name not in CLASSIFIERS:
+    raise ConfigError(f'Unknown classifier {model_config.name!r} '
+                      f'(config.model.name); choose one of: {", ".join(CLASSIFIERS)}.')
+  return _build(CLASSIFIERS, model_config, dtype, param_dtype)
 
 
 def init_compiler_options() -> dict[str, Any] | None:
@@ -59,3 +110,28 @@ def initialize(model: nn.Module, rng: jax.Array,
   """model.init on zeros of `input_shape` (NHWC), compiled."""
   return jax.jit(lambda key: model.init(key, jnp.zeros(input_shape), train=False),
                  compiler_options=init_compiler_options())(rng)
+
+
+def variable_shapes(model: nn.Module, input_shape: tuple[int, ...]) -> dict[str, Any]:
+  """The shapes and dtypes of model.init's variables, traced without compute."""
+  return jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros(input_shape),
+                                           train=False))
+
+
+def parameter_count(model: nn.Module, input_shape: tuple[int, ...]) -> int:
+  """Trainable parameters (batch-norm running statistics are not counted)."""
+  params = variable_shapes(model, input_shape)['params']
+  return sum(leaf.size for leaf in jax.tree.leaves(params))
+
+
+def forward_flops(model: nn.Module, input_shape: tuple[int, ...]) -> float:
+  """FLOPs of one evaluation-mode forward pass on `input_shape`, as counted
+  by XLA's cost analysis of the compiled program (2 per multiply-add)."""
+  variables = variable_shapes(model, input_shape)
+  images = jax.ShapeDtypeStruct(input_shape, jnp.float32)
+  compiled = jax.jit(lambda v, x: model.apply(v, x, train=False)).lower(
+      variables, images).compile()
+  cost = compiled.cost_analysis()
+  if isinstance(cost, (list, tuple)):  # one entry per program in older jax
+    cost = cost[0]
+  return float(cost['flops'])

@@ -1,16 +1,24 @@
-"""Building blocks shared by the segmentation models (NHWC, flax.linen)."""
+"""Building blocks shared by the models (NHWC, flax.linen).
 
-from typing import Any
+A convolution that a norm directly follows has no bias (the norm's offset
+makes it redundant). Blocks compute in `dtype` with parameters in
+`param_dtype`.
+"""
+
+import math
+from typing import Any, Callable
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
 from unetjax.errors import ConfigError, InputShapeError
+from unetjax.parallel import AXIS_NAME
 
 Dtype = Any
 
 UPSAMPLE_MODES = ('transpose', 'bilinear')
+NORMS = ('batch', 'group', 'none')
 
 
 def check_input_size(shape: tuple[int, ...], depth: int) -> None:
@@ -50,55 +58,222 @@ def expand_per_level(values: Any, depth: int, name: str) -> tuple[float, ...]:
   return values
 
 
+def normalization(norm: str, train: bool, dtype: Dtype = jnp.float32,
+                  param_dtype: Dtype = jnp.float32) -> Callable[[jax.Array], jax.Array]:
+  """The norm layer named by `norm`, created in the calling module.
+
+  'batch' normalises over the batch (running averages in evaluation);
+  'group' (Wu & He 2018) over groups of channels within each image, so it
+  works with batches of one or two images: 32 groups, or gcd(32, channels)
+  where the channels do not split into 32; 'none' is the identity.
+  """
+  if norm in ('batch', 'sync_batch'):
+    # 'sync_batch' is 'batch' with statistics over all devices of a pmap
+    # (the training loop's choice; under jit they always are).
+    return nn.BatchNorm(use_running_average=not train, momentum=0.9,
+                        axis_name=AXIS_NAME if norm == 'sync_batch' else None,
+                        dtype=dtype, param_dtype=param_dtype)
+  if norm == 'group':
+    return lambda x: nn.GroupNorm(num_groups=math.gcd(32, x.shape[-1]),
+                                  dtype=dtype, param_dtype=param_dtype)(x)
+  if norm == 'none':
+    return lambda x: x
+  raise ConfigError(f'Unknown norm {norm!r} (model.norm); choose one of {NORMS}.')
+
+
 class ConvBlock(nn.Module):
-  """Two 3x3 convolutions, each followed by optional batch norm and ReLU.
+  """Two 3x3 convolutions, each followed by the norm and ReLU.
 
   The dropout sits between the two convolutions, as in the Keras U-Nets that
   popularised per-level rates (0.1 shallow ... 0.3 deep).
   """
   features: int
-  use_batch_norm: bool = True
+  norm: str = 'batch'
   dropout_rate: float = 0.0
   dtype: Dtype = jnp.float32
   param_dtype: Dtype = jnp.float32
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+    kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
     for i in range(2):
       x = nn.Conv(self.features, (3, 3), padding='SAME',
-                  use_bias=not self.use_batch_norm, dtype=self.dtype,
-                  param_dtype=self.param_dtype)(x)
-      if self.use_batch_norm:
-        x = nn.BatchNorm(use_running_average=not train, momentum=0.9,
-                         dtype=self.dtype, param_dtype=self.param_dtype)(x)
-      x = nn.relu(x)
+                  use_bias=self.norm == 'none', **kw)(x)
+      x = nn.relu(normalization(self.norm, train, **kw)(x))
       if i == 0 and self.dropout_rate > 0:
         x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
     return x
 
 
-class Upsample(nn.Module):
-  """Doubles height and width and sets the channel count to `features`.
+class ResidualBlock(nn.Module):
+  """Two 3x3 convolutions added to a shortcut (He et al. 2016).
 
-  'transpose' is the 2x2 stride-2 up-convolution of Ronneberger et al.;
-  'bilinear' resizes and then mixes channels with a 1x1 convolution, which
-  avoids the checkerboard artefacts of transposed convolutions.
+  `preactivation=True` is the full pre-activation unit (norm, ReLU, conv,
+  twice; He et al. 2016b, "Identity Mappings in Deep Residual Networks") of
+  ResUNet and ResUNet++: nothing follows the sum, so stacked units keep an
+  identity path. `False` is the basic block of ResNet-18/34 (conv, norm,
+  ReLU, conv, norm, ReLU after the sum). The first convolution carries the
+  stride. The shortcut is the identity when the shape is unchanged, else a
+  strided 1x1 convolution and a norm (the "projection" shortcut).
+  `normalize_input=False` drops the leading norm and ReLU of a pre-activation
+  unit whose input is the image itself (Zhang et al. 2018, Fig. 3; the
+  ResUNet++ stem).
   """
   features: int
+  strides: int = 1
+  norm: str = 'batch'
+  preactivation: bool = True
+  normalize_input: bool = True
+  dropout_rate: float = 0.0
+  dtype: Dtype = jnp.float32
+  param_dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+    kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
+    plain = self.norm == 'none'  # no norm follows: convolutions need a bias
+    norm = lambda y: normalization(self.norm, train, **kw)(y)
+    conv = lambda y, strides, use_bias: nn.Conv(
+        self.features, (3, 3), strides=strides, padding='SAME',
+        use_bias=use_bias, **kw)(y)
+    dropout = lambda y: (nn.Dropout(self.dropout_rate, deterministic=not train)(y)
+                         if self.dropout_rate > 0 else y)
+
+    if self.preactivation:
+      y = nn.relu(norm(x)) if self.normalize_input else x
+      y = dropout(nn.relu(norm(conv(y, self.strides, plain))))
+      y = conv(y, 1, True)
+    else:
+      y = dropout(nn.relu(norm(conv(x, self.strides, plain))))
+      y = norm(conv(y, 1, plain))
+
+    shortcut = x
+    if x.shape[-1] != self.features or self.strides != 1:
+      shortcut = norm(nn.Conv(self.features, (1, 1), strides=self.strides,
+                              use_bias=plain, **kw)(x))
+    y = y + shortcut
+    return y if self.preactivation else nn.relu(y)
+
+
+class SqueezeExcite(nn.Module):
+  """Rescales each channel by a weight computed from all channels' global
+  averages (Hu et al. 2018), so a block can stress informative channels.
+
+  Two bias-free dense layers around a bottleneck of channels // reduction,
+  as in the ResUNet++ Keras code (reduction 8).
+  """
+  reduction: int = 8
+  dtype: Dtype = jnp.float32
+  param_dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    kw = dict(use_bias=False, dtype=self.dtype, param_dtype=self.param_dtype)
+    channels = x.shape[-1]
+    weights = jnp.mean(x, axis=(1, 2))
+    weights = nn.relu(nn.Dense(max(1, channels // self.reduction), **kw)(weights))
+    weights = nn.sigmoid(nn.Dense(channels, **kw)(weights))
+    return x * weights[:, None, None, :]
+
+
+class ASPP(nn.Module):
+  """Atrous spatial pyramid pooling as in ResUNet++ (Jha et al. 2019; after
+  DeepLab, Chen et al. 2017): context at four scales at the cost of one.
+
+  Parallel 3x3 convolutions with dilations 6, 12 and 18 times `rate_scale`,
+  and 1, each followed by the norm, are summed and mixed by a 1x1
+  convolution. As in the official Keras code there is no ReLU inside and the
+  branches are added, not concatenated. A branch whose dilation exceeds the
+  feature map sees only zero padding off its centre tap.
+  """
+  features: int
+  rate_scale: int = 1
+  norm: str = 'batch'
+  dtype: Dtype = jnp.float32
+  param_dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+    kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
+    branches = []
+    for dilation in (6 * self.rate_scale, 12 * self.rate_scale,
+                     18 * self.rate_scale, 1):
+      y = nn.Conv(self.features, (3, 3), kernel_dilation=dilation,
+                  padding='SAME', use_bias=self.norm == 'none', **kw)(x)
+      branches.append(normalization(self.norm, train, **kw)(y))
+    return nn.Conv(self.features, (1, 1), **kw)(sum(branches))
+
+
+class AttentionGate(nn.Module):
+  """Additive attention gate of Attention U-Net (Oktay et al. 2018, Eq. 1-2).
+
+  Skip features x are weighted by alpha = sigmoid(psi(ReLU(theta(x) + phi(g)))),
+  where the gating signal g comes from one level deeper, so coarse context
+  decides which fine features reach the decoder. theta is a 2x2 stride-2
+  convolution that brings x to g's grid; the attention map is resized back
+  bilinearly, as in the paper's grid attention.
+  """
+  features: int  # channels of theta(x) and phi(g) (F_int in the paper)
+  dtype: Dtype = jnp.float32
+  param_dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, skip: jax.Array, gate: jax.Array) -> jax.Array:
+    kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
+    theta = nn.Conv(self.features, (2, 2), strides=(2, 2), use_bias=False,
+                    **kw)(skip)
+    phi = nn.Conv(self.features, (1, 1), **kw)(gate)
+    alpha = nn.sigmoid(nn.Conv(1, (1, 1), **kw)(nn.relu(theta + phi)))
+    alpha = jax.image.resize(alpha, skip.shape[:3] + (1,), method='bilinear')
+    return skip * alpha
+
+
+class EncoderDecoderAttention(nn.Module):
+  """The attention block of ResUNet++ (Jha et al. 2019), as in the official
+  Keras code: decoder features d are multiplied by
+  conv(pool(conv(e)) + conv(d)), each conv pre-activated (norm, ReLU), where
+  e are the encoder features one level up (twice d's resolution).
+
+  Unlike AttentionGate the weights are per channel and not squashed by a
+  sigmoid; the block keeps d's shape.
+  """
+  norm: str = 'batch'
+  dtype: Dtype = jnp.float32
+  param_dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, encoder: jax.Array, decoder: jax.Array,
+               train: bool) -> jax.Array:
+    kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
+    conv = lambda x: nn.Conv(decoder.shape[-1], (3, 3), padding='SAME', **kw)(
+        nn.relu(normalization(self.norm, train, **kw)(x)))
+    combined = max_pool_2x2(conv(encoder)) + conv(decoder)
+    return conv(combined) * decoder
+
+
+class Upsample(nn.Module):
+  """Doubles height and width; `features` sets the channel count (None keeps it).
+
+  'transpose' is the 2x2 stride-2 up-convolution of Ronneberger et al.;
+  'bilinear' resizes, then (if `features` is set) mixes channels with a 1x1
+  convolution, which avoids the checkerboard artefacts of transposed
+  convolutions.
+  """
+  features: int | None
   mode: str = 'transpose'
   dtype: Dtype = jnp.float32
   param_dtype: Dtype = jnp.float32
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
+    kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
     if self.mode == 'transpose':
-      return nn.ConvTranspose(self.features, (2, 2), strides=(2, 2),
-                              dtype=self.dtype, param_dtype=self.param_dtype)(x)
+      return nn.ConvTranspose(self.features or x.shape[-1], (2, 2),
+                              strides=(2, 2), **kw)(x)
     if self.mode == 'bilinear':
       n, h, w, c = x.shape
       x = jax.image.resize(x, (n, 2 * h, 2 * w, c), method='bilinear')
-      return nn.Conv(self.features, (1, 1), dtype=self.dtype,
-                     param_dtype=self.param_dtype)(x)
+      return x if self.features is None else nn.Conv(self.features, (1, 1), **kw)(x)
     raise ConfigError(
         f'Unknown upsample mode {self.mode!r}; choose one of {UPSAMPLE_MODES}.')
 

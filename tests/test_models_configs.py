@@ -1,0 +1,80 @@
+"""One config file per model: each is valid, builds its model for the default
+dataset, and (slow) trains through the training loop."""
+
+import importlib
+import math
+import os
+
+import jax
+import jax.numpy as jnp
+import pytest
+
+from unetjax import configuration, logs, models, train
+from unetjax.errors import ConfigError
+
+CONFIGS_DIR = os.path.join(os.path.dirname(__file__), os.pardir, 'configs')
+SEGMENTATION_CONFIGS = ['unet', 'unet_pp', 'attention_unet', 'resunet',
+                        'resunet_pp', 'fcn8s']
+
+
+def load(name):
+  return importlib.import_module(f'configs.{name}').get_config()
+
+
+def test_every_registered_model_has_a_config_file_named_after_it():
+  files = {f[:-3] for f in os.listdir(CONFIGS_DIR) if f.endswith('.py')}
+  assert set(models.MODELS) <= files
+  assert set(SEGMENTATION_CONFIGS) == set(models.MODELS)
+
+
+@pytest.mark.parametrize('name', SEGMENTATION_CONFIGS)
+def test_config_is_valid_and_its_model_takes_the_default_images(name):
+  config = load(name)
+  configuration.validate(config)
+  assert config.model.name == name
+  model = models.get_model(config.model, config.dtype, config.param_dtype)
+  # synthetic_cells/binary: 64x64 greyscale.
+  logits = jax.eval_shape(
+      lambda: model.apply(model.init(jax.random.key(0), jnp.zeros((2, 64, 64, 1))),
+                          jnp.zeros((2, 64, 64, 1))))
+  assert logits.shape == (2, 64, 64, 1)
+
+
+def test_classifier_config_builds_a_classifier_and_is_refused_by_the_loop(
+    tmp_path):
+  config = load('resnet18')
+  configuration.validate(config)
+  model = models.get_classifier(config.model)
+  logits = jax.eval_shape(
+      lambda: model.apply(model.init(jax.random.key(0), jnp.zeros((2, 32, 32, 3))),
+                          jnp.zeros((2, 32, 32, 3))))
+  assert logits.shape == (2, config.model.n_classes)
+  with pytest.raises(ConfigError, match='image classifier'):
+    train.train_and_evaluate(config, str(tmp_path / 'run'))
+  assert not os.path.exists(tmp_path / 'run')
+
+
+def test_unet_config_is_the_default_config():
+  from configs import default
+  assert load('unet').to_dict() == default.get_config().to_dict()
+
+
+# configs/unet.py is the default config, which tests/test_train.py and
+# tests/test_main.py train through the loop already.
+@pytest.mark.slow
+@pytest.mark.parametrize('name', [n for n in SEGMENTATION_CONFIGS if n != 'unet'])
+def test_config_trains_a_few_steps_through_the_loop(tfds_dir, tmp_path, name):
+  config = load(name)
+  config.dataset.data_dir = tfds_dir
+  config.model.base_filters = 4  # the config's architecture, narrower
+  config.batch_size = 8
+  config.num_train_steps = 2
+  config.log_every_steps = config.eval_every_steps = 2
+  config.checkpoint_every_steps = 2
+  config.progress_bar = False
+  final = train.train_and_evaluate(config, str(tmp_path))
+  assert final['best_step'] == 2
+  assert 0 <= final['validation']['dice'] <= 1
+  assert math.isfinite(final['test']['loss'])
+  events = [e['event'] for e in logs.read_metrics(str(tmp_path))]
+  assert events.count('train') == 1 and events[-1] == 'final'

@@ -1,0 +1,97 @@
+"""Lists the models with their parameter count and forward-pass cost.
+
+  python -m unetjax.models --list --size 256 --channels 3
+
+Each model is built with its paper's widths (`PAPER_SETTINGS`); FLOPs are
+XLA's cost analysis of the compiled evaluation-mode forward pass on one
+image, which counts 2 FLOPs per multiply-add and leaves out multiply-adds
+with the zero padding of 'same' convolutions (papers and ptflops count
+them, so their numbers are a few percent higher).
+"""
+
+import argparse
+import sys
+import time
+from typing import Any, Sequence
+
+import ml_collections
+
+from unetjax import models
+
+# (row label, registry name, fields): the architectures as published.
+PAPER_SETTINGS: list[tuple[str, str, dict[str, Any]]] = [
+    ('unet', 'unet', dict(base_filters=64, depth=4, norm='none')),  # Ronneberger et al. 2015
+    ('unet_pp', 'unet_pp', dict(base_filters=32, depth=4, norm='none')),  # Zhou et al. 2018
+    ('attention_unet', 'attention_unet', dict(base_filters=64, depth=4)),
+    ('resunet', 'resunet', dict(base_filters=64, depth=3)),  # Zhang et al. 2018
+    ('resunet_pp', 'resunet_pp', dict(base_filters=16, depth=3)),  # Jha et al. 2019
+    ('fcn8s', 'fcn8s', dict(base_filters=64, depth=5)),  # VGG-16 widths
+    ('resnet18', 'resnet', dict(num_layers=18)),  # He et al. 2016
+    ('resnet34', 'resnet', dict(num_layers=34)),
+]
+
+
+def build(name: str, fields: dict[str, Any], n_classes: int | None,
+          base_filters: int | None):
+  fields = dict(fields, name=name)
+  if n_classes is not None:
+    fields['n_classes'] = n_classes
+  elif name not in models.CLASSIFIERS:
+    fields['n_classes'] = 1
+  if base_filters is not None:
+    fields['base_filters'] = base_filters
+  config = ml_collections.ConfigDict(fields)
+  if name in models.CLASSIFIERS:
+    return models.get_classifier(config)
+  return models.get_model(config)
+
+
+def list_models(size: int, channels: int, n_classes: int | None,
+                base_filters: int | None) -> list[dict[str, Any]]:
+  """One row per entry of PAPER_SETTINGS: parameters and forward GFLOPs."""
+  shape = (1, size, size, channels)
+  rows = []
+  for label, name, fields in PAPER_SETTINGS:
+    model = build(name, fields, n_classes, base_filters)
+    settings = {k: getattr(model, k) for k in sorted(models.model_fields(type(model)))}
+    rows.append(dict(model=label, params=models.parameter_count(model, shape),
+                     gflops=models.forward_flops(model, shape) / 1e9,
+                     settings=settings))
+  return rows
+
+
+def format_rows(rows: list[dict[str, Any]], size: int, channels: int) -> str:
+  lines = [f'{"model":<16}{"params":>13}{"GFLOPs":>10}  settings '
+           f'(input 1x{size}x{size}x{channels})']
+  for row in rows:
+    settings = ' '.join(f'{k}={v}' for k, v in row['settings'].items())
+    lines.append(f'{row["model"]:<16}{row["params"]:>13,}{row["gflops"]:>10.2f}'
+                 f'  {settings}')
+  return '\n'.join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+  parser = argparse.ArgumentParser(
+      prog='python -m unetjax.models', description=__doc__,
+      formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser.add_argument('--list', action='store_true', required=True,
+                      help='list the models with parameters and GFLOPs')
+  parser.add_argument('--size', type=int, default=256,
+                      help='input height and width (default 256)')
+  parser.add_argument('--channels', type=int, default=1,
+                      help='input channels (default 1)')
+  parser.add_argument('--n_classes', type=int, default=None,
+                      help='output classes (default 1; 1000 for classifiers)')
+  parser.add_argument('--base_filters', type=int, default=None,
+                      help="override every model's first-level width")
+  args = parser.parse_args(argv)
+  start = time.time()
+  rows = list_models(args.size, args.channels, args.n_classes, args.base_filters)
+  print(format_rows(rows, args.size, args.channels))
+  print(f'({time.time() - start:.0f} s; GFLOPs from XLA: 2 per multiply-add, '
+        'padding not counted)')
+  return 0
+
+
+if __name__ == '__main__':
+  sys.exit(main())
