@@ -12,9 +12,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from scipy import ndimage
+from skimage import segmentation
 
 from configs import augmented, default
-from unetjax import augment, configuration, parallel
+from unetjax import augment, augment_grid, configuration, parallel
 from unetjax.errors import ConfigError
 
 SIZE = 32
@@ -67,7 +68,7 @@ def config_for(name):
 
 
 def pattern_batch(n=BATCH, height=SIZE, width=SIZE, seed=0):
-  """(images (N, H, W, 3), (mask uint8, foreground int32)).
+  """(images (N, H, W, 3), (mask uint8, foreground bool)).
 
   The mask is a random layout of 8-pixel squares of classes 0-3; image
   channel 0 is LEVELS[mask], channels 1 and 2 are the row and column
@@ -84,7 +85,7 @@ def pattern_batch(n=BATCH, height=SIZE, width=SIZE, seed=0):
   images = np.stack([LEVELS[mask],
                      np.broadcast_to(rows, mask.shape),
                      np.broadcast_to(cols, mask.shape)], -1).astype(np.float32)
-  return images, (mask, (mask >= 2).astype(np.int32))
+  return images, (mask, mask >= 2)
 
 
 def jitted_batch(config):
@@ -143,8 +144,9 @@ def fit_affine(positions, margin=SIZE // 4):
 def test_identity_config_returns_the_input_bitwise(fields):
   config = augment_config(**fields)
   assert augment.enabled_ops(config) == ()
-  images, label_maps = pattern_batch()
+  images, (mask, foreground) = pattern_batch()
   images = np.random.default_rng(1).random(images.shape).astype(np.float32)
+  label_maps = (mask, foreground, mask.astype(np.int32))
   out_images, out_labels = jitted_batch(config)(jax.random.key(0), images,
                                                 label_maps)
   assert out_images.dtype == images.dtype
@@ -463,7 +465,7 @@ def test_bad_shapes_are_clear_errors():
   with pytest.raises(ValueError, match=r'does not match the image'):
     augment.augment_example(jax.random.key(0), image,
                             (jnp.zeros((SIZE, SIZE + 1), jnp.uint8),), config)
-  with pytest.raises(ValueError, match=r'integer class ids'):
+  with pytest.raises(ValueError, match=r'integer class ids or booleans'):
     augment.augment_example(jax.random.key(0), image,
                             (jnp.zeros((SIZE, SIZE)),), config)
 
@@ -490,3 +492,18 @@ def test_config_mistakes_are_clear_errors(field, value, message):
   config.augment[field] = value
   with pytest.raises(ConfigError, match=message):
     configuration.validate(config)
+
+
+def test_grid_outlines_each_region_in_its_class_colour():
+  mask = np.zeros((6, 8), np.uint8)
+  mask[1:5, 0:6] = 1
+  mask[2:4, 2:4] = 2
+  image = np.full((6, 8, 1), 0.5, np.float32)
+  outlined = augment_grid._with_contours(augment_grid._rgb(image), mask)
+  edge = segmentation.find_boundaries(mask, connectivity=1, mode='inner')
+  expected = np.where(edge[..., None], augment_grid.PALETTE[mask], 128)
+  np.testing.assert_array_equal(outlined, expected)
+  images, masks = image[None].repeat(3, 0), mask[None].repeat(3, 0)
+  grid = augment_grid.render_grid(images, masks, [(images, masks)] * 2, factor=2)
+  # 3 columns of 16-px tiles; rows: image, mask, contours, 2 augmented.
+  assert grid.size == (augment_grid.LABEL_WIDTH + 3 * (16 + 4), 5 * (12 + 4))
