@@ -79,15 +79,22 @@ def _radius(sigma: float) -> int:
   return max(1, math.ceil(3 * sigma))
 
 
+def _gaussian_taps(sigma: jax.Array | float, radius: int) -> jax.Array:
+  """Normalised 1-D Gaussian kernel of 2 * radius + 1 taps; `sigma` may be
+  traced, and 0 gives the identity."""
+  offsets = np.arange(-radius, radius + 1)
+  taps = jnp.exp(-offsets**2 / (2 * jnp.maximum(sigma, 1e-6)**2))
+  return taps / jnp.sum(taps)
+
+
 def _gaussian_matrix(size: int, sigma: jax.Array | float,
                      radius: int) -> jax.Array:
   """(size, size) matrix that filters a signal along one axis with a Gaussian
-  of std `sigma` (may be traced), mirrored at the borders like
+  of std `sigma`, mirrored at the borders like
   scipy.ndimage.gaussian_filter(mode='mirror'), so a flat image stays flat at
   its edges."""
   offsets = np.arange(-radius, radius + 1)
-  taps = jnp.exp(-offsets**2 / (2 * jnp.maximum(sigma, 1e-6)**2))
-  taps = taps / jnp.sum(taps)
+  taps = _gaussian_taps(sigma, radius)
   # Output i reads input fold(i + offset) with weight taps[offset]; the
   # (size, taps, size) one-hot is built in the graph, not embedded as a
   # constant of that size.
@@ -114,25 +121,24 @@ def elastic_displacement(rng: jax.Array, height: int, width: int,
 
   White Gaussian noise filtered by a Gaussian of std `sigma` pixels (Simard et
   al. 2003; Ronneberger et al. 2015), scaled so that each component has
-  standard deviation `alpha` pixels whatever `sigma` is. (dm-pix and Simard
+  standard deviation `alpha` pixels whatever `sigma` is. (Simard and dm-pix
   scale smoothed uniform noise by alpha instead, which moves pixels about
   0.16 * alpha / sigma: their alpha=34, sigma=4 is alpha=1.4 here.)
   """
   radius = _radius(sigma)
-  taps = np.exp(-np.arange(-radius, radius + 1)**2 / (2 * sigma**2))
-  taps /= taps.sum()
   # Filtered unit white noise has std sqrt(sum of the 2-D kernel squared),
   # which for a separable kernel is the sum of the 1-D taps squared.
-  noise_std = float(np.sum(taps**2))
+  filtered_std = jnp.sum(_gaussian_taps(sigma, radius)**2)
   noise = jax.random.normal(rng, (height, width, 2), jnp.float32)
-  return _gaussian_smooth(noise, sigma, radius) * (alpha / noise_std)
+  return _gaussian_smooth(noise, sigma, radius) * (alpha / filtered_std)
 
 
 # --- geometric ops: one transform, one sampling grid ------------------------
 
-def sample_transform(rng: jax.Array, config: ml_collections.ConfigDict,
-                     height: int, width: int) -> Transform:
-  """Draws one example's geometric transform (matrix, offset, displacement).
+def _sample_transform(draws: dict[str, jax.Array],
+                      config: ml_collections.ConfigDict, height: int,
+                      width: int) -> Transform:
+  """One example's geometric transform (matrix, offset, displacement).
 
   Output pixel o = (row, col) reads the input at
   `center + matrix @ (o - center + displacement[o]) + offset`, where center
@@ -142,7 +148,6 @@ def sample_transform(rng: jax.Array, config: ml_collections.ConfigDict,
   is kept.
   """
   ops = enabled_ops(config)
-  draws = _draws(rng)
   cos, sin = jnp.float32(1), jnp.float32(0)
   if 'rotate' in ops:
     draw = draws['rotate']
@@ -196,7 +201,7 @@ def sampling_grid(matrix: jax.Array, offset: jax.Array,
                   displacement: jax.Array | None, height: int,
                   width: int) -> jax.Array:
   """(H, W, 2) input positions (row, col) read by each output pixel; see
-  `sample_transform`. Elementwise, not a matmul, so no backend rounds it to
+  `_sample_transform`. Elementwise, not a matmul, so no backend rounds it to
   a lower precision and the identity is exact."""
   center = ((height - 1) / 2, (width - 1) / 2)
   rows, cols = jnp.meshgrid(jnp.arange(height, dtype=jnp.float32) - center[0],
@@ -263,8 +268,8 @@ def resample(image: jax.Array, label_maps: LabelMaps, grid: jax.Array,
 
 # --- photometric ops ---------------------------------------------------------
 
-def adjust_intensity(rng: jax.Array, image: jax.Array,
-                     config: ml_collections.ConfigDict) -> jax.Array:
+def _adjust_intensity(draws: dict[str, jax.Array], image: jax.Array,
+                      config: ml_collections.ConfigDict) -> jax.Array:
   """Brightness, contrast, gamma, blur and noise, in this order, each with its
   probability; the result is clipped to [0, 1] after each op that is applied.
 
@@ -276,7 +281,6 @@ def adjust_intensity(rng: jax.Array, image: jax.Array,
   one draw.
   """
   ops = enabled_ops(config)
-  draws = _draws(rng)
 
   def maybe(op, prob, adjust):
     """The adjusted image, clipped, with probability `prob`."""
@@ -335,13 +339,16 @@ def augment_example(rng: jax.Array, image: jax.Array,
   label_maps = tuple(label_maps)
   _check_shapes(image, label_maps)
   ops = enabled_ops(config)
+  if not ops:
+    return image, label_maps
+  draws = _draws(rng)
   if any(op in GEOMETRIC_OPS for op in ops):
     height, width = image.shape[:2]
-    grid = sampling_grid(*sample_transform(rng, config, height, width),
+    grid = sampling_grid(*_sample_transform(draws, config, height, width),
                          height, width)
     image, label_maps = resample(image, label_maps, grid, config.border_mode)
   if any(op in PHOTOMETRIC_OPS for op in ops):
-    image = adjust_intensity(rng, image, config)
+    image = _adjust_intensity(draws, image, config)
   return image, label_maps
 
 
