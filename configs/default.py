@@ -33,6 +33,37 @@ def get_config() -> ml_collections.ConfigDict:
   config.model.norm = 'batch'
   config.model.upsample = 'transpose'  # 'transpose' (2x2 up-conv) or 'bilinear'
 
+  # Data augmentation, per example on the accelerator (unetjax/augment.py).
+  # Each op has a probability and a strength; all are off here, so results
+  # do not change. configs/augmented.py turns on a typical set.
+  config.augment = ml_collections.ConfigDict()
+  config.augment.flip_horizontal_prob = 0.0  # mirror left-right
+  config.augment.flip_vertical_prob = 0.0  # mirror top-bottom
+  # Turn by 90, 180 or 270 degrees (equally likely); 180 only if not square.
+  config.augment.rot90_prob = 0.0
+  config.augment.rotate_prob = 0.0  # rotate by an angle uniform in +-rotate_degrees
+  config.augment.rotate_degrees = 0.0  # max |angle|, degrees
+  config.augment.scale_prob = 0.0  # zoom by a factor uniform in scale_range
+  config.augment.scale_range = (1.0, 1.0)  # (min, max) zoom; > 1 enlarges the content
+  config.augment.translate_prob = 0.0  # shift the content
+  config.augment.translate_fraction = 0.0  # max |shift| per axis, fraction of the side
+  config.augment.elastic_prob = 0.0  # smooth random warp (Simard et al. 2003)
+  config.augment.elastic_alpha = 0.0  # std of each displacement component, pixels
+  config.augment.elastic_sigma = 8.0  # smoothness: Gaussian std of the field, pixels
+  # Where geometric ops read outside the image: 'reflect' (mirror about the
+  # edge pixels), 'nearest' (repeat the edge) or 'constant' (image 0, labels 0).
+  config.augment.border_mode = 'reflect'
+  config.augment.brightness_prob = 0.0  # add a shift uniform in +-brightness
+  config.augment.brightness = 0.0  # max |shift| of the [0, 1] intensities
+  config.augment.contrast_prob = 0.0  # scale the deviation from the mean
+  config.augment.contrast_range = (1.0, 1.0)  # (min, max) factor
+  config.augment.gamma_prob = 0.0  # image ** gamma
+  config.augment.gamma_range = (1.0, 1.0)  # (min, max) gamma
+  config.augment.blur_prob = 0.0  # Gaussian blur
+  config.augment.blur_sigma_range = (0.0, 0.0)  # (min, max) std, pixels
+  config.augment.noise_prob = 0.0  # additive Gaussian noise
+  config.augment.noise_std = 0.0  # max noise std (drawn uniform in [0, noise_std])
+
   config.dtype = 'float32'  # compute dtype: 'float32' or 'bfloat16'
   config.param_dtype = 'float32'  # parameter and optimizer-state dtype
 

@@ -1,6 +1,7 @@
 """Device strategies give the same numbers: 1 device, jit over 8, pmap over 8."""
 
 import functools
+import importlib
 
 import jax
 import numpy as np
@@ -32,7 +33,8 @@ def run(strategy, config, n_steps=6):
   state = strategy.place_state(state)
   loss_fn = losses.get_loss(config.loss)
   step = strategy.compile(functools.partial(
-      train.train_step, loss_fn=loss_fn, dropout_rng=jax.random.key(1)),
+      train.train_step, loss_fn=loss_fn, dropout_rng=jax.random.key(1),
+      augment_rng=jax.random.key(2), augment_config=config.augment),
       donate_state=True)
   curve = []
   for batch in pipeline.train_batches(config.dataset, 16, seed=0):
@@ -86,3 +88,18 @@ def test_host_batches_compose_the_single_process_batch(tfds_dir):
     for key in ('image', 'mask'):
       np.testing.assert_array_equal(
           np.concatenate([p[key] for p in parts]), expected[key])
+
+
+def test_augmented_training_is_the_same_under_jit_and_pmap(tfds_dir):
+  config = importlib.import_module('configs.augmented').get_config()
+  config.dataset.data_dir = tfds_dir
+  for key, value in tiny_config(tfds_dir).model.items():
+    config.model[key] = value
+  plain = tiny_config(tfds_dir)
+  curves = {}
+  for name in ('jit', 'pmap'):
+    config.parallel = name
+    curves[name] = run(parallel.get_strategy(name), config)[0]
+  np.testing.assert_allclose(curves['pmap'], curves['jit'], rtol=1e-5)
+  unaugmented = run(parallel.get_strategy('jit'), plain)[0]
+  assert not np.allclose(curves['jit'], unaugmented, rtol=1e-3)

@@ -42,6 +42,27 @@ EVAL_METRICS = ('dice', 'iou', 'precision', 'recall', 'miou', 'pixel_accuracy',
 LOWER_IS_BETTER = ('hd95', 'assd', 'loss')
 
 
+def at_most(limit: float) -> Check:
+  return lambda value: (None if 0 <= value <= limit
+                        else f'must be between 0 and {limit}')
+
+
+def ordered_pair(minimum: float, strict: bool = False) -> Check:
+  """A (low, high) range with minimum <= low <= high (minimum < low if
+  `strict`)."""
+  def check(value: Any) -> str | None:
+    if len(value) != 2 or not all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
+      return 'must be a pair of numbers (low, high)'
+    low, high = value
+    if low > high:
+      return 'must have low <= high'
+    if low < minimum or (strict and low == minimum):
+      return f'must have low {">" if strict else ">="} {minimum}'
+    return None
+  return check
+
+
 def weights(value: Any) -> str | None:
   return (None if all(isinstance(w, (int, float)) and w >= 0 for w in value)
           else 'must hold numbers >= 0')
@@ -91,11 +112,35 @@ FIELDS: dict[str, tuple[tuple[type, ...], Check | None]] = {
     'metrics.boundary_tolerance': ((int, float), non_negative),
     'metrics.surface_metrics': ((bool,), None),
     'progress_bar': ((bool,), None),
+    'augment.flip_horizontal_prob': ((int, float), unit_interval),
+    'augment.flip_vertical_prob': ((int, float), unit_interval),
+    'augment.rot90_prob': ((int, float), unit_interval),
+    'augment.rotate_prob': ((int, float), unit_interval),
+    'augment.rotate_degrees': ((int, float), at_most(180)),
+    'augment.scale_prob': ((int, float), unit_interval),
+    'augment.scale_range': ((tuple, list), ordered_pair(0, strict=True)),
+    'augment.translate_prob': ((int, float), unit_interval),
+    'augment.translate_fraction': ((int, float), unit_interval),
+    'augment.elastic_prob': ((int, float), unit_interval),
+    'augment.elastic_alpha': ((int, float), non_negative),
+    'augment.elastic_sigma': ((int, float), positive),
+    'augment.border_mode': ((str,), one_of('reflect', 'nearest', 'constant')),
+    'augment.brightness_prob': ((int, float), unit_interval),
+    'augment.brightness': ((int, float), unit_interval),
+    'augment.contrast_prob': ((int, float), unit_interval),
+    'augment.contrast_range': ((tuple, list), ordered_pair(0)),
+    'augment.gamma_prob': ((int, float), unit_interval),
+    'augment.gamma_range': ((tuple, list), ordered_pair(0, strict=True)),
+    'augment.blur_prob': ((int, float), unit_interval),
+    'augment.blur_sigma_range': ((tuple, list), ordered_pair(0)),
+    'augment.noise_prob': ((int, float), unit_interval),
+    'augment.noise_std': ((int, float), non_negative),
 }
 # config.dataset.folder holds image_folder's options, checked by its builder.
-SECTIONS = ('dataset', 'dataset.folder', 'model', 'loss', 'optimizer', 'metrics')
+SECTIONS = ('dataset', 'dataset.folder', 'model', 'loss', 'optimizer', 'metrics',
+            'augment')
 # Sections whose fields are all listed above (config.model is per-architecture).
-CLOSED_SECTIONS = ('', 'dataset', 'loss', 'optimizer', 'metrics')
+CLOSED_SECTIONS = ('', 'dataset', 'loss', 'optimizer', 'metrics', 'augment')
 
 
 def _flatten(config: ml_collections.ConfigDict, prefix: str = '') -> dict[str, Any]:

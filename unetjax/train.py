@@ -21,6 +21,7 @@ import optax
 from flax.training import train_state
 from tqdm import tqdm
 
+from unetjax import augment
 from unetjax import checkpoints
 from unetjax import configuration
 from unetjax import logs
@@ -96,11 +97,34 @@ def preprocess(images: jax.Array) -> jax.Array:
   return images.astype(jnp.float32) / 255.0
 
 
+def augment_inputs(batch: dict[str, jax.Array], step: jax.Array,
+                   augment_rng: jax.Array,
+                   augment_config: ml_collections.ConfigDict | None,
+                   axis_name: str | None):
+  """Preprocessed images, labels and roi of `batch`, augmented on the device
+  when `augment_config` enables any op. Example keys follow the example's
+  place in the global batch, so jit and pmap augment alike."""
+  images = preprocess(batch['image'])
+  maps = (batch['mask'],) + ((batch['roi'],) if 'roi' in batch else ())
+  if augment_config is not None and augment.enabled_ops(augment_config):
+    offset = (jax.lax.axis_index(axis_name) * images.shape[0]
+              if axis_name is not None else 0)
+    images, maps = augment.augment_batch(
+        jax.random.fold_in(augment_rng, step), images, maps, augment_config,
+        index_offset=offset)
+  roi = maps[1] if len(maps) > 1 else None
+  return images, maps[0].astype(jnp.int32), roi
+
+
 def train_step(state: TrainState, batch: dict[str, jax.Array], *,
                loss_fn: losses.LossFn, dropout_rng: jax.Array,
+               augment_rng: jax.Array | None = None,
+               augment_config: ml_collections.ConfigDict | None = None,
                skip_nonfinite: bool = False, axis_name: str | None = None
                ) -> tuple[TrainState, dict[str, jax.Array]]:
-  """One optimizer update on `batch` ('image' uint8 NHWC, 'mask' class ids).
+  """One optimizer update on `batch` ('image' uint8 NHWC, 'mask' class ids,
+  optionally 'roi', the pixels to learn from), augmented per
+  `augment_config`.
 
   Under pmap (`axis_name` set) gradients, loss and batch-norm statistics are
   averaged over devices, and each device draws its own dropout masks. A
@@ -110,13 +134,13 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], *,
   rng = jax.random.fold_in(dropout_rng, state.step)
   if axis_name is not None:
     rng = jax.random.fold_in(rng, jax.lax.axis_index(axis_name))
-  labels = batch['mask'].astype(jnp.int32)
-  roi = batch.get('roi')  # pixels to learn from, where the dataset has them
+  images, labels, roi = augment_inputs(batch, state.step, augment_rng,
+                                       augment_config, axis_name)
 
   def compute_loss(params):
     outputs, updates = state.apply_fn(
         {'params': params, 'batch_stats': state.batch_stats},
-        preprocess(batch['image']), train=True, rngs={'dropout': rng},
+        images, train=True, rngs={'dropout': rng},
         mutable=['batch_stats'])
     return (loss_fn(outputs, labels, mask=roi),
             updates.get('batch_stats', state.batch_stats))
@@ -256,6 +280,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
 
   p_train_step = strategy.compile(functools.partial(
       train_step, loss_fn=loss_fn, dropout_rng=dropout_rng,
+      augment_rng=jax.random.fold_in(jax.random.key(config.seed), 1),
+      augment_config=config.augment,
       skip_nonfinite=config.on_nonfinite_loss == 'skip'), donate_state=True)
   p_eval_step = strategy.compile(functools.partial(
       eval_step, loss_fn=loss_fn, **config.metrics.to_dict()))
