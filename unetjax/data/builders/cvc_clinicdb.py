@@ -13,6 +13,7 @@ class CvcClinicDb(image_masks.ImageMaskBuilder):
 
   BUILDER_CONFIGS = image_masks.sized_configs((256, 128), '384x288 RGB frames')
   CLASS_NAMES = ('background', 'polyp')
+  MASK_THRESHOLD = 127
   HOMEPAGE = 'https://polyp.grand-challenge.org/CVCClinicDB/'
   DESCRIPTION = ('CVC-ClinicDB: 612 frames from 31 colonoscopy sequences with '
                  'polyp masks (Bernal et al. 2015).')
@@ -33,13 +34,9 @@ class CvcClinicDb(image_masks.ImageMaskBuilder):
     for root in (manual_dir, *sorted(
         os.path.join(manual_dir, d) for d in os.listdir(manual_dir))):
       if os.path.isdir(os.path.join(root, 'Original')):
-        pairs = image_masks.match_by_stem(
-            image_masks.list_images(os.path.join(root, 'Original')),
-            image_masks.list_images(os.path.join(root, 'Ground Truth')))
+        pairs = image_masks.pairs_in_folders(os.path.join(root, 'Original'),
+                                             os.path.join(root, 'Ground Truth'))
         return image_masks.seeded_split(
             pairs, {'train': 0.8, 'validation': 0.1, 'test': 0.1}, seed=0)
     raise DataError(f'No "Original/" folder in {manual_dir} or its subfolders; '
                     f'{self.MANUAL_DOWNLOAD_INSTRUCTIONS}')
-
-  def _mask_to_classes(self, values, path):
-    return image_masks.binary_mask(values, path, threshold=127)

@@ -17,6 +17,7 @@ class Drive(image_masks.ImageMaskBuilder):
       (512, 256), '565x584 RGB fundus images')
   CLASS_NAMES = ('background', 'vessel')
   HAS_ROI = True
+  MASK_THRESHOLD = 127
   HOMEPAGE = 'https://drive.grand-challenge.org/'
   DESCRIPTION = ('DRIVE: 40 colour fundus images with manual vessel '
                  'annotations and field-of-view masks (Staal et al. 2004).')
@@ -45,6 +46,3 @@ class Drive(image_masks.ImageMaskBuilder):
     splits = image_masks.seeded_split(pairs['train'],
                                       {'train': 0.8, 'validation': 0.2}, seed=0)
     return {**splits, 'test': sorted(pairs['test'], key=lambda p: p.key)}
-
-  def _mask_to_classes(self, values, path):
-    return image_masks.binary_mask(values, path, threshold=127)

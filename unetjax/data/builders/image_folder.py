@@ -95,10 +95,9 @@ class ImageFolder(image_masks.ImageMaskBuilder):
   def _find_pairs(self, manual_dir):
     del manual_dir  # the folder is part of the config
     cfg = self.builder_config
-    pairs = image_masks.match_by_stem(
-        image_masks.list_images(os.path.join(cfg.folder, cfg.images_dir)),
-        image_masks.list_images(os.path.join(cfg.folder, cfg.masks_dir)),
-        cfg.mask_suffix)
+    pairs = image_masks.pairs_in_folders(os.path.join(cfg.folder, cfg.images_dir),
+                                         os.path.join(cfg.folder, cfg.masks_dir),
+                                         cfg.mask_suffix)
     return image_masks.seeded_split(
         pairs, dict(zip(('train', 'validation', 'test'), cfg.split_fractions)),
         cfg.split_seed)

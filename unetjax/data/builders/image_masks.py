@@ -58,17 +58,19 @@ def stem(path: str) -> str:
   return os.path.splitext(os.path.basename(path))[0]
 
 
-def match_by_stem(images: Sequence[str], masks: Sequence[str],
-                  mask_suffix: str = '') -> list[Pair]:
-  """Pairs each image with the mask named <image stem><mask_suffix>.<any ext>."""
+def pairs_in_folders(images_dir: str, masks_dir: str,
+                     mask_suffix: str = '') -> list[Pair]:
+  """Pairs each image in `images_dir` with the mask in `masks_dir` named
+  <image stem><mask_suffix>.<any extension>."""
+  masks = list_images(masks_dir)
   masks_by_stem = {stem(m): m for m in masks}
   pairs = []
-  for image in images:
+  for image in list_images(images_dir):
     mask = masks_by_stem.get(stem(image) + mask_suffix)
     if mask is None:
       raise DataError(f'No mask for image {image}: expected a file named '
                       f'{stem(image) + mask_suffix}.<ext> among the masks in '
-                      f'{os.path.dirname(masks[0])}.')
+                      f'{masks_dir}.')
     pairs.append(Pair(stem(image), image, mask))
   return pairs
 
@@ -142,6 +144,7 @@ class ImageMaskBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
   CLASS_NAMES: tuple[str, ...] = ('background', 'foreground')
   N_CHANNELS = 3
   HAS_ROI = False
+  MASK_THRESHOLD: int | None = None  # binary masks: > threshold; None: {0, max}
   HOMEPAGE = ''
   CITATION = ''
   DESCRIPTION = ''
@@ -152,7 +155,7 @@ class ImageMaskBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
 
   def _mask_to_classes(self, values: np.ndarray, path: str) -> np.ndarray:
     """Mask file pixels -> class ids (uint8)."""
-    return binary_mask(values, path, threshold=None)
+    return binary_mask(values, path, threshold=self.MASK_THRESHOLD)
 
   def _read_mask(self, path: str) -> np.ndarray:
     return read_image(path, None)

@@ -35,9 +35,8 @@ class Isbi2012Em(image_masks.ImageMaskBuilder):
       'data/membrane/train/{image,label}).')
 
   def _find_pairs(self, manual_dir):
-    pairs = image_masks.match_by_stem(
-        image_masks.list_images(os.path.join(manual_dir, 'images')),
-        image_masks.list_images(os.path.join(manual_dir, 'masks')))
+    pairs = image_masks.pairs_in_folders(os.path.join(manual_dir, 'images'),
+                                         os.path.join(manual_dir, 'masks'))
     return image_masks.seeded_split(
         pairs, {'train': 20 / 30, 'validation': 5 / 30, 'test': 5 / 30}, seed=0)
 

@@ -40,9 +40,8 @@ class Isic2018Task1(image_masks.ImageMaskBuilder):
     found = {}
     for split, (images, masks) in _FOLDERS.items():
       if split == 'train' or os.path.isdir(os.path.join(manual_dir, images)):
-        found[split] = image_masks.match_by_stem(
-            image_masks.list_images(os.path.join(manual_dir, images)),
-            image_masks.list_images(os.path.join(manual_dir, masks)),
+        found[split] = image_masks.pairs_in_folders(
+            os.path.join(manual_dir, images), os.path.join(manual_dir, masks),
             mask_suffix='_segmentation')
     missing = {s: 0.1 for s in ('validation', 'test') if s not in found}
     if missing:

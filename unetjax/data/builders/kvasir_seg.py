@@ -14,6 +14,7 @@ class KvasirSeg(image_masks.ImageMaskBuilder):
 
   BUILDER_CONFIGS = image_masks.sized_configs((256, 128), 'RGB frames')
   CLASS_NAMES = ('background', 'polyp')
+  MASK_THRESHOLD = 127
   HOMEPAGE = 'https://datasets.simula.no/kvasir-seg/'
   DESCRIPTION = ('Kvasir-SEG: 1000 polyp images from colonoscopies with '
                  'manual masks (Jha et al. 2020).')
@@ -28,11 +29,7 @@ class KvasirSeg(image_masks.ImageMaskBuilder):
       '<manual_dir>/masks/*.jpg hold the images and masks (same file names).')
 
   def _find_pairs(self, manual_dir):
-    pairs = image_masks.match_by_stem(
-        image_masks.list_images(os.path.join(manual_dir, 'images')),
-        image_masks.list_images(os.path.join(manual_dir, 'masks')))
+    pairs = image_masks.pairs_in_folders(os.path.join(manual_dir, 'images'),
+                                         os.path.join(manual_dir, 'masks'))
     return image_masks.seeded_split(
         pairs, {'train': 0.8, 'validation': 0.1, 'test': 0.1}, seed=0)
-
-  def _mask_to_classes(self, values, path):
-    return image_masks.binary_mask(values, path, threshold=127)
