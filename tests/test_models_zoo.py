@@ -206,12 +206,6 @@ def test_registry_keeps_classifiers_out_of_the_segmentation_loop():
     models.get_classifier(ConfigDict(dict(name='unet')))
 
 
-def test_the_renamed_use_batch_norm_field_names_its_replacement():
-  config = ConfigDict(dict(name='unet', use_batch_norm=True))
-  with pytest.raises(ConfigError, match=r'use_batch_norm is now model\.norm'):
-    models.get_model(config)
-
-
 # --- UNet++: nested pathways, deep supervision, pruning. ---
 
 

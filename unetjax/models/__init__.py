@@ -35,11 +35,6 @@ CLASSIFIERS: dict[str, type[nn.Module]] = {
 
 DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16, 'float16': jnp.float16}
 
-# Fields that were renamed: old name -> what to write instead.
-RENAMED_FIELDS = {
-    'use_batch_norm': "norm ('batch' for True, 'none' for False, or 'group')",
-}
-
 
 def _dtype(name: str, field: str):
   if name not in DTYPES:
@@ -60,12 +55,9 @@ def _build(registry: dict[str, type[nn.Module]], model_config: ml_collections.Co
   kwargs = {k: v for k, v in model_config.items() if k != 'name'}
   unknown = sorted(set(kwargs) - model_fields(cls))
   if unknown:
-    renamed = ''.join(f' model.{k} is now model.{RENAMED_FIELDS[k]}.'
-                      for k in unknown if k in RENAMED_FIELDS)
     raise ConfigError(
         f'Model {model_config.name!r} has no field(s) {", ".join(unknown)} '
-        f'(config.model); it takes: {", ".join(sorted(model_fields(cls)))}.'
-        + renamed)
+        f'(config.model); it takes: {", ".join(sorted(model_fields(cls)))}.')
   return cls(**kwargs, dtype=_dtype(dtype, 'config.dtype'),
              param_dtype=_dtype(param_dtype, 'config.param_dtype'))
 
