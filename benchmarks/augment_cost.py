@@ -32,6 +32,7 @@ config_flags.DEFINE_config_file('config', None, 'Config file, e.g. '
 flags.DEFINE_list('shapes', ['64x64x1', '256x256x3'], 'HxWxC image shapes.')
 flags.DEFINE_integer('batch_size', 16, 'Batch size.')
 flags.DEFINE_integer('repeats', 5, 'Timed runs per measurement.')
+flags.DEFINE_string('out', None, 'Also append the JSON lines to this file.')
 flags.mark_flags_as_required(['config'])
 FLAGS = flags.FLAGS
 
@@ -95,7 +96,11 @@ def main(argv):
   del argv
   for text in FLAGS.shapes:
     shape = tuple(int(s) for s in text.split('x'))
-    print(json.dumps(measure(FLAGS.config, shape)), flush=True)
+    line = json.dumps(measure(FLAGS.config, shape))
+    print(line, flush=True)
+    if FLAGS.out:
+      with open(FLAGS.out, 'a') as f:
+        f.write(line + '\n')
 
 
 if __name__ == '__main__':

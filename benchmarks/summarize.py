@@ -1,0 +1,89 @@
+"""Markdown tables of the benchmarks' JSON lines.
+
+python benchmarks/summarize.py benchmarks/results/cpu
+
+Reads every *.jsonl in the folder (train_throughput, inference,
+augment_cost) and prints one table per benchmark, as in the README.
+"""
+
+import glob
+import json
+import os
+import sys
+from typing import Any, Iterable
+
+
+def read_records(folder: str) -> list[dict[str, Any]]:
+  records = []
+  for path in sorted(glob.glob(os.path.join(folder, '*.jsonl'))):
+    with open(path) as f:
+      records += [json.loads(line) for line in f if line.strip()]
+  return records
+
+
+def table(header: list[str], rows: Iterable[list[Any]]) -> str:
+  lines = ['| ' + ' | '.join(header) + ' |', '|' + ' --- |' * len(header)]
+  lines += ['| ' + ' | '.join('' if v is None else str(v) for v in row) + ' |'
+            for row in rows]
+  return '\n'.join(lines)
+
+
+def versions(record: dict[str, Any]) -> str:
+  if record.get('framework') == 'torch':
+    return f'torch {record["torch"]}'
+  return f'jax {record.get("jax")}'
+
+
+def gib(n: int | None) -> str | None:
+  return None if n is None else f'{n / 2**30:.1f}'
+
+
+def train_table(records: list[dict[str, Any]]) -> str:
+  rows = [[r['device'], versions(r), r['model'], r['mode'], r['dtype'],
+           'x'.join(map(str, r['image_shape'])), r['batch_size'],
+           r['images_per_s'], r['step_ms'], r['achieved_tflops'],
+           r['mfu'], gib(r['peak_memory_bytes']), r.get('compile_s')]
+          for r in records if r['benchmark'] == 'train_throughput']
+  return table(['device', 'software', 'model', 'mode', 'dtype', 'image', 'batch',
+                'images/s', 'step ms', 'TFLOP/s', 'MFU', 'peak GiB', 'compile s'],
+               rows)
+
+
+def ratio_table(records: list[dict[str, Any]]) -> str:
+  rows = [[r['device'], r['dtype'], r['batch_size'], r['unetjax_images_per_s'],
+           f'{r["torch_images_per_s"]} ({r["torch_mode"]})', r['ratio']]
+          for r in records if r['benchmark'] == 'train_throughput_ratio']
+  return table(['device', 'dtype', 'batch', 'unetjax images/s',
+                'best PyTorch images/s (mode)', 'ratio'], rows)
+
+
+def inference_table(records: list[dict[str, Any]]) -> str:
+  rows = [[r['device'], versions(r), r['mode'], r['dtype'],
+           'x'.join(map(str, r['image_shape'])), r['batch_size'],
+           r['latency_ms'], r['frames_per_s']]
+          for r in records if r['benchmark'] == 'inference']
+  return table(['device', 'software', 'mode', 'dtype', 'image', 'batch',
+                'ms per call', 'frames/s'], rows)
+
+
+def augment_table(records: list[dict[str, Any]]) -> str:
+  rows = [[r['device'], 'x'.join(map(str, r['image_shape'])), r['batch_size'],
+           r['augment_ms'], r['train_step_ms'], r['augment_fraction_of_step']]
+          for r in records if r['benchmark'] == 'augment_cost']
+  return table(['device', 'image', 'batch', 'augment ms', 'train step ms',
+                'fraction of step'], rows)
+
+
+def summary(folder: str) -> str:
+  records = read_records(folder)
+  kinds = {r['benchmark'] for r in records}
+  sections = [('Training throughput', 'train_throughput', train_table),
+              ('unetjax / PyTorch', 'train_throughput_ratio', ratio_table),
+              ('Inference', 'inference', inference_table),
+              ('Augmentation cost', 'augment_cost', augment_table)]
+  return '\n'.join(f'### {title}\n\n{make(records)}\n'
+                   for title, kind, make in sections if kind in kinds)
+
+
+if __name__ == '__main__':
+  print(summary(sys.argv[1]))

@@ -1,0 +1,150 @@
+"""Training throughput of unetjax's models: images/s, step time, memory, MFU.
+
+python benchmarks/train_throughput.py --preset=cpu --torch
+python benchmarks/train_throughput.py --preset=gpu --torch --batch_sizes=8,16,32,64
+
+One JSON line per case: a full training step (forward, backward, Adam
+update, BCE + Dice loss) of `unetjax.train.train_step`, jitted with the state
+donated, on random data already on the device; step time is the median over
+--steps steps after warm-up, compile time is reported apart. Presets
+(benchmarks/common.py): 'cpu' is the seed's U-Net (16 base filters, no batch
+norm, 128x128x1, batch 8, fp32); 'gpu' is every segmentation model at its
+paper's widths with batch norm at 256x256x3, batch 32, fp32 and bf16
+(bf16 compute, fp32 parameters and optimizer state). With --torch the
+PyTorch baseline (benchmarks/torch_baseline.py) runs in the same process
+after the JAX cases, and a last line gives the ratio of unetjax's images/s
+to the best PyTorch mode's, for the U-Net.
+"""
+
+import functools
+import os
+import sys
+import time
+from typing import Any
+
+os.environ.setdefault('XLA_PYTHON_CLIENT_PREALLOCATE', 'false')  # torch shares the GPU
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(1, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import flax  # noqa: E402
+import jax  # noqa: E402
+import ml_collections  # noqa: E402
+import numpy as np  # noqa: E402
+import optax  # noqa: E402
+
+import common  # noqa: E402
+from configs import default  # noqa: E402  (its loss: 0.5 BCE + 0.5 Dice)
+from unetjax import losses, models, train  # noqa: E402
+from unetjax.models.__main__ import PAPER_SETTINGS  # noqa: E402
+
+
+def model_config(name: str, preset: common.Preset) -> ml_collections.ConfigDict:
+  """`name` at its paper's widths (or the preset's), binary, no dropout."""
+  fields = dict(next(f for label, _, f in PAPER_SETTINGS if label == name))
+  if preset.base_filters is not None:
+    fields['base_filters'] = preset.base_filters
+  fields.update(name=name, n_classes=1, dropout_rates=0.0,
+                norm='batch' if preset.batch_norm else 'none')
+  return ml_collections.ConfigDict(fields)
+
+
+def device_name() -> str:
+  device = jax.devices()[0]
+  return device.device_kind if device.platform == 'gpu' else device.platform
+
+
+def peak_memory() -> int | None:
+  stats = jax.devices()[0].memory_stats()
+  return stats.get('peak_bytes_in_use') if stats else None
+
+
+def compiled_step(model, shape: common.Shape, batch_size: int):
+  """The jitted, state-donating train step and its freshly initialised state."""
+  tx = optax.adam(1e-3)
+  state = train.init_train_state(jax.random.key(0), model, tx, shape)
+  step = jax.jit(functools.partial(
+      train.train_step, loss_fn=losses.get_loss(default.get_config().loss),
+      dropout_rng=jax.random.key(1)), donate_argnums=0)
+  rng = np.random.default_rng(0)
+  batch = jax.device_put({
+      'image': rng.integers(0, 256, (batch_size,) + shape, dtype=np.uint8),
+      'mask': (rng.random((batch_size,) + shape[:2]) > 0.5).astype(np.uint8)})
+  return step, state, batch
+
+
+def measure(name: str, dtype: str, batch_size: int,
+            preset: common.Preset) -> dict[str, Any]:
+  config = model_config(name, preset)
+  model = models.get_model(config, dtype=dtype)
+  shape = preset.shape
+  step, state, batch = compiled_step(model, shape, batch_size)
+  start = time.perf_counter()
+  compiled = step.lower(state, batch).compile()
+  compile_s = time.perf_counter() - start
+  start = time.perf_counter()
+  state, out = compiled(state, batch)
+  jax.block_until_ready(out)
+  first_step_s = time.perf_counter() - start
+  for _ in range(preset.warmup):
+    state, out = compiled(state, batch)
+  jax.block_until_ready(out)
+  times = []
+  for _ in range(preset.steps):
+    start = time.perf_counter()
+    state, out = compiled(state, batch)
+    jax.block_until_ready(out)
+    times.append(time.perf_counter() - start)
+  return common.train_record(
+      framework='jax', model=name, mode='unetjax', dtype=dtype, shape=shape,
+      batch_size=batch_size, base_filters=config.base_filters,
+      batch_norm=preset.batch_norm,
+      params=models.parameter_count(model, (1,) + shape),
+      forward_flops_per_image=models.forward_flops(model, (1,) + shape),
+      step_s=common.median(times), step_times=times, first_step_s=first_step_s,
+      compile_s=round(compile_s, 2), peak_memory_bytes=peak_memory(),
+      device=device_name(), versions={
+          'jax': jax.__version__, 'flax': flax.__version__,
+          'backend': jax.default_backend(),
+          'xla_flags': os.environ.get('XLA_FLAGS', '')})
+
+
+def ratio_record(jax_records: list[dict[str, Any]],
+                 torch_records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+  """unetjax's U-Net images/s over the best PyTorch mode's, per dtype and batch."""
+  ratios = []
+  for record in jax_records:
+    if record['model'] != 'unet':
+      continue
+    rivals = [t for t in torch_records if t['batch_size'] == record['batch_size']
+              and t['dtype'] == record['dtype']]
+    if not rivals:
+      continue
+    best = max(rivals, key=lambda t: t['images_per_s'])
+    ratios.append({
+        'benchmark': 'train_throughput_ratio', 'dtype': record['dtype'],
+        'batch_size': record['batch_size'], 'image_shape': record['image_shape'],
+        'unetjax_images_per_s': record['images_per_s'],
+        'torch_mode': best['mode'], 'torch_images_per_s': best['images_per_s'],
+        'ratio': round(record['images_per_s'] / best['images_per_s'], 3),
+        'device': record['device']})
+  return ratios
+
+
+def main() -> None:
+  args = common.parse_args(__doc__)
+  preset = common.PRESETS[args.preset].override(args)
+  records = []
+  for name in preset.models:
+    for dtype in preset.dtypes:
+      for batch_size in preset.batch_sizes:
+        records.append(measure(name, dtype, batch_size, preset))
+        common.emit(records[-1])
+  if args.torch:
+    import torch_baseline  # here, so that the JAX cases need no torch
+    torch_records = torch_baseline.run(preset, tuple(args.torch_modes or ()) or None)
+    for ratio in ratio_record(records, torch_records):
+      common.emit(ratio)
+
+
+if __name__ == '__main__':
+  main()

@@ -1,0 +1,92 @@
+"""The speed benchmarks compare like with like: the PyTorch U-Net is unetjax's
+U-Net (same parameters, same loss), and the records' rates follow from the
+times they report."""
+
+import dataclasses
+import json
+import os
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+# The PyTorch baseline's own dependency: `pip install torch` (CI installs the
+# CPU build, torch==2.13.0).
+torch = pytest.importorskip('torch')
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(__file__)), 'benchmarks'))
+
+import common  # noqa: E402
+import summarize  # noqa: E402
+import torch_baseline  # noqa: E402
+import train_throughput  # noqa: E402
+from configs import default  # noqa: E402
+from unetjax import losses, models  # noqa: E402
+
+TINY = dataclasses.replace(common.PRESETS['cpu'], shape=(32, 32, 1), batch_sizes=(2,),
+                           base_filters=4, steps=2, warmup=0)
+
+
+@pytest.mark.parametrize('base_filters,batch_norm,channels', [(16, False, 1), (64, True, 3)])
+def test_torch_unet_has_the_parameters_of_unetjax_unet(base_filters, batch_norm, channels):
+  preset = dataclasses.replace(common.PRESETS['gpu'], base_filters=base_filters,
+                               batch_norm=batch_norm)
+  model = models.get_model(train_throughput.model_config('unet', preset))
+  expected = models.parameter_count(model, (1, 64, 64, channels))
+  torch_model = torch_baseline.UNet(channels, 1, base_filters, 4, batch_norm)
+  assert torch_baseline.parameter_count(torch_model) == expected
+
+
+def test_torch_loss_equals_unetjax_cross_entropy_dice():
+  rng = np.random.default_rng(0)
+  logits = rng.normal(size=(3, 16, 16, 1)).astype(np.float32) * 3
+  labels = (rng.random((3, 16, 16)) > 0.6).astype(np.int32)
+  expected = losses.get_loss(default.get_config().loss)(jnp.asarray(logits),
+                                                        jnp.asarray(labels))
+  got = torch_baseline.bce_dice_loss(
+      torch.from_numpy(logits).permute(0, 3, 1, 2),
+      torch.from_numpy(labels[:, None].astype(np.float32)))
+  np.testing.assert_allclose(float(got), float(expected), rtol=1e-5)
+
+
+def test_torch_forward_flops_match_xla_up_to_padding():
+  """XLA leaves out the multiply-adds with 'same' padding; torch counts them."""
+  model = models.get_model(train_throughput.model_config('unet', TINY))
+  xla = models.forward_flops(model, (1, 32, 32, 1))
+  counted = torch_baseline.forward_flops(torch_baseline.UNet(1, 1, 4, 4, False),
+                                         torch.zeros(1, 1, 32, 32))
+  assert 0.75 * counted < xla <= counted
+
+
+def test_train_record_rates_follow_from_step_time(tmp_path, monkeypatch):
+  monkeypatch.setenv('UNETJAX_BENCHMARK_OUT', str(tmp_path / 'out.jsonl'))
+  record = train_throughput.measure('unet', 'float32', 2, TINY)
+  common.emit(record)
+  assert record['images_per_s'] == pytest.approx(2 / (record['step_ms'] / 1e3), rel=1e-3)
+  assert record['train_gflops_per_image'] == pytest.approx(
+      3 * record['forward_gflops_per_image'], abs=1e-3)
+  assert record['step_ms_spread'][0] <= record['step_ms'] <= record['step_ms_spread'][1]
+  assert record['device'] == jax.devices()[0].platform and record['mfu'] is None
+  assert json.loads((tmp_path / 'out.jsonl').read_text()) == record
+
+
+def test_torch_cases_and_ratio_and_summary(tmp_path, monkeypatch):
+  monkeypatch.setenv('UNETJAX_BENCHMARK_OUT', str(tmp_path / 'train_throughput.jsonl'))
+  jax_record = train_throughput.measure('unet', 'float32', 2, TINY)
+  common.emit(jax_record)
+  torch_records = torch_baseline.run(TINY, ('fp32',))
+  assert torch_records[0]['params'] == jax_record['params']
+  (ratio,) = train_throughput.ratio_record([jax_record], torch_records)
+  assert ratio['ratio'] == pytest.approx(
+      jax_record['images_per_s'] / torch_records[0]['images_per_s'], rel=1e-2)
+  common.emit(ratio)
+  text = summarize.summary(str(tmp_path))
+  assert '### Training throughput' in text and '### unetjax / PyTorch' in text
+  assert f'| {ratio["ratio"]} |' in text
+
+
+def test_peak_flops_by_device_name():
+  assert common.peak_flops('NVIDIA H100 80GB HBM3', 'bfloat16') == 989.4e12
+  assert common.peak_flops('cpu', 'float32') is None
