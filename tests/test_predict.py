@@ -17,7 +17,7 @@ from configs import default
 from unetjax import checkpoints, models, predict, train
 from unetjax import workdir as workdir_lib
 from unetjax.data import synthetic
-from unetjax.errors import UserInputError
+from unetjax.errors import DataError, UserInputError
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WINDOW = (64, 64)  # synthetic_cells/binary's image size
@@ -166,6 +166,42 @@ def test_resize_mode_returns_logits_of_the_image_size(apply_fn):
   fits = cells(5, 64, 64)[0]
   np.testing.assert_allclose(predict.predict_image(apply_fn, fits, WINDOW, resize=True),
                              predict.predict_image(apply_fn, fits, WINDOW), atol=1e-6)
+
+
+def test_overlay_draws_prediction_truth_and_overlap_contours_in_their_colours():
+  image = np.full((12, 12, 1), 100, np.uint8)
+  label = np.zeros((12, 12), np.int32)
+  label[2:8, 2:8] = 1
+  prediction = np.zeros((12, 12), np.int32)
+  prediction[2:8, 2:10] = 1  # shares the top, bottom and left edges
+  rgb = predict.overlay(image, prediction, 2, label)
+  assert tuple(rgb[2, 3]) == predict.BOTH_COLOUR
+  assert tuple(rgb[4, 7]) == predict.GROUND_TRUTH_COLOUR  # the label's right edge
+  assert tuple(rgb[4, 9]) == predict.PREDICTION_COLOUR
+  assert tuple(rgb[4, 4]) == (100, 100, 100) and tuple(rgb[0, 0]) == (100,) * 3
+  assert tuple(predict.overlay(image, prediction, 2)[2, 3]) == predict.PREDICTION_COLOUR
+
+
+def test_masks_are_saved_as_0_255_or_class_ids_and_read_back(tmp_path):
+  classes = np.array([[0, 1], [2, 1]])
+  np.testing.assert_array_equal(predict.mask_png(classes > 0, 2), [[0, 255], [255, 255]])
+  np.testing.assert_array_equal(predict.mask_png(classes, 3), classes)
+  Image.fromarray(predict.mask_png(classes, 3)).save(tmp_path / 'multi.png')
+  np.testing.assert_array_equal(
+      predict.read_label(str(tmp_path / 'multi.png'), 3, None, (2, 2)), classes)
+  Image.fromarray(np.array([[0, 200], [255, 30]], np.uint8)).save(tmp_path / 'jpeg.png')
+  np.testing.assert_array_equal(
+      predict.read_label(str(tmp_path / 'jpeg.png'), 2, 127, (2, 2)), [[0, 1], [1, 0]])
+  with pytest.raises(DataError, match='is not binary.*set a threshold'):
+    predict.read_label(str(tmp_path / 'jpeg.png'), 2, None, (2, 2))
+  with pytest.raises(DataError, match='is not binary.*--mask_threshold'):
+    predict.read_label(str(tmp_path / 'multi.png'), 2, None, (2, 2))
+  Image.fromarray(np.array([[0, 5]], np.uint8)).save(tmp_path / 'five.png')
+  with pytest.raises(DataError, match=r'holds class id 5, but the model has 3 '
+                     r'classes \(0..2\)'):
+    predict.read_label(str(tmp_path / 'five.png'), 3, None, (1, 2))
+  with pytest.raises(DataError, match=r'is 2x2 but its image is 3x2'):
+    predict.read_label(str(tmp_path / 'multi.png'), 3, None, (2, 3))
 
 
 def read_csv(path):

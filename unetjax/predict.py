@@ -309,7 +309,10 @@ def read_label(path: str, n_classes: int, threshold: int | None,
   read them (`image_masks.binary_mask`), multi-class masks hold class ids."""
   values = image_masks.read_image(path, None)
   if n_classes == 2:
-    label = image_masks.binary_mask(values, path, threshold)
+    try:
+      label = image_masks.binary_mask(values, path, threshold)
+    except DataError as e:
+      raise DataError(f'{e} (--mask_threshold)') from e
   else:
     label = values[..., 0] if values.ndim == 3 else values
     if label.max() >= n_classes:

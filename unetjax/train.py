@@ -439,7 +439,9 @@ def write_run_figures(workdir: str, config: ml_collections.ConfigDict,
   model = models.get_model(config.model, config.dtype, config.param_dtype)
   apply = jax.jit(functools.partial(model.apply, train=False),
                   compiler_options=models.init_compiler_options())
-  state = jax.device_get(best_state)
+  # One replica on this host (the state may be replicated over all hosts).
+  state = jax.tree.map(lambda x: np.asarray(x.addressable_data(0))
+                       if isinstance(x, jax.Array) else x, best_state)
   logits = apply({'params': state.params, 'batch_stats': state.batch_stats},
                  preprocess(batch['image'][valid]))
   predictions = metrics.predict_classes(logits, config.metrics.threshold)
