@@ -94,8 +94,8 @@ def sliding_window_logits(apply_fn: ApplyFn, image: np.ndarray,
   Windows overlap by `overlap` and their logits are averaged with
   `window_weights`; an image smaller than the window is reflect-padded
   around to its size (and the logits cropped back), and one that fits is one
-  window, unblended. `apply_fn` gets `batch_size` windows at a time (the last
-  batch padded), so it compiles once per window shape.
+  window, unblended. `apply_fn` gets up to `batch_size` windows at a time,
+  padded to a power of two, so it compiles for few batch shapes.
   """
   height, width = image.shape[:2]
   pad_y, pad_x = max(0, window[0] - height), max(0, window[1] - width)
@@ -105,23 +105,23 @@ def sliding_window_logits(apply_fn: ApplyFn, image: np.ndarray,
                    mode='reflect')
   corners = [(y, x) for y in window_starts(image.shape[0], window[0], overlap)
              for x in window_starts(image.shape[1], window[1], overlap)]
-  crops = np.stack([image[y:y + window[0], x:x + window[1]] for y, x in corners])
-  outputs = []
-  for start in range(0, len(crops), batch_size):
-    chunk = crops[start:start + batch_size]
-    padded = np.concatenate(
-        [chunk, np.zeros((batch_size - len(chunk),) + chunk.shape[1:], chunk.dtype)])
-    outputs.append(np.asarray(apply_fn(padded), np.float32)[:len(chunk)])
-  logits = np.concatenate(outputs)
-  if len(corners) == 1:
-    total = logits[0]
-  else:
-    weights = window_weights(window, blend)[..., None]
-    total = np.zeros(image.shape[:2] + logits.shape[-1:], np.float32)
-    weight_sum = np.zeros(image.shape[:2] + (1,), np.float32)
-    for (y, x), window_logits in zip(corners, logits):
+  weights = (window_weights(window, blend)[..., None] if len(corners) > 1
+             else np.ones(window + (1,), np.float32))
+  total = weight_sum = None
+  for start in range(0, len(corners), batch_size):
+    chunk = corners[start:start + batch_size]
+    size = min(batch_size, 1 << (len(chunk) - 1).bit_length())
+    crops = np.zeros((size,) + window + image.shape[2:], image.dtype)
+    for i, (y, x) in enumerate(chunk):
+      crops[i] = image[y:y + window[0], x:x + window[1]]
+    logits = np.asarray(apply_fn(crops), np.float32)
+    if total is None:
+      total = np.zeros(image.shape[:2] + logits.shape[-1:], np.float32)
+      weight_sum = np.zeros(image.shape[:2] + (1,), np.float32)
+    for (y, x), window_logits in zip(chunk, logits):
       total[y:y + window[0], x:x + window[1]] += weights * window_logits
       weight_sum[y:y + window[0], x:x + window[1]] += weights
+  if len(corners) > 1:
     total /= weight_sum
   return total[top:top + height, left:left + width]
 
