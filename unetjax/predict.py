@@ -147,11 +147,10 @@ def predict_image(apply_fn: ApplyFn, image: np.ndarray, window: tuple[int, int],
   """
   height, width = image.shape[:2]
   if resize and (height, width) != tuple(window):
-    image = np.asarray(Image.fromarray(np.squeeze(image, -1) if image.shape[-1] == 1
-                                       else image).resize(
-                                           (window[1], window[0]),
-                                           resample=Image.BILINEAR))
-    image = image.reshape(window + (-1,))
+    channels = image.shape[-1]
+    pil = Image.fromarray(image[..., 0] if channels == 1 else image)
+    image = np.asarray(pil.resize((window[1], window[0]), Image.BILINEAR))
+    image = image.reshape(tuple(window) + (channels,))
   pixels = np.asarray(train.preprocess(image))
   logits = 0.0
   flips = _FLIPS if tta else ((),)
@@ -340,9 +339,9 @@ def _statistics(logits, labels, threshold, boundary_tolerance):
 def _columns(names: Sequence[str]) -> list[str]:
   """CSV metric columns: the main ones, then per-class ones (multi-class)."""
   main = [c for c in _COLUMNS if c in names]
-  per_class = sorted(n for n in names if '/' in n
-                     and n.split('/')[0] in _COLUMNS)
-  return main + per_class
+  per_class = [n for n in names if '/' in n and n.split('/')[0] in _COLUMNS]
+  # By metric, then (a stable sort) in class order.
+  return main + sorted(per_class, key=lambda n: _COLUMNS.index(n.split('/')[0]))
 
 
 def write_metrics_csv(path: str, rows: dict[str, dict[str, float]],
