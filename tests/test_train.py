@@ -164,6 +164,9 @@ def test_a_run_trains_evaluates_and_resumes_without_repeating_work(tfds_dir, tmp
   assert sorted(os.listdir(os.path.join(workdir, 'checkpoints'))) == ['2', '4']
   saved = json.load(open(os.path.join(workdir, 'config.json')))
   assert saved['model']['base_filters'] == 8
+  for figure in (train.CURVES_FILE, train.PREDICTIONS_FILE):
+    with open(os.path.join(workdir, figure), 'rb') as f:
+      assert f.read(8) == b'\x89PNG\r\n\x1a\n', figure
 
   config.num_train_steps = 6  # a longer run is a different run
   with pytest.raises(WorkdirError, match=r'num_train_steps: 4 -> 6'):

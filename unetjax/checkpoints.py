@@ -29,15 +29,19 @@ class Checkpoints:
   """The workdir's latest and best checkpoints."""
 
   def __init__(self, workdir: str, max_to_keep: int = 2,
-               best_mode: str = 'max'):
+               best_mode: str = 'max', read_only: bool = False):
+    """`read_only` (for inference) creates, cleans up and deletes nothing, so
+    a run training in the same workdir is left alone."""
     # cleanup_tmp_directories removes the partial save of a killed run.
+    writable = not read_only
     options = ocp.CheckpointManagerOptions(
-        max_to_keep=max_to_keep, create=True, cleanup_tmp_directories=True)
+        max_to_keep=max_to_keep if writable else None, create=writable,
+        cleanup_tmp_directories=writable)
     self._latest = ocp.CheckpointManager(
         os.path.join(os.path.abspath(workdir), 'checkpoints'), options=options)
     best_options = ocp.CheckpointManagerOptions(
-        max_to_keep=1, create=True, cleanup_tmp_directories=True,
-        best_mode=best_mode,
+        max_to_keep=1 if writable else None, create=writable,
+        cleanup_tmp_directories=writable, best_mode=best_mode,
         best_fn=lambda metrics: metrics['score'])
     self._best = ocp.CheckpointManager(
         os.path.join(os.path.abspath(workdir), 'best'), options=best_options)

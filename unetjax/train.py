@@ -9,6 +9,7 @@ the same trajectory as an uninterrupted one.
 
 import functools
 import math
+import os
 import time
 from typing import Any, Callable
 
@@ -29,10 +30,16 @@ from unetjax import losses
 from unetjax import metrics
 from unetjax import models
 from unetjax import parallel
+from unetjax import plots
 from unetjax import signals
 from unetjax import workdir as workdir_lib
 from unetjax.data import pipeline
 from unetjax.errors import DataError, DivergenceError
+
+
+# Figures written into the workdir at the end of a run.
+CURVES_FILE = 'curves.png'
+PREDICTIONS_FILE = 'predictions.png'
 
 
 class TrainState(train_state.TrainState):
@@ -377,36 +384,70 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
       bar.close()
       ckpts.wait()
 
-  final = final_evaluation(p_eval_step, template, ckpts, config, info, strategy)
+  best_state, best_step = restore_best_state(template, ckpts)
+  final = final_evaluation(p_eval_step, strategy.place_state(best_state),
+                           best_step, config, info, strategy)
   final['wall_time_s'] = wall_time()
   logger.write('final', step, **final)
   logger.close()
   ckpts.close()
   if jax.process_index() == 0:
+    write_run_figures(workdir, config, info, best_state)
     print(format_summary(final, config.best_metric))
   return final
 
 
-def final_evaluation(eval_step_fn: Callable, template: TrainState,
-                     ckpts: checkpoints.Checkpoints,
-                     config: ml_collections.ConfigDict,
+def restore_best_state(template: TrainState, ckpts: checkpoints.Checkpoints
+                       ) -> tuple[TrainState, int]:
+  """The best checkpoint's state (one copy, laid out as `template`) and step;
+  the latest checkpoint if no validation score was ever finite."""
+  if ckpts.best_step() is not None:
+    state, meta = ckpts.restore_best(template)
+    return state, meta['best_step']
+  state, _ = ckpts.restore_latest(template)
+  return state, ckpts.latest_step()
+
+
+def final_evaluation(eval_step_fn: Callable, best_state: TrainState,
+                     best_step: int, config: ml_collections.ConfigDict,
                      info: pipeline.DatasetInfo,
                      strategy: parallel.Strategy) -> dict[str, Any]:
-  """Validation and test metrics of the best checkpoint (of the latest if no
-  validation score was ever finite)."""
-  if ckpts.best_step() is not None:
-    best_state, best_meta = ckpts.restore_best(template)
-  else:
-    best_state, best_meta = ckpts.restore_latest(template)
-    best_meta['best_step'] = ckpts.latest_step()
-  best_state = strategy.place_state(best_state)
+  """Validation and test metrics of the best state (placed by `strategy`)."""
   return {
-      'best_step': best_meta['best_step'],
+      'best_step': best_step,
       'best_metric': config.best_metric,
       'validation': evaluate(eval_step_fn, best_state, config, 'validation',
                              info, strategy),
       'test': evaluate(eval_step_fn, best_state, config, 'test', info, strategy),
   }
+
+
+def write_run_figures(workdir: str, config: ml_collections.ConfigDict,
+                      info: pipeline.DatasetInfo, best_state: TrainState,
+                      n_examples: int = 4) -> None:
+  """workdir/curves.png (losses and the validation best_metric against step)
+  and workdir/predictions.png (the first `n_examples` test images, their
+  ground truth and the best state's prediction)."""
+  plots.plot_curves(os.path.join(workdir, CURVES_FILE),
+                    {'': logs.read_metrics(workdir)}, config.best_metric)
+  batches = pipeline.eval_batches(config.dataset, 'test', n_examples)
+  batch = next(batches)
+  batches.close()
+  valid = batch['valid']
+  # The model as built from the config: sync batch norm only differs in
+  # training, and this state is one host copy.
+  model = models.get_model(config.model, config.dtype, config.param_dtype)
+  apply = jax.jit(functools.partial(model.apply, train=False),
+                  compiler_options=models.init_compiler_options())
+  # One replica on this host (the state may be replicated over all hosts).
+  state = jax.tree.map(lambda x: np.asarray(x.addressable_data(0))
+                       if isinstance(x, jax.Array) else x, best_state)
+  logits = apply({'params': state.params, 'batch_stats': state.batch_stats},
+                 preprocess(batch['image'][valid]))
+  predictions = metrics.predict_classes(logits, config.metrics.threshold)
+  plots.plot_predictions(os.path.join(workdir, PREDICTIONS_FILE),
+                         batch['image'][valid], batch['mask'][valid],
+                         np.asarray(predictions), len(info.class_names))
 
 
 def format_summary(final: dict[str, Any], best_metric: str) -> str:

@@ -36,6 +36,8 @@ class DatasetInfo:
   class_names: tuple[str, ...]
   split_sizes: dict[str, int]
   has_roi: bool = False  # examples carry 'roi', the pixels to score
+  # Binary mask files: foreground above it (lossy masks); None: exactly {0, max}.
+  mask_threshold: int | None = None
 
 
 def _data_dir(dataset_config: ml_collections.ConfigDict) -> str:
@@ -88,6 +90,17 @@ def prepare(dataset_config: ml_collections.ConfigDict) -> DatasetInfo:
   if jax.process_count() > 1:
     multihost_utils.sync_global_devices(f'prepared {dataset_config.name}')
     builder = _builder(dataset_config)
+  return _dataset_info(dataset_config, builder)
+
+
+def describe(dataset_config: ml_collections.ConfigDict) -> DatasetInfo:
+  """The image shape and class names of a dataset, from its builder, without
+  building or reading it (split sizes are empty unless it is prepared)."""
+  return _dataset_info(dataset_config, _builder(dataset_config))
+
+
+def _dataset_info(dataset_config: ml_collections.ConfigDict,
+                  builder) -> DatasetInfo:
   info = builder.info
   features = info.features
   for key in ('image', 'mask'):
@@ -103,7 +116,8 @@ def prepare(dataset_config: ml_collections.ConfigDict) -> DatasetInfo:
       image_shape=tuple(features['image'].shape),
       class_names=class_names,
       split_sizes={name: split.num_examples for name, split in info.splits.items()},
-      has_roi='roi' in features)
+      has_roi='roi' in features,
+      mask_threshold=getattr(builder, 'MASK_THRESHOLD', None))
 
 
 def _standardize(example: dict) -> dict[str, np.ndarray]:

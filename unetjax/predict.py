@@ -1,0 +1,485 @@
+"""Predicts masks for a folder of images with a trained run.
+
+  python -m unetjax.predict --workdir=runs/unet --images=DIR --out=DIR \\
+      [--masks=DIR] [--tta] [--overlap=0.5] [--threshold=0.5] [--resize]
+
+The model is the run's best checkpoint (its latest if it has no best),
+built from the run's config.json; the workdir is only read. Images of any
+size are predicted by a sliding window of the training image size
+(Gaussian-weighted blending of overlapping windows' logits), or with
+--resize by resizing them to the training size and the logits back. With
+--masks (matched by file stem) it also scores every image with
+`unetjax.metrics`. Writes into --out:
+  masks/<stem>.png     binary: 0 / 255; multi-class: class ids
+  overlays/<stem>.png  the image with the prediction's contours in red, the
+                       ground truth's in green, both in yellow
+  metrics.csv          with --masks: one row per image, then 'mean' (over
+                       images) and 'all' (pixel counts pooled over images)
+"""
+
+import csv
+import dataclasses
+import functools
+import json
+import os
+import sys
+from typing import Any, Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import scipy.ndimage
+from absl import app, flags, logging
+from PIL import Image
+
+from unetjax import checkpoints
+from unetjax import metrics
+from unetjax import models
+from unetjax import train
+from unetjax import workdir as workdir_lib
+from unetjax.data import pipeline
+from unetjax.data.builders import image_masks
+from unetjax.errors import DataError, UserInputError, WorkdirError
+
+# (N, h, w, C) float32 images in [0, 1] -> (N, h, w, K) logits.
+ApplyFn = Callable[[np.ndarray], Any]
+
+# Overlay contour colours (RGB).
+PREDICTION_COLOUR = (255, 0, 0)
+GROUND_TRUTH_COLOUR = (0, 255, 0)
+BOTH_COLOUR = (255, 255, 0)
+METRICS_FILE = 'metrics.csv'
+# Columns of metrics.csv besides per-class ones, in order.
+_COLUMNS = ('dice', 'iou', 'precision', 'recall', 'pixel_accuracy',
+            'boundary_f1', 'hd95', 'assd', 'miou', 'mean_pixel_accuracy')
+_FLIPS = ((), (0,), (1,), (0, 1))  # axes of (H, W): none, vertical, horizontal, both
+
+
+def window_weights(window: tuple[int, int], blend: str = 'gaussian') -> np.ndarray:
+  """(h, w) positive weights of a window's pixels, highest in its centre:
+  'gaussian' (std = side / 8, as nnU-Net) or 'linear' (a ramp to the edges)."""
+  axes = []
+  for size in window:
+    distance = np.arange(size) - (size - 1) / 2
+    if blend == 'gaussian':
+      axes.append(np.exp(-0.5 * (distance / (size / 8)) ** 2))
+    elif blend == 'linear':
+      axes.append(1 - np.abs(distance) / (size / 2))
+    else:
+      raise UserInputError(f'Unknown blend {blend!r}; use gaussian or linear.')
+  weights = np.outer(*axes)
+  # Corner weights of a Gaussian underflow; every pixel must count a little.
+  return np.maximum(weights / weights.max(), 1e-3).astype(np.float32)
+
+
+def window_starts(size: int, window: int, overlap: float) -> list[int]:
+  """Starts of windows covering [0, size) with at least `overlap` (a fraction
+  of the window) between neighbours; the last one ends at the border."""
+  if size <= window:
+    return [0]
+  stride = max(1, int(window * (1 - overlap)))
+  starts = list(range(0, size - window + 1, stride))
+  if starts[-1] != size - window:
+    starts.append(size - window)
+  return starts
+
+
+def sliding_window_logits(apply_fn: ApplyFn, image: np.ndarray,
+                          window: tuple[int, int], overlap: float = 0.5,
+                          blend: str = 'gaussian',
+                          batch_size: int = 8) -> np.ndarray:
+  """Logits (H, W, K) of an (H, W, C) image in windows of the model's size.
+
+  Windows overlap by `overlap` and their logits are averaged with
+  `window_weights`; an image smaller than the window is reflect-padded
+  around to its size (and the logits cropped back), and one that fits is one
+  window, unblended. `apply_fn` gets up to `batch_size` windows at a time,
+  padded to a power of two, so it compiles for few batch shapes.
+  """
+  height, width = image.shape[:2]
+  pad_y, pad_x = max(0, window[0] - height), max(0, window[1] - width)
+  top, left = pad_y // 2, pad_x // 2
+  if pad_y or pad_x:
+    image = np.pad(image, ((top, pad_y - top), (left, pad_x - left), (0, 0)),
+                   mode='reflect')
+  corners = [(y, x) for y in window_starts(image.shape[0], window[0], overlap)
+             for x in window_starts(image.shape[1], window[1], overlap)]
+  weights = (window_weights(window, blend)[..., None] if len(corners) > 1
+             else np.ones(window + (1,), np.float32))
+  total = weight_sum = None
+  for start in range(0, len(corners), batch_size):
+    chunk = corners[start:start + batch_size]
+    size = min(batch_size, 1 << (len(chunk) - 1).bit_length())
+    crops = np.zeros((size,) + window + image.shape[2:], image.dtype)
+    for i, (y, x) in enumerate(chunk):
+      crops[i] = image[y:y + window[0], x:x + window[1]]
+    logits = np.asarray(apply_fn(crops), np.float32)
+    if total is None:
+      total = np.zeros(image.shape[:2] + logits.shape[-1:], np.float32)
+      weight_sum = np.zeros(image.shape[:2] + (1,), np.float32)
+    for (y, x), window_logits in zip(chunk, logits):
+      total[y:y + window[0], x:x + window[1]] += weights * window_logits
+      weight_sum[y:y + window[0], x:x + window[1]] += weights
+  if len(corners) > 1:
+    total /= weight_sum
+  return total[top:top + height, left:left + width]
+
+
+def _resize_channels(values: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+  """(H, W, K) float32 -> (size[0], size[1], K), bilinear, per channel."""
+  return np.stack([np.asarray(Image.fromarray(values[..., k]).resize(
+      (size[1], size[0]), resample=Image.BILINEAR))
+                   for k in range(values.shape[-1])], axis=-1)
+
+
+def predict_image(apply_fn: ApplyFn, image: np.ndarray, window: tuple[int, int],
+                  *, overlap: float = 0.5, blend: str = 'gaussian',
+                  tta: bool = False, resize: bool = False,
+                  batch_size: int = 8) -> np.ndarray:
+  """Logits (H, W, K) of a uint8 (H, W, C) image, scaled to [0, 1] as in
+  training.
+
+  By `sliding_window_logits`, or with `resize` on the image resized
+  (bilinear, as the dataset builders do) to `window` and the logits resized
+  back. With `tta` the logits are averaged over the four combinations of
+  horizontal and vertical flips (each un-flipped first).
+  """
+  height, width = image.shape[:2]
+  if resize and (height, width) != tuple(window):
+    channels = image.shape[-1]
+    pil = Image.fromarray(image[..., 0] if channels == 1 else image)
+    image = np.asarray(pil.resize((window[1], window[0]), Image.BILINEAR))
+    image = image.reshape(tuple(window) + (channels,))
+  pixels = np.asarray(train.preprocess(image))
+  logits = 0.0
+  flips = _FLIPS if tta else ((),)
+  for axes in flips:
+    flipped = np.flip(pixels, axes) if axes else pixels
+    out = sliding_window_logits(apply_fn, np.ascontiguousarray(flipped), window,
+                                overlap, blend, batch_size)
+    logits = logits + (np.flip(out, axes) if axes else out)
+  logits = np.asarray(logits / len(flips), np.float32)
+  if logits.shape[:2] != (height, width):
+    logits = _resize_channels(logits, (height, width))
+  return logits
+
+
+def contours(classes: np.ndarray, n_classes: int, thickness: int = 1) -> np.ndarray:
+  """Boolean (H, W): the boundary pixels (`metrics.boundary`) of each
+  foreground class's region, widened to `thickness` pixels."""
+  edges = np.asarray(_class_boundaries(jnp.asarray(classes), n_classes))
+  if thickness > 1:
+    edges = scipy.ndimage.binary_dilation(edges, iterations=thickness - 1)
+  return edges
+
+
+@functools.partial(jax.jit, static_argnums=1)
+def _class_boundaries(classes: jax.Array, n_classes: int) -> jax.Array:
+  regions = classes[None] == jnp.arange(1, n_classes)[:, None, None]
+  return metrics.boundary(regions).any(0)
+
+
+def overlay(image: np.ndarray, prediction: np.ndarray, n_classes: int,
+            label: np.ndarray | None = None) -> np.ndarray:
+  """RGB uint8 image with prediction contours in PREDICTION_COLOUR, label
+  contours in GROUND_TRUTH_COLOUR and their overlap in BOTH_COLOUR."""
+  rgb = np.array(np.broadcast_to(image, image.shape[:2] + (3,))
+                 if image.shape[-1] == 1 else image[..., :3], np.uint8)
+  thickness = max(1, min(image.shape[:2]) // 256)
+  predicted = contours(prediction, n_classes, thickness)
+  true = (contours(label, n_classes, thickness) if label is not None
+          else np.zeros_like(predicted))
+  rgb[true & ~predicted] = GROUND_TRUTH_COLOUR
+  rgb[predicted & ~true] = PREDICTION_COLOUR
+  rgb[predicted & true] = BOTH_COLOUR
+  return rgb
+
+
+def mask_png(prediction: np.ndarray, n_classes: int) -> np.ndarray:
+  """uint8 mask to save: 0 / 255 for binary, class ids otherwise."""
+  prediction = np.asarray(prediction, np.uint8)
+  return prediction * 255 if n_classes == 2 else prediction
+
+
+@dataclasses.dataclass(frozen=True)
+class Run:
+  """What prediction needs from a training run's workdir."""
+  config: ml_collections.ConfigDict
+  apply_fn: ApplyFn
+  window: tuple[int, int]
+  channels: int
+  class_names: tuple[str, ...]
+  mask_threshold: int | None  # the dataset's, for lossy masks
+  checkpoint: str  # 'best' or 'latest'
+  step: int
+
+
+def check_workdir(workdir: str) -> None:
+  """WorkdirError unless `workdir` has a config and a checkpoint folder."""
+  if not os.path.isdir(workdir):
+    raise WorkdirError(f'--workdir={workdir}: no such folder. Pass the workdir '
+                       'of a training run (python -m unetjax.main ...).')
+  config_path = os.path.join(workdir, workdir_lib.CONFIG_FILE)
+  if not os.path.isfile(config_path):
+    raise WorkdirError(f'{workdir} has no {workdir_lib.CONFIG_FILE}, so it is '
+                       'not a unetjax training run.')
+  if not any(os.path.isdir(os.path.join(workdir, d))
+             for d in ('best', 'checkpoints')):
+    raise WorkdirError(f'{workdir} has no checkpoint yet (no best/ or '
+                       'checkpoints/ folder): train it first.')
+
+
+def _tuples(tree: Any) -> Any:
+  """JSON lists back to the config's tuples (hashable model fields)."""
+  if isinstance(tree, dict):
+    return {k: _tuples(v) for k, v in tree.items()}
+  if isinstance(tree, list):
+    return tuple(_tuples(v) for v in tree)
+  return tree
+
+
+def load_run(workdir: str) -> Run:
+  """The model of `workdir`'s best (else latest) checkpoint, compiled per
+  window shape; WorkdirError if the workdir holds no trained run."""
+  check_workdir(workdir)
+  with open(os.path.join(workdir, workdir_lib.CONFIG_FILE)) as f:
+    config = ml_collections.ConfigDict(_tuples(json.load(f)))
+  model = models.get_model(config.model, config.dtype, config.param_dtype)
+  info = pipeline.describe(config.dataset)
+  window, channels = tuple(info.image_shape[:2]), info.image_shape[2]
+  ckpts = checkpoints.Checkpoints(workdir, best_mode=config.best_metric_mode,
+                                  read_only=True)
+  try:
+    if ckpts.best_step() is not None:
+      name, step = 'best', ckpts.best_step()
+    elif ckpts.latest_step() is not None:
+      name, step = 'latest', ckpts.latest_step()
+    else:
+      raise WorkdirError(f'{workdir} has no complete checkpoint yet: train it '
+                         'until it saves one.')
+    state = (ckpts.restore_best if name == 'best' else ckpts.restore_latest)(
+        _state_template(config, model, window + (channels,)))[0]
+  finally:
+    ckpts.close()
+  variables = {'params': state.params, 'batch_stats': state.batch_stats}
+  return Run(config=config,
+             apply_fn=functools.partial(forward, model, variables),
+             window=window, channels=channels, class_names=info.class_names,
+             mask_threshold=info.mask_threshold, checkpoint=name, step=int(step))
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def forward(model, variables: dict[str, Any], images: jax.Array) -> jax.Array:
+  """float32 logits of `model` in evaluation mode, compiled per model and
+  window batch shape."""
+  return model.apply(variables, images, train=False).astype(jnp.float32)
+
+
+def _state_template(config: ml_collections.ConfigDict, model,
+                    image_shape: tuple[int, ...]) -> train.TrainState:
+  """Shapes of the run's TrainState on one device, traced without compute."""
+  schedule = train.create_learning_rate_schedule(config.optimizer,
+                                                 config.num_train_steps)
+  tx = train.create_optimizer(config.optimizer, schedule)
+  shapes = jax.eval_shape(functools.partial(
+      train.create_train_state, model=model, tx=tx, image_shape=image_shape),
+                          jax.random.key(0))
+  device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+  return jax.tree.map(
+      lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=device), shapes)
+
+
+def _image_files(folder: str, flag: str) -> list[str]:
+  if not os.path.isdir(folder):
+    raise DataError(f'--{flag}={folder}: no such folder.')
+  files = image_masks.list_images(folder)
+  stems = [image_masks.stem(f) for f in files]
+  duplicates = sorted({s for s in stems if stems.count(s) > 1})
+  if duplicates:
+    raise DataError(f'--{flag}={folder} has several images named '
+                    f'{duplicates[0]}.*; file stems name the outputs, so keep one.')
+  return files
+
+
+def read_label(path: str, n_classes: int, threshold: int | None,
+               shape: tuple[int, int]) -> np.ndarray:
+  """Class ids (H, W) of a mask file: binary masks as the dataset builders
+  read them (`image_masks.binary_mask`), multi-class masks hold class ids."""
+  values = image_masks.read_image(path, None)
+  if n_classes == 2:
+    try:
+      label = image_masks.binary_mask(values, path, threshold)
+    except DataError as e:
+      raise DataError(f'{e} (--mask_threshold)') from e
+  else:
+    label = values[..., 0] if values.ndim == 3 else values
+    if label.max() >= n_classes:
+      raise DataError(f'Mask {path} holds class id {int(label.max())}, but the '
+                      f'model has {n_classes} classes (0..{n_classes - 1}).')
+  if label.shape != shape:
+    raise DataError(f'Mask {path} is {label.shape[1]}x{label.shape[0]} but its '
+                    f'image is {shape[1]}x{shape[0]}.')
+  return label.astype(np.int32)
+
+
+def image_metrics(logits: np.ndarray, label: np.ndarray, *, threshold: float,
+                  boundary_tolerance: float) -> metrics.Stats:
+  """`metrics.batch_statistics` of one image (compiled per image shape)."""
+  return _statistics(jnp.asarray(logits)[None], jnp.asarray(label)[None],
+                     threshold=threshold, boundary_tolerance=boundary_tolerance)
+
+
+@functools.partial(jax.jit, static_argnames=('boundary_tolerance',))
+def _statistics(logits, labels, threshold, boundary_tolerance):
+  return metrics.batch_statistics(logits, labels, threshold=threshold,
+                                  boundary_tolerance=boundary_tolerance)
+
+
+def _columns(names: Sequence[str]) -> list[str]:
+  """CSV metric columns: the main ones, then per-class ones (multi-class)."""
+  main = [c for c in _COLUMNS if c in names]
+  per_class = [n for n in names if '/' in n and n.split('/')[0] in _COLUMNS]
+  # By metric, then (a stable sort) in class order.
+  return main + sorted(per_class, key=lambda n: _COLUMNS.index(n.split('/')[0]))
+
+
+def write_metrics_csv(path: str, rows: dict[str, dict[str, float]],
+                      pooled: dict[str, float]) -> dict[str, float]:
+  """Writes one row per image, their 'mean' (NaN-skipping) and the 'all' row;
+  returns the mean row."""
+  columns = _columns(next(iter(rows.values())))
+  with np.errstate(all='ignore'):
+    mean = {}
+    for c in columns:
+      values = np.array([row[c] for row in rows.values()], np.float64)
+      mean[c] = float(np.nanmean(values)) if np.isfinite(values).any() else np.nan
+  with open(path, 'w', newline='') as f:
+    writer = csv.writer(f)
+    writer.writerow(['image'] + columns)
+    for name, row in list(rows.items()) + [('mean', mean), ('all', pooled)]:
+      writer.writerow([name] + [f'{row[c]:.8g}' for c in columns])
+  return mean
+
+
+def predict_folder(workdir: str, images_dir: str, out_dir: str,
+                   masks_dir: str | None = None, *, tta: bool = False,
+                   overlap: float = 0.5, threshold: float | None = None,
+                   resize: bool = False, blend: str = 'gaussian',
+                   mask_suffix: str = '', mask_threshold: int | None = None,
+                   batch_size: int = 8) -> dict[str, Any]:
+  """Predicts every image of `images_dir` into `out_dir` (see the module
+  docstring). Returns {'images': count, 'checkpoint', 'step'} and, with
+  `masks_dir`, 'mean' (the CSV's mean row)."""
+  if not 0 <= overlap < 1:
+    raise UserInputError(f'--overlap={overlap} must be in [0, 1).')
+  if threshold is not None and not 0 < threshold < 1:
+    raise UserInputError(f'--threshold={threshold} must be in (0, 1).')
+  if batch_size < 1:
+    raise UserInputError(f'--batch_size={batch_size} must be at least 1.')
+  check_workdir(workdir)
+  out_real = os.path.realpath(out_dir)
+  for kept in ('checkpoints', 'best'):
+    folder = os.path.realpath(os.path.join(workdir, kept))
+    if out_real == folder or out_real.startswith(folder + os.sep):
+      raise UserInputError(f'--out={out_dir} is inside the run\'s {kept}/ '
+                           'folder; write predictions elsewhere.')
+  image_files = _image_files(images_dir, 'images')
+  if masks_dir is not None:
+    _image_files(masks_dir, 'masks')
+    mask_files = {p.key: p.mask for p in image_masks.pairs_in_folders(
+        images_dir, masks_dir, mask_suffix)}
+  run = load_run(workdir)
+  n_classes = max(2, len(run.class_names))
+  threshold = run.config.metrics.threshold if threshold is None else threshold
+  if mask_threshold is None:
+    mask_threshold = run.mask_threshold
+  for sub in ('masks', 'overlays'):
+    os.makedirs(os.path.join(out_dir, sub), exist_ok=True)
+  rows, total = {}, None
+  for path in image_files:
+    name = image_masks.stem(path)
+    image = image_masks.read_image(path, 'RGB' if run.channels == 3 else 'L')
+    image = image.reshape(image.shape[:2] + (run.channels,))
+    logits = predict_image(run.apply_fn, image, run.window, overlap=overlap,
+                           blend=blend, tta=tta, resize=resize,
+                           batch_size=batch_size)
+    prediction = np.asarray(metrics.predict_classes(logits[None], threshold)[0])
+    label = None
+    if masks_dir is not None:
+      label = read_label(mask_files[name], n_classes, mask_threshold,
+                         image.shape[:2])
+      stats = image_metrics(logits, label, threshold=threshold,
+                            boundary_tolerance=run.config.metrics.boundary_tolerance)
+      total = metrics.merge(total, stats)
+      rows[name] = metrics.summarize(metrics.merge(None, stats), run.class_names)
+    Image.fromarray(mask_png(prediction, n_classes)).save(
+        os.path.join(out_dir, 'masks', f'{name}.png'))
+    Image.fromarray(overlay(image, prediction, n_classes, label)).save(
+        os.path.join(out_dir, 'overlays', f'{name}.png'))
+  result = {'images': len(image_files), 'checkpoint': run.checkpoint,
+            'step': run.step}
+  if masks_dir is not None:
+    result['mean'] = write_metrics_csv(
+        os.path.join(out_dir, METRICS_FILE), rows,
+        metrics.summarize(total, run.class_names))
+  return result
+
+
+FLAGS = flags.FLAGS
+
+
+def define_flags() -> None:
+  """The command's flags, defined when it runs (not on import, so this module
+  can be imported beside unetjax.main, whose --workdir it shares)."""
+  flags.DEFINE_string('workdir', None, 'Workdir of a training run (read only).')
+  flags.DEFINE_string('images', None, 'Folder of images to predict (PNG, JPEG, '
+                      'TIFF, BMP, GIF), of any size.')
+  flags.DEFINE_string('masks', None, 'Optional folder of ground-truth masks, '
+                      'matched to images by file stem: adds metrics.csv and '
+                      'ground-truth contours.')
+  flags.DEFINE_string('out', None, 'Folder for masks/, overlays/ and metrics.csv.')
+  flags.DEFINE_bool('tta', False, 'Average the logits over horizontal and '
+                    'vertical flips (4 passes).')
+  flags.DEFINE_float('overlap', 0.5, 'Overlap of neighbouring windows, a '
+                     'fraction of the window in [0, 1).')
+  flags.DEFINE_float('threshold', None, 'Binary models: foreground where the '
+                     'sigmoid probability exceeds it; default: the run\'s '
+                     'config.metrics.threshold.')
+  flags.DEFINE_bool('resize', False, 'Resize each image to the training size '
+                    'and the logits back, instead of sliding a window.')
+  flags.DEFINE_enum('blend', 'gaussian', ['gaussian', 'linear'],
+                    'Weights for blending overlapping windows.')
+  flags.DEFINE_string('mask_suffix', '', 'Mask file stem = image stem + this.')
+  flags.DEFINE_integer('mask_threshold', None, 'Binary masks: foreground where '
+                       'the grey value exceeds it (lossy masks); default: the '
+                       'dataset builder\'s, else masks must be exactly 0 / max.')
+  flags.DEFINE_integer('batch_size', 8, 'Windows per forward pass.')
+  flags.mark_flags_as_required(['workdir', 'images', 'out'])
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'Unexpected arguments: {" ".join(argv[1:])}')
+  if not FLAGS['verbosity'].present:
+    logging.set_verbosity(logging.WARNING)
+  try:
+    result = predict_folder(
+        FLAGS.workdir, FLAGS.images, FLAGS.out, FLAGS.masks, tta=FLAGS.tta,
+        overlap=FLAGS.overlap, threshold=FLAGS.threshold, resize=FLAGS.resize,
+        blend=FLAGS.blend, mask_suffix=FLAGS.mask_suffix,
+        mask_threshold=FLAGS.mask_threshold, batch_size=FLAGS.batch_size)
+  except UserInputError as e:
+    sys.exit(f'error: {e}')
+  print(f'Predicted {result["images"]} images with the {result["checkpoint"]} '
+        f'checkpoint (step {result["step"]}) of {FLAGS.workdir} into {FLAGS.out}.')
+  if 'mean' in result:
+    mean = result['mean']
+    print('Mean over images: ' + ', '.join(
+        f'{k} {mean[k]:.4f}' for k in ('dice', 'iou', 'boundary_f1') if k in mean)
+          + f' (per image: {os.path.join(FLAGS.out, METRICS_FILE)}).')
+
+
+if __name__ == '__main__':
+  define_flags()
+  app.run(main)
