@@ -6,6 +6,7 @@ import pytest
 from ml_collections import ConfigDict
 
 from unetjax import models
+from unetjax.models import layers
 from unetjax.errors import ConfigError, InputShapeError
 from unetjax.models.unet import UNet
 
@@ -116,3 +117,30 @@ def test_registry_builds_unet_and_rejects_unknown_names_and_fields():
     models.get_model(config)
   with pytest.raises(ConfigError, match="upsample mode 'nearest'"):
     n_params(UNet(depth=1, upsample='nearest'), (1, 8, 8, 1))
+
+
+def test_max_pool_matches_flax_in_values_and_gradient():
+  rng = np.random.default_rng(0)
+  x = jnp.asarray(rng.normal(size=(2, 8, 6, 3)), jnp.float32)
+  g = jnp.asarray(rng.normal(size=(2, 4, 3, 3)), jnp.float32)
+  reference = lambda x: flax.linen.max_pool(x, (2, 2), strides=(2, 2))
+  np.testing.assert_array_equal(layers.max_pool_2x2(x), reference(x))
+  ours = jax.vjp(layers.max_pool_2x2, x)[1](g)[0]
+  np.testing.assert_array_equal(ours, jax.vjp(reference, x)[1](g)[0])
+
+
+def test_max_pool_shares_the_gradient_between_equal_maxima():
+  x = jnp.zeros((1, 2, 2, 1)).at[0, 1, 1, 0].set(-1.0)  # three tied maxima
+  grad = jax.grad(lambda x: jnp.sum(layers.max_pool_2x2(x)) * 6)(x)
+  np.testing.assert_allclose(grad[0, :, :, 0], [[2, 2], [2, 0]])
+
+
+@pytest.mark.parametrize('dtype', [jnp.float32, jnp.bfloat16])
+def test_up_convolution_is_flax_conv_transpose(dtype):
+  x = jnp.asarray(np.random.default_rng(0).normal(size=(2, 3, 5, 6)), jnp.float32)
+  reference = flax.linen.ConvTranspose(4, (2, 2), strides=(2, 2), dtype=dtype)
+  ours = layers.UpConvolution(4, dtype=dtype)
+  variables = reference.init(jax.random.key(0), x)
+  assert (jax.tree.map(jnp.shape, ours.init(jax.random.key(0), x))
+          == jax.tree.map(jnp.shape, variables))
+  np.testing.assert_array_equal(ours.apply(variables, x), reference.apply(variables, x))

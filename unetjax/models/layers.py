@@ -268,8 +268,7 @@ class Upsample(nn.Module):
   def __call__(self, x: jax.Array) -> jax.Array:
     kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
     if self.mode == 'transpose':
-      return nn.ConvTranspose(self.features or x.shape[-1], (2, 2),
-                              strides=(2, 2), **kw)(x)
+      return UpConvolution(self.features or x.shape[-1], **kw)(x)
     if self.mode == 'bilinear':
       n, h, w, c = x.shape
       x = jax.image.resize(x, (n, 2 * h, 2 * w, c), method='bilinear')
@@ -278,5 +277,59 @@ class Upsample(nn.Module):
         f'Unknown upsample mode {self.mode!r}; choose one of {UPSAMPLE_MODES}.')
 
 
+class UpConvolution(nn.Module):
+  """nn.ConvTranspose(features, (2, 2), strides=(2, 2)) as one matrix product.
+
+  With the stride equal to the kernel, each output pixel gets exactly one
+  input pixel, so the op is a per-pixel product (C -> 2 x 2 x features) and a
+  depth-to-space reshape: the same parameters, initialisation and outputs as
+  the transposed convolution, but XLA's CPU backend computes its gradient
+  about 5x faster (benchmarks/train_throughput.py).
+  """
+  features: int
+  dtype: Dtype = jnp.float32
+  param_dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    kernel = self.param('kernel', nn.initializers.lecun_normal(),
+                        (2, 2, x.shape[-1], self.features), self.param_dtype)
+    bias = self.param('bias', nn.initializers.zeros_init(), (self.features,),
+                      self.param_dtype)
+    x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
+    n, h, w, _ = x.shape
+    # nn.ConvTranspose puts kernel tap (i, j) at output offset (1 - i, 1 - j).
+    y = jnp.einsum('nhwc,ijcf->nhiwjf', x, kernel[::-1, ::-1])
+    return y.reshape(n, 2 * h, 2 * w, self.features) + bias
+
+
+@jax.custom_vjp
 def max_pool_2x2(x: jax.Array) -> jax.Array:
-  return nn.max_pool(x, (2, 2), strides=(2, 2))
+  """2x2 max pooling, stride 2, of NHWC `x` with even height and width.
+
+  The same values as nn.max_pool, from a reshape and a max. Its gradient
+  goes to the window's maxima, shared when several are equal (as ReLU's zeros
+  often are; their own gradient is then zero). On XLA's CPU backend this
+  backward pass is ~4x faster than nn.max_pool's select-and-scatter.
+  """
+  return _max_pool_forward(x)[0]
+
+
+def _max_pool_forward(x: jax.Array) -> tuple[jax.Array, jax.Array]:
+  n, h, w, c = x.shape
+  windows = x.reshape(n, h // 2, 2, w // 2, 2, c)
+  pooled = jnp.max(windows, axis=(2, 4))
+  # The maxima's positions are kept from the forward pass: a comparison
+  # recomputed in the backward pass may see the inputs rounded differently
+  # (XLA may recompute them in another fusion) and find no maximum at all.
+  return pooled, windows == pooled[:, :, None, :, None, :]
+
+
+def _max_pool_backward(is_max: jax.Array, grad: jax.Array) -> tuple[jax.Array]:
+  count = jnp.maximum(jnp.sum(is_max, axis=(2, 4), keepdims=True), 1)
+  share = grad[:, :, None, :, None, :] / count.astype(grad.dtype)
+  n, h, _, w, _, c = is_max.shape
+  return (jnp.where(is_max, share, 0).reshape(n, 2 * h, 2 * w, c),)
+
+
+max_pool_2x2.defvjp(_max_pool_forward, _max_pool_backward)
