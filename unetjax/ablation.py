@@ -464,7 +464,7 @@ def plot_curves(curves: dict[str, tuple[list[int], list[float]]],
   axis.set_xlabel('step')
   axis.set_ylabel(f'validation {metric}')
   axis.grid(alpha=0.3)
-  if curves:
+  if labelled:
     axis.legend(fontsize='x-small', loc='best')
   figure.tight_layout()
   figure.savefig(path, dpi=120)
