@@ -128,22 +128,22 @@ def fit(config: ml_collections.ConfigDict, info: pipeline.DatasetInfo):
   return forest.fit(np.concatenate(inputs), np.concatenate(targets))
 
 
-def probabilities(forest, image: np.ndarray, model_config: ml_collections.ConfigDict,
+def probabilities(forest, images: np.ndarray,
+                  model_config: ml_collections.ConfigDict,
                   n_classes: int) -> np.ndarray:
-  """(H, W, n_classes) class probabilities; classes absent from the
-  training pixels get 0."""
-  responses = features(image, model_config)
-  height, width, n_features = responses.shape
-  known = forest.predict_proba(responses.reshape(-1, n_features))
-  full = np.zeros((height * width, n_classes), np.float32)
+  """(N, H, W, n_classes) class probabilities of uint8 images (N, H, W, C),
+  in one call to the forest; classes absent from the training pixels get 0."""
+  responses = np.stack([features(image, model_config) for image in images])
+  known = forest.predict_proba(responses.reshape(-1, responses.shape[-1]))
+  full = np.zeros((len(known), n_classes), np.float32)
   full[:, forest.classes_.astype(int)] = known
-  return full.reshape(height, width, n_classes)
+  return full.reshape(responses.shape[:3] + (n_classes,))
 
 
-def predict(forest, image: np.ndarray, model_config: ml_collections.ConfigDict,
+def predict(forest, images: np.ndarray, model_config: ml_collections.ConfigDict,
             n_classes: int) -> np.ndarray:
-  """(H, W) class ids: the most probable class (ties: the lower id)."""
-  return np.argmax(probabilities(forest, image, model_config, n_classes), -1)
+  """(N, H, W) class ids: the most probable class (ties: the lower id)."""
+  return np.argmax(probabilities(forest, images, model_config, n_classes), -1)
 
 
 def as_logits(probs: np.ndarray, binary: bool) -> np.ndarray:
@@ -164,9 +164,9 @@ def evaluate(forest, config: ml_collections.ConfigDict,
   for batch in pipeline.eval_batches(config.dataset, split, 16):
     logits = np.zeros(batch['mask'].shape + (1 if binary else n_classes,),
                       np.float32)
-    for i in np.flatnonzero(batch['valid']):
-      logits[i] = as_logits(probabilities(forest, batch['image'][i],
-                                          config.model, n_classes), binary)
+    valid = np.flatnonzero(batch['valid'])
+    logits[valid] = as_logits(probabilities(forest, batch['image'][valid],
+                                            config.model, n_classes), binary)
     roi = batch.get('roi', np.ones_like(batch['mask'])).astype(bool)
     total = metrics.merge(total, statistics(
         logits, batch['mask'].astype(np.int32), batch['valid'], mask=roi))
