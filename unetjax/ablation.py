@@ -551,6 +551,8 @@ def main(argv: Sequence[str]) -> None:
     raise SystemExit(f'Unexpected arguments: {" ".join(argv[1:])}')
   if not flags_['verbosity'].present:
     logging.set_verbosity(logging.WARNING)
+  import signal
+  from unetjax import train
   try:
     sweep = load_sweep(flags_.sweep)
     title = os.path.splitext(os.path.basename(flags_.sweep))[0]
@@ -558,6 +560,11 @@ def main(argv: Sequence[str]) -> None:
                          title=f'Ablation: {title}')
   except UserInputError as e:
     sys.exit(f'error: {e}')
+  except (train.Stopped, KeyboardInterrupt) as e:
+    print(f'{e or "Interrupted."} Re-run the same command to resume the sweep.',
+          file=sys.stderr)
+    name = getattr(e, 'signal_name', None) or 'SIGINT'
+    sys.exit(128 + getattr(signal, name, signal.SIGINT))
   if failures:
     sys.exit(f'{len(failures)} run(s) failed (their error.json has the '
              'traceback; re-running the sweep retries them):\n' +
