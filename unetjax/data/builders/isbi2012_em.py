@@ -16,7 +16,7 @@ class Isbi2012Em(image_masks.ImageMaskBuilder):
   name = 'isbi2012_em'
 
   BUILDER_CONFIGS = image_masks.sized_configs(
-      (512, 256), '512x512 greyscale slices')
+      (512, 256, 128), '512x512 greyscale slices')
   CLASS_NAMES = ('interior', 'membrane')
   N_CHANNELS = 1
   HOMEPAGE = 'https://imagej.net/events/isbi-2012-segmentation-challenge'

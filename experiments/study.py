@@ -1,0 +1,80 @@
+"""The first real-data study: U-Net, U-Net++, ResUNet and ResUNet++ at the
+seed's settings (base_filters 16, combined BCE + Dice loss) x augmentation
+off / on (configs/augmented.py) x seeds 0, 1, 2 on ISBI 2012 EM, DRIVE and
+Kvasir-SEG, plus the pixel forest baseline per dataset and seed.
+
+UNETJAX_PROTOCOL=cpu python -m unetjax.ablation --sweep=experiments/study.py \
+  --out=runs/study_cpu
+
+Settings (environment variables):
+  UNETJAX_PROTOCOL  'cpu' (default): 128 px (Kvasir-SEG 64 px) and few steps,
+                    the whole study in hours on a laptop CPU;
+                    'gpu': 256 px and the step counts of configs/membranes.py,
+                    drive.py and kvasir.py scaled up, for one accelerator.
+  UNETJAX_DATA      folder holding isbi2012_em/, drive/ and kvasir_seg/
+                    (default ../shared/data).
+The protocol is recorded in every result row (tags) with the device.
+"""
+
+import os
+
+from configs import augmented, resunet, resunet_pp, unet, unet_pp
+from unetjax import pixel_forest
+from unetjax.errors import ConfigError
+
+# dataset -> (image side, batch size, train steps, eval/checkpoint interval)
+PROTOCOLS = {
+    # Timed on a loaded 2-core CPU: ~3-4.5 min per 100 U-Net steps (README).
+    'cpu': {'isbi2012_em': (128, 8, 200, 50),
+            'drive': (128, 8, 200, 50),
+            'kvasir_seg': (64, 16, 200, 50)},
+    'gpu': {'isbi2012_em': (256, 8, 2000, 100),
+            'drive': (256, 8, 2000, 100),
+            'kvasir_seg': (256, 16, 4000, 200)},
+}
+
+
+def dataset_choice(name: str, data: str, side: int, batch_size: int,
+                   steps: int, interval: int) -> tuple[str, dict]:
+  return name, {
+      'config.dataset.name': f'{name}/{side}px',
+      'config.dataset.manual_dir': os.path.join(data, name),
+      'config.batch_size': batch_size,
+      'config.eval_batch_size': batch_size,
+      'config.num_train_steps': steps,
+      'config.eval_every_steps': interval,
+      'config.checkpoint_every_steps': interval,
+      'config.log_every_steps': max(1, interval // 2),
+      'config.optimizer.warmup_steps': min(50, steps // 10),
+  }
+
+
+def get_sweep():
+  protocol = os.environ.get('UNETJAX_PROTOCOL', 'cpu')
+  if protocol not in PROTOCOLS:
+    raise ConfigError(f'UNETJAX_PROTOCOL={protocol!r}: choose one of '
+                      f'{", ".join(PROTOCOLS)}.')
+  data = os.environ.get('UNETJAX_DATA', os.path.join('..', 'shared', 'data'))
+  return {
+      'base': 'configs/default.py',  # base_filters 16, cross_entropy_dice
+      'fixed': {'config.progress_bar': False},
+      'axes': {
+          'dataset': [dataset_choice(name, data, *settings)
+                      for name, settings in PROTOCOLS[protocol].items()],
+          'model': [
+              ('unet', {'config.model': unet.get_config().model}),
+              ('unet_pp', {'config.model': unet_pp.get_config().model}),
+              ('resunet', {'config.model': resunet.get_config().model}),
+              ('resunet_pp', {'config.model': resunet_pp.get_config().model}),
+              ('pixel_forest', {'config.model': pixel_forest.default_config()}),
+          ],
+          'aug': [('off', {}),
+                  ('on', {'config.augment': augmented.get_config().augment})],
+      },
+      # Augmentation does not apply to the forest's fixed filter bank.
+      'exclude': lambda labels: (labels['model'] == 'pixel_forest'
+                                 and labels['aug'] == 'on'),
+      'seeds': [0, 1, 2],
+      'tags': {'protocol': protocol},
+      'main_metric': 'dice',
+  }

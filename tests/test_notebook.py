@@ -1,0 +1,32 @@
+"""Runs experiments/colab_tpu.ipynb top to bottom on a tiny config (pmap
+over the 8 fake CPU devices the kernel inherits from conftest)."""
+
+import os
+
+import nbformat
+from nbclient import NotebookClient
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+NOTEBOOK = os.path.join(REPO, 'experiments', 'colab_tpu.ipynb')
+
+
+def test_colab_notebook_runs_on_a_tiny_config(tfds_dir, tmp_path):
+  notebook = nbformat.read(NOTEBOOK, as_version=4)
+  parameters = [c for c in notebook.cells
+                if 'parameters' in c.metadata.get('tags', [])]
+  assert len(parameters) == 1
+  parameters[0].source = (f"REPO_URL = ''\nSTEPS = 2\nTINY = True\n"
+                          f"DATA_DIR = {tfds_dir!r}\nWORKDIR = {str(tmp_path)!r}\n")
+  NotebookClient(notebook, timeout=180, kernel_name='python3',
+                 resources={'metadata': {'path': REPO}}).execute()
+  outputs = [o for c in notebook.cells if c.cell_type == 'code'
+             for o in c.outputs]
+  text = ''.join(o.get('text', '') for o in outputs)
+  assert 'unetjax in ' + REPO in text
+  assert '8 x cpu' in text.lower()
+  assert text.count('Best checkpoint: step 2 ') == 2
+  markdown = [o['data']['text/markdown'] for o in outputs
+              if 'text/markdown' in o.get('data', {})]
+  assert '| unet | 2 |' in markdown[0] and '| resunet_pp | 2 |' in markdown[0]
+  assert any('image/png' in o.get('data', {}) for o in outputs)
+  assert os.path.exists(tmp_path / 'validation_curves.png')

@@ -1,0 +1,592 @@
+"""Ablation sweeps: every combination of named config choices, for several
+seeds, trained one after another in this process, then tables and plots.
+
+  python -m unetjax.ablation --sweep=experiments/smoke.py --out=runs/smoke
+
+A sweep file (experiments/<name>.py) has `get_sweep()` returning a dict:
+
+  base: a config file with get_config() (relative to the current folder or
+    to the repository holding the sweep file), or a ConfigDict.
+  axes: {axis: [(label, overrides), ...]}; the runs are their product.
+  seeds: [0, 1, 2]; each combination runs once per seed (config.seed).
+  fixed: overrides applied to every run, before the axes' (optional).
+  exclude: labels -> bool, True drops a combination (optional).
+  tags: {name: value} copied into every result row, e.g. the protocol.
+  main_metric: the metric of the plots (default 'dice').
+
+Overrides map dotted config paths ('config.model.depth') to values; a dict or
+ConfigDict value replaces a whole section ('config.model'). Every run's config
+is checked before the first one trains, so a typo is one clear error.
+`config.model.name = 'pixel_forest'` routes a run to the pixel classifier
+baseline (`unetjax.pixel_forest`) instead of a network.
+
+Run `model=unet,aug=on,seed=1` lives in <out>/model=unet,aug=on,seed=1/ and
+writes result.json there when it finishes. Re-running the sweep resumes
+partial runs from their checkpoints, skips finished ones, retries failed
+ones (error.json) and rebuilds results.csv, results.md and the plots from the
+result.json files.
+"""
+
+import csv
+import difflib
+import importlib.util
+import itertools
+import json
+import math
+import os
+import re
+import sys
+import time
+import traceback
+from typing import Any, Callable, Sequence
+
+import ml_collections
+import numpy as np
+
+from unetjax import configuration
+from unetjax.errors import ConfigError, UserInputError
+
+RESULT_FILE = 'result.json'
+ERROR_FILE = 'error.json'
+SWEEP_KEYS = ('base', 'axes', 'seeds', 'fixed', 'exclude', 'tags', 'main_metric')
+# Metrics of the markdown tables, in their column order: (key, heading).
+MAIN_METRICS = (('iou', 'IoU'), ('dice', 'Dice'), ('precision', 'Precision'),
+                ('recall', 'Recall'), ('pixel_accuracy', 'Pixel acc.'),
+                ('mean_pixel_accuracy', 'Mean pixel acc.'), ('miou', 'mIoU'),
+                ('boundary_f1', 'Boundary F1'))
+_NAME_UNSAFE = re.compile(r'[/\\,=\s]')
+
+
+class Run:
+  """One combination of axis labels and a seed, with its overrides."""
+
+  def __init__(self, labels: dict[str, str], seed: int,
+               overrides: dict[str, Any]):
+    self.labels, self.seed, self.overrides = labels, seed, overrides
+
+  @property
+  def name(self) -> str:
+    """'axis=label,...,seed=N': the run's folder under --out."""
+    return ','.join([f'{k}={v}' for k, v in self.labels.items()]
+                    + [f'seed={self.seed}'])
+
+
+def _import_file(path: str, module_name: str):
+  spec = importlib.util.spec_from_file_location(module_name, path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+def _repository_of(sweep_path: str) -> str:
+  """The folder above experiments/, where configs/ is."""
+  return os.path.dirname(os.path.dirname(os.path.abspath(sweep_path)))
+
+
+def load_sweep(path: str) -> dict[str, Any]:
+  """get_sweep() of a sweep file, with its base config loaded and checked."""
+  if not os.path.isfile(path):
+    raise ConfigError(f'Sweep file not found: {path}.')
+  repository = _repository_of(path)
+  if repository not in sys.path:  # sweep files import configs/
+    sys.path.insert(0, repository)
+  module = _import_file(path, 'unetjax_sweep')
+  if not hasattr(module, 'get_sweep'):
+    raise ConfigError(f'{path} has no get_sweep() function.')
+  sweep = dict(module.get_sweep())
+  base = sweep.get('base')
+  if isinstance(base, str):
+    candidates = [base, os.path.join(repository, base)]
+    found = next((c for c in candidates if os.path.isfile(c)), None)
+    if found is None:
+      raise ConfigError(f'{path}: base config {base!r} not found (looked in '
+                        f'{" and ".join(map(repr, candidates))}).')
+    sweep['base'] = _import_file(found, 'unetjax_sweep_base').get_config()
+  check_sweep(sweep, path)
+  return sweep
+
+
+def check_sweep(sweep: dict[str, Any], where: str = 'sweep') -> None:
+  """Raises ConfigError for a malformed sweep dict."""
+  problems = []
+  for key in sweep:
+    if key not in SWEEP_KEYS:
+      close = difflib.get_close_matches(key, SWEEP_KEYS, n=1)
+      hint = f'; did you mean {close[0]!r}?' if close else ''
+      problems.append(f'unknown key {key!r}{hint}')
+  if not isinstance(sweep.get('base'), ml_collections.ConfigDict):
+    problems.append("'base' must be a config file path or a ConfigDict")
+  axes = sweep.get('axes', {})
+  if not isinstance(axes, dict):
+    problems.append("'axes' must be a dict {axis: [(label, overrides), ...]}")
+    axes = {}
+  for axis, choices in axes.items():
+    if _NAME_UNSAFE.search(axis) or axis == 'seed':
+      problems.append(f'axis name {axis!r} must not be "seed" nor contain '
+                      "'/', ',', '=' or spaces")
+    labels = []
+    for choice in choices:
+      if not (isinstance(choice, (tuple, list)) and len(choice) == 2
+              and isinstance(choice[0], str) and isinstance(choice[1], dict)):
+        problems.append(f'axis {axis!r}: each choice must be (label, '
+                        f'overrides dict), not {choice!r}')
+        continue
+      if _NAME_UNSAFE.search(choice[0]) or not choice[0]:
+        problems.append(f'axis {axis!r}: label {choice[0]!r} must be non-empty '
+                        "without '/', ',', '=' or spaces")
+      labels.append(choice[0])
+    if not labels or len(set(labels)) != len(labels):
+      problems.append(f'axis {axis!r} needs one or more choices with distinct '
+                      'labels')
+  seeds = sweep.get('seeds')
+  if not (isinstance(seeds, (list, tuple)) and seeds
+          and all(isinstance(s, int) and s >= 0 for s in seeds)
+          and len(set(seeds)) == len(seeds)):
+    problems.append("'seeds' must be a non-empty list of distinct ints >= 0")
+  if not isinstance(sweep.get('fixed', {}), dict):
+    problems.append("'fixed' must be a dict of overrides")
+  if problems:
+    raise ConfigError(f'Invalid {where}:\n  ' + '\n  '.join(problems))
+
+
+def expand(sweep: dict[str, Any]) -> list[Run]:
+  """The runs of a sweep: the product of its axes (in their order) times
+  its seeds, less the combinations `exclude` drops."""
+  axes = sweep.get('axes', {})
+  exclude = sweep.get('exclude') or (lambda labels: False)
+  runs = []
+  for combination in itertools.product(*axes.values()):
+    labels = {axis: label for axis, (label, _) in zip(axes, combination)}
+    if exclude(labels):
+      continue
+    overrides = dict(sweep.get('fixed', {}))
+    for _, choice_overrides in combination:
+      overrides.update(choice_overrides)
+    runs += [Run(labels, seed, overrides) for seed in sweep['seeds']]
+  return runs
+
+
+def apply_overrides(config: ml_collections.ConfigDict,
+                    overrides: dict[str, Any]) -> ml_collections.ConfigDict:
+  """A copy of `config` with dotted overrides ('config.a.b': value) set."""
+  config = ml_collections.ConfigDict(config.to_dict())
+  for key, value in overrides.items():
+    if not key.startswith('config.'):
+      raise ConfigError(f'Override {key!r}: keys are dotted config paths that '
+                        'start with "config.", e.g. config.model.depth.')
+    *parents, leaf = key[len('config.'):].split('.')
+    section = config
+    for depth, name in enumerate(parents):
+      if not isinstance(section.get(name), ml_collections.ConfigDict):
+        close = difflib.get_close_matches(name, list(section.keys()), n=1)
+        hint = f'; did you mean {close[0]!r}?' if close else ''
+        raise ConfigError(f'Override {key!r}: config.{".".join(parents[:depth + 1])} '
+                          f'is not a config section{hint}')
+      section = section[name]
+    if isinstance(value, (dict, ml_collections.ConfigDict)):
+      value = ml_collections.ConfigDict(dict(value))
+    try:
+      section[leaf] = value
+    except (TypeError, ValueError) as e:
+      raise ConfigError(f'Override {key}={value!r}: {e}') from e
+  return config
+
+
+def check_run_config(config: ml_collections.ConfigDict) -> None:
+  """The checks train_and_evaluate makes before touching a workdir, short of
+  reading the dataset."""
+  from unetjax import losses, models, pixel_forest
+  configuration.validate(config)
+  if config.model.name == pixel_forest.NAME:
+    pixel_forest.check_config(config.model)
+  else:
+    models.get_model(config.model, config.dtype, config.param_dtype)
+    losses.get_loss(config.loss)
+
+
+def run_configs(sweep: dict[str, Any],
+                runs: Sequence[Run]) -> list[ml_collections.ConfigDict]:
+  """Each run's config, all checked first: raises one ConfigError naming
+  every problem and the runs it concerns."""
+  configs, problems = [], {}
+  for run in runs:
+    try:
+      config = apply_overrides(sweep['base'], run.overrides)
+      config.seed = run.seed
+      check_run_config(config)
+      configs.append(config)
+    except UserInputError as e:
+      problems.setdefault(str(e), []).append(run.name)
+  if problems:
+    lines = []
+    for message, names in problems.items():
+      which = ('every run' if len(names) == len(runs) else
+               ', '.join(names[:3]) + (f' and {len(names) - 3} more'
+                                       if len(names) > 3 else ''))
+      lines.append(f'{message} ({which})')
+    raise ConfigError('The sweep has invalid run configs; nothing was '
+                      'trained:\n' + '\n'.join(lines))
+  return configs
+
+
+def _json_safe(value: Any) -> Any:
+  """NaN and infinities as null (JSON has none); tuples as lists."""
+  if isinstance(value, float) and not math.isfinite(value):
+    return None
+  if isinstance(value, dict):
+    return {k: _json_safe(v) for k, v in value.items()}
+  if isinstance(value, (list, tuple)):
+    return [_json_safe(v) for v in value]
+  if isinstance(value, (np.floating, np.integer)):
+    return _json_safe(value.item())
+  return value
+
+
+def write_json(path: str, record: dict[str, Any]) -> None:
+  """Written whole or not at all (temporary file, then rename)."""
+  with open(path + '.tmp', 'w') as f:
+    json.dump(_json_safe(record), f, indent=2)
+  os.replace(path + '.tmp', path)
+
+
+def read_json(path: str) -> dict[str, Any] | None:
+  if not os.path.exists(path):
+    return None
+  with open(path) as f:
+    return json.load(f)
+
+
+def device_description(config: ml_collections.ConfigDict) -> str:
+  from unetjax import pixel_forest
+  if config.model.name == pixel_forest.NAME:
+    return 'cpu (scikit-learn)'
+  import jax
+  return f'{jax.devices()[0].device_kind} x{jax.device_count()} ({config.parallel})'
+
+
+def train_run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
+  """Trains and evaluates one run (a network or the pixel forest)."""
+  from unetjax import pixel_forest, train
+  if config.model.name == pixel_forest.NAME:
+    return pixel_forest.train_and_evaluate(config, workdir)
+  return train.train_and_evaluate(config, workdir)
+
+
+def execute(sweep: dict[str, Any], out: str, only: str | None = None,
+            train_fn: Callable[..., dict[str, Any]] = train_run
+            ) -> list[tuple[str, str]]:
+  """Trains the runs of `sweep` (those whose name matches `only`) that have
+  no result.json, one after another; returns (run, error) for each failure.
+  A failure is written to the run's error.json and the sweep goes on."""
+  runs = [r for r in expand(sweep) if not only or re.search(only, r.name)]
+  configs = run_configs(sweep, runs)
+  failures = []
+  for index, (run, config) in enumerate(zip(runs, configs)):
+    workdir = os.path.join(out, run.name)
+    if os.path.exists(os.path.join(workdir, RESULT_FILE)):
+      print(f'[{index + 1}/{len(runs)}] {run.name}: finished, skipped.')
+      continue
+    print(f'[{index + 1}/{len(runs)}] {run.name}: training.', flush=True)
+    os.makedirs(workdir, exist_ok=True)
+    error_path = os.path.join(workdir, ERROR_FILE)
+    try:
+      final = train_fn(config, workdir)
+    except (KeyboardInterrupt, SystemExit):
+      raise
+    except Exception as e:  # noqa: BLE001 - recorded, then the sweep goes on
+      from unetjax import train
+      if isinstance(e, train.Stopped):
+        raise
+      message = f'{type(e).__name__}: {e}'
+      traceback.print_exc()
+      write_json(error_path, {'run': run.name, 'error': message,
+                              'traceback': traceback.format_exc()})
+      failures.append((run.name, message))
+      continue
+    write_json(os.path.join(workdir, RESULT_FILE), {
+        'run': run.name, 'labels': run.labels, 'seed': run.seed,
+        'tags': sweep.get('tags', {}), 'device': device_description(config),
+        'model': config.model.name, 'dataset': config.dataset.name,
+        'best_step': final['best_step'], 'best_metric': final.get('best_metric'),
+        'wall_time_s': final['wall_time_s'],
+        'validation': final['validation'], 'test': final['test'],
+        'finished': time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime()),
+    })
+    if os.path.exists(error_path):
+      os.remove(error_path)
+  return failures
+
+
+def collect(sweep: dict[str, Any], out: str) -> list[dict[str, Any]]:
+  """The result.json (or error.json, as status 'failed') of every run of
+  the sweep that has one, in sweep order."""
+  rows = []
+  for run in expand(sweep):
+    workdir = os.path.join(out, run.name)
+    result = read_json(os.path.join(workdir, RESULT_FILE))
+    if result is not None:
+      rows.append({**result, 'status': 'ok'})
+      continue
+    error = read_json(os.path.join(workdir, ERROR_FILE))
+    if error is not None:
+      rows.append({'run': run.name, 'labels': run.labels, 'seed': run.seed,
+                   'tags': sweep.get('tags', {}), 'status': 'failed',
+                   'error': error['error']})
+  return rows
+
+
+def _metric_keys(rows: Sequence[dict[str, Any]], split: str) -> list[str]:
+  keys = {k for row in rows for k in row.get(split, {})}
+  main = [k for k, _ in MAIN_METRICS if k in keys]
+  return main + sorted(keys - set(main))
+
+
+def write_csv(rows: Sequence[dict[str, Any]], axes: Sequence[str],
+              path: str) -> None:
+  """One row per run: labels, seed, tags, device, best step, wall time and
+  every validation/ and test/ metric."""
+  tags = sorted({k for row in rows for k in row.get('tags', {})})
+  metric_columns = [f'{split}/{k}' for split in ('validation', 'test')
+                    for k in _metric_keys(rows, split)]
+  columns = (['run', *axes, 'seed', *tags, 'device', 'status', 'best_step',
+              'wall_time_s'] + metric_columns + ['error'])
+  with open(path + '.tmp', 'w', newline='') as f:
+    writer = csv.DictWriter(f, columns, restval='')
+    writer.writeheader()
+    for row in rows:
+      flat = {'run': row['run'], **row['labels'], 'seed': row['seed'],
+              **row.get('tags', {}), 'device': row.get('device', ''),
+              'status': row['status'], 'best_step': row.get('best_step'),
+              'wall_time_s': row.get('wall_time_s'),
+              'error': row.get('error', '')}
+      for split in ('validation', 'test'):
+        for key, value in row.get(split, {}).items():
+          flat[f'{split}/{key}'] = value
+      writer.writerow({k: ('' if v is None else v) for k, v in flat.items()})
+  os.replace(path + '.tmp', path)
+
+
+def mean_std(values: Sequence[float | None], digits: int = 4) -> str:
+  """'mean ± std' of the defined values, std the sample standard deviation
+  (ddof 1); the mean alone for one value, '–' for none."""
+  values = np.array([v for v in values
+                     if v is not None and math.isfinite(v)], np.float64)
+  if len(values) == 0:
+    return '–'
+  if len(values) == 1:
+    return f'{values[0]:.{digits}f}'
+  return f'{values.mean():.{digits}f} ± {values.std(ddof=1):.{digits}f}'
+
+
+def group_rows(rows: Sequence[dict[str, Any]], axes: Sequence[str]
+               ) -> dict[tuple[str, ...], list[dict[str, Any]]]:
+  """Finished rows by their non-seed labels, in order of appearance."""
+  groups = {}
+  for row in rows:
+    if row['status'] == 'ok':
+      groups.setdefault(tuple(row['labels'][a] for a in axes), []).append(row)
+  return groups
+
+
+def markdown_table(rows: Sequence[dict[str, Any]], axes: Sequence[str],
+                   split: str) -> str:
+  """Mean ± std over seeds of the main metrics of `split`, a line per group."""
+  groups = group_rows(rows, axes)
+  metrics = [(k, h) for k, h in MAIN_METRICS
+             if any(k in r.get(split, {}) for g in groups.values() for r in g)]
+  header = [*axes, 'seeds', *(h for _, h in metrics), 'wall time (s)']
+  lines = ['| ' + ' | '.join(header) + ' |',
+           '|' + '---|' * len(header)]
+  for labels, group in groups.items():
+    cells = [*labels, str(len(group))]
+    cells += [mean_std([r[split].get(k) for r in group]) for k, _ in metrics]
+    cells.append(f'{np.mean([r["wall_time_s"] for r in group]):.0f}')
+    lines.append('| ' + ' | '.join(cells) + ' |')
+  return '\n'.join(lines)
+
+
+def write_markdown(rows: Sequence[dict[str, Any]], axes: Sequence[str],
+                   n_runs: int, title: str, path: str) -> None:
+  finished = [r for r in rows if r['status'] == 'ok']
+  failed = [r for r in rows if r['status'] == 'failed']
+  devices = sorted({r['device'] for r in finished})
+  tags = {k: v for r in finished for k, v in r.get('tags', {}).items()}
+  parts = [f'# {title}', '',
+           f'{len(finished)} of {n_runs} runs finished. Each line: mean ± '
+           'sample standard deviation (ddof 1) over its seeds, of the best '
+           'checkpoint (by validation).']
+  if devices or tags:
+    parts.append('Devices: ' + ', '.join(devices) + ''.join(
+        f'; {k}: {v}' for k, v in sorted(tags.items())) + '.')
+  for split in ('test', 'validation'):
+    parts += ['', f'## {split.capitalize()}', '',
+              markdown_table(rows, axes, split)]
+  if failed:
+    parts += ['', '## Failed runs', '']
+    parts += [f'- `{r["run"]}`: {r["error"].splitlines()[0]}' for r in failed]
+  with open(path + '.tmp', 'w') as f:
+    f.write('\n'.join(parts) + '\n')
+  os.replace(path + '.tmp', path)
+
+
+def validation_curves(workdir: str, metric: str) -> tuple[list[int], list[float]]:
+  """(steps, values) of `metric` in the validation evaluations of a run."""
+  from unetjax import logs
+  if not os.path.exists(os.path.join(workdir, logs.METRICS_FILE)):
+    return [], []
+  points = [(r['step'], r.get(metric)) for r in logs.read_metrics(workdir)
+            if r['event'] == 'eval' and r.get('split') == 'validation']
+  points = [(s, v) for s, v in points if v is not None]
+  return [s for s, _ in points], [v for _, v in points]
+
+
+def _group_name(labels: Sequence[str], axes: Sequence[str]) -> str:
+  return ','.join(f'{a}={l}' for a, l in zip(axes, labels)) or 'all'
+
+
+def plot_curves(curves: dict[str, tuple[list[int], list[float]]],
+                metric: str, path: str,
+                colors: dict[str, str] | None = None) -> None:
+  """Validation `metric` against step, one line per run; runs sharing a
+  colour (e.g. seeds of one group) share the legend entry of the first."""
+  import matplotlib
+  matplotlib.use('Agg')
+  from matplotlib import pyplot as plt
+  figure, axis = plt.subplots(figsize=(8, 5))
+  labelled = set()
+  for name, (steps, values) in curves.items():
+    if not steps:
+      continue
+    color = (colors or {}).get(name)
+    label = None if color in labelled else name
+    labelled.add(color)
+    axis.plot(steps, values, marker='.', color=color, label=label, alpha=0.8)
+  axis.set_xlabel('step')
+  axis.set_ylabel(f'validation {metric}')
+  axis.grid(alpha=0.3)
+  if labelled:
+    axis.legend(fontsize='x-small', loc='best')
+  figure.tight_layout()
+  figure.savefig(path, dpi=120)
+  plt.close(figure)
+
+
+def write_plots(rows: Sequence[dict[str, Any]], axes: Sequence[str], out: str,
+                metric: str) -> list[str]:
+  """validation_curves.png and test_<metric>.png; returns their paths."""
+  import matplotlib
+  matplotlib.use('Agg')
+  from matplotlib import pyplot as plt
+  groups = group_rows(rows, axes)
+  palette = plt.get_cmap('tab20').colors
+  curves, colors = {}, {}
+  for index, (labels, group) in enumerate(groups.items()):
+    for row in group:
+      name = _group_name(labels, axes)
+      key = f'{name} (seed {row["seed"]})'
+      curves[key] = validation_curves(os.path.join(out, row['run']), metric)
+      colors[key] = palette[index % len(palette)]
+  curves_path = os.path.join(out, 'validation_curves.png')
+  plot_curves(curves, metric, curves_path, colors)
+
+  names = [_group_name(labels, axes).replace(',', '\n') for labels in groups]
+  values = [[r['test'].get(metric) for r in g] for g in groups.values()]
+  values = [[v for v in vs if v is not None] for vs in values]
+  means = [np.mean(v) if v else np.nan for v in values]
+  stds = [np.std(v, ddof=1) if len(v) > 1 else 0.0 for v in values]
+  figure, axis = plt.subplots(figsize=(max(4.0, 0.9 * len(names) + 1), 4.5))
+  axis.bar(range(len(names)), means, yerr=stds, capsize=4,
+           color=[palette[i % len(palette)] for i in range(len(names))])
+  axis.set_xticks(range(len(names)))
+  axis.set_xticklabels(names, fontsize='x-small', rotation=90 if len(names) > 8 else 0)
+  axis.set_ylabel(f'test {metric} (mean ± std over seeds)')
+  axis.grid(axis='y', alpha=0.3)
+  figure.tight_layout()
+  bars_path = os.path.join(out, f'test_{metric}.png')
+  figure.savefig(bars_path, dpi=120)
+  plt.close(figure)
+  return [curves_path, bars_path]
+
+
+def write_reports(sweep: dict[str, Any], out: str, title: str) -> list[dict[str, Any]]:
+  """results.csv, results.md and the plots from the runs' result files;
+  returns the rows."""
+  axes = list(sweep.get('axes', {}))
+  rows = collect(sweep, out)
+  os.makedirs(out, exist_ok=True)
+  write_csv(rows, axes, os.path.join(out, 'results.csv'))
+  write_markdown(rows, axes, len(expand(sweep)), title,
+                 os.path.join(out, 'results.md'))
+  write_plots(rows, axes, out, sweep.get('main_metric', 'dice'))
+  return rows
+
+
+def run_sweep(sweep: dict[str, Any], out: str, only: str | None = None,
+              dry_run: bool = False, title: str = 'Ablation',
+              train_fn: Callable[..., dict[str, Any]] = train_run
+              ) -> list[tuple[str, str]]:
+  """Checks every run config, then (unless `dry_run`) trains what is not
+  finished and writes the reports. Returns the failures of this call."""
+  if dry_run:
+    runs = [r for r in expand(sweep) if not only or re.search(only, r.name)]
+    run_configs(sweep, runs)
+    for run in runs:
+      workdir = os.path.join(out, run.name)
+      status = ('finished' if os.path.exists(os.path.join(workdir, RESULT_FILE))
+                else 'failed before' if os.path.exists(
+                    os.path.join(workdir, ERROR_FILE))
+                else 'partial' if os.path.isdir(workdir) else 'to train')
+      print(f'{run.name}: {status}')
+    print(f'{len(runs)} runs, all configs valid; nothing trained (--dry_run).')
+    return []
+  failures = execute(sweep, out, only, train_fn)
+  write_reports(sweep, out, title)
+  return failures
+
+
+def main(argv: Sequence[str]) -> None:
+  from absl import flags, logging
+  flags_ = flags.FLAGS
+  if len(argv) > 1:
+    raise SystemExit(f'Unexpected arguments: {" ".join(argv[1:])}')
+  if not flags_['verbosity'].present:
+    logging.set_verbosity(logging.WARNING)
+  import signal
+  from unetjax import train
+  try:
+    sweep = load_sweep(flags_.sweep)
+    title = os.path.splitext(os.path.basename(flags_.sweep))[0]
+    failures = run_sweep(sweep, flags_.out, flags_.only, flags_.dry_run,
+                         title=f'Ablation: {title}')
+  except UserInputError as e:
+    sys.exit(f'error: {e}')
+  except (train.Stopped, KeyboardInterrupt) as e:
+    print(f'{e or "Interrupted."} Re-run the same command to resume the sweep.',
+          file=sys.stderr)
+    name = getattr(e, 'signal_name', None) or 'SIGINT'
+    sys.exit(128 + getattr(signal, name, signal.SIGINT))
+  if failures:
+    sys.exit(f'{len(failures)} run(s) failed (their error.json has the '
+             'traceback; re-running the sweep retries them):\n' +
+             '\n'.join(f'  {name}: {error}' for name, error in failures))
+  if not flags_.dry_run:
+    print(f'Results in {os.path.join(flags_.out, "results.md")} and '
+          f'{os.path.join(flags_.out, "results.csv")}.')
+
+
+def _define_flags() -> None:
+  from absl import flags
+  flags.DEFINE_string('sweep', None, 'Sweep file with get_sweep(), e.g. '
+                      'experiments/smoke.py.')
+  flags.DEFINE_string('out', None, 'Folder of the runs and the results.')
+  flags.DEFINE_string('only', None, 'Train only the runs whose name matches '
+                      'this regular expression (the reports cover all).')
+  flags.DEFINE_bool('dry_run', False, 'Check every run config and list the '
+                    'runs with their status; train nothing.')
+  flags.mark_flags_as_required(['sweep', 'out'])
+
+
+if __name__ == '__main__':
+  from absl import app
+  _define_flags()
+  app.run(main)
