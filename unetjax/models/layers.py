@@ -268,7 +268,9 @@ class Upsample(nn.Module):
   def __call__(self, x: jax.Array) -> jax.Array:
     kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
     if self.mode == 'transpose':
-      return UpConvolution(self.features or x.shape[-1], **kw)(x)
+      # Named as the nn.ConvTranspose it replaces: the same initial values.
+      return UpConvolution(self.features or x.shape[-1], name='ConvTranspose_0',
+                           **kw)(x)
     if self.mode == 'bilinear':
       n, h, w, c = x.shape
       x = jax.image.resize(x, (n, 2 * h, 2 * w, c), method='bilinear')
