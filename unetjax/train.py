@@ -456,7 +456,8 @@ def format_summary(final: dict[str, Any], best_metric: str) -> str:
                       'hd95', 'assd', 'pixel_accuracy', 'loss') if k in validation]
   width = max(map(len, keys))
   lines = [f'Best checkpoint: step {final["best_step"]} '
-           f'(by validation {best_metric}).',
+           f'(by validation {best_metric}).' if final['best_step'] is not None
+           else 'No checkpoints (a model fitted without steps).',
            f'{"metric":<{width}}  validation    test']
   lines += [f'{k:<{width}}  {validation[k]:10.4f}  {test[k]:6.4f}' for k in keys]
   lines.append(f'Wall time: {final["wall_time_s"]:.0f} s.')
