@@ -30,6 +30,7 @@ flags.DEFINE_integer('batch_size', 16, 'Batch size.')
 flags.DEFINE_integer('batches', 100, 'Batches to time for the pipeline.')
 flags.DEFINE_integer('steps', 10, 'Train steps to time.')
 flags.DEFINE_integer('reader_threads', 2, 'grain reader threads.')
+flags.DEFINE_string('out', None, 'Also append the JSON line to this file.')
 FLAGS = flags.FLAGS
 
 
@@ -73,7 +74,7 @@ def main(argv):
   info = pipeline.prepare(config.dataset)
   pipeline_rate = pipeline_images_per_s(config)
   step_rate = train_step_images_per_s(config, info.image_shape)
-  print(json.dumps({
+  line = json.dumps({
       'benchmark': 'input_pipeline', 'dataset': FLAGS.dataset,
       'image_shape': info.image_shape, 'batch_size': FLAGS.batch_size,
       'reader_threads': FLAGS.reader_threads,
@@ -82,7 +83,11 @@ def main(argv):
       'pipeline_to_step_ratio': round(pipeline_rate / step_rate, 1),
       'device': jax.devices()[0].device_kind, 'jax': jax.__version__,
       'cpu_count': os.cpu_count(), 'machine': platform.machine(),
-  }))
+  })
+  print(line, flush=True)
+  if FLAGS.out:
+    with open(FLAGS.out, 'a') as f:
+      f.write(line + '\n')
 
 
 if __name__ == '__main__':

@@ -74,13 +74,23 @@ def augment_table(records: list[dict[str, Any]]) -> str:
                 'fraction of step'], rows)
 
 
+def pipeline_table(records: list[dict[str, Any]]) -> str:
+  rows = [[r['device'], r['dataset'], r['batch_size'], r['reader_threads'],
+           r['pipeline_images_per_s'], r['train_step_images_per_s'],
+           r['pipeline_to_step_ratio']]
+          for r in records if r['benchmark'] == 'input_pipeline']
+  return table(['device', 'dataset', 'batch', 'reader threads',
+                'pipeline images/s', 'train step images/s', 'ratio'], rows)
+
+
 def summary(folder: str) -> str:
   records = read_records(folder)
   kinds = {r['benchmark'] for r in records}
   sections = [('Training throughput', 'train_throughput', train_table),
               ('unetjax / PyTorch', 'train_throughput_ratio', ratio_table),
               ('Inference', 'inference', inference_table),
-              ('Augmentation cost', 'augment_cost', augment_table)]
+              ('Augmentation cost', 'augment_cost', augment_table),
+              ('Input pipeline', 'input_pipeline', pipeline_table)]
   return '\n'.join(f'### {title}\n\n{make(records)}\n'
                    for title, kind, make in sections if kind in kinds)
 

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# The speed benchmarks on this machine's CPU (the results in
+# benchmarks/results/cpu and the README's Performance section):
+#
+#   pip install torch==2.13.0    # the PyTorch baseline (CPU build)
+#   bash benchmarks/cpu.sh benchmarks/results/cpu [MANUAL_DIR]
+#
+# MANUAL_DIR holds Kvasir-SEG for the input pipeline benchmark (default
+# ../shared/data/kvasir_seg; skipped when absent).
+set -uo pipefail
+out=${1:?usage: bash benchmarks/cpu.sh OUT_DIR [MANUAL_DIR]}
+kvasir=${2:-../shared/data/kvasir_seg}
+mkdir -p "$out"
+rm -f "$out"/*.jsonl
+export PYTHONUNBUFFERED=1
+python benchmarks/train_throughput.py --preset=cpu --torch --out="$out/train_throughput.jsonl"
+python benchmarks/inference.py --preset=cpu --torch --out="$out/inference.jsonl"
+python benchmarks/augment_cost.py --config=configs/augmented.py --out="$out/augment_cost.jsonl"
+if [ -d "$kvasir" ]; then
+  python benchmarks/input_pipeline.py --manual_dir="$kvasir" --steps=3 \
+    --out="$out/input_pipeline.jsonl"
+fi
+python benchmarks/summarize.py "$out" | tee "$out/summary.md"
