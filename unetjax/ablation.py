@@ -44,6 +44,7 @@ import ml_collections
 import numpy as np
 
 from unetjax import configuration
+from unetjax import plots
 from unetjax.errors import ConfigError, UserInputError
 
 RESULT_FILE = 'result.json'
@@ -434,10 +435,9 @@ def validation_curves(workdir: str, metric: str) -> tuple[list[int], list[float]
   from unetjax import logs
   if not os.path.exists(os.path.join(workdir, logs.METRICS_FILE)):
     return [], []
-  points = [(r['step'], r.get(metric)) for r in logs.read_metrics(workdir)
-            if r['event'] == 'eval' and r.get('split') == 'validation']
-  points = [(s, v) for s, v in points if v is not None]
-  return [s for s, _ in points], [v for _, v in points]
+  steps, values = plots.curve(logs.read_metrics(workdir), 'eval', metric,
+                              'validation')
+  return steps.tolist(), values.tolist()
 
 
 def _group_name(labels: Sequence[str], axes: Sequence[str]) -> str:
@@ -449,9 +449,7 @@ def plot_curves(curves: dict[str, tuple[list[int], list[float]]],
                 colors: dict[str, str] | None = None) -> None:
   """Validation `metric` against step, one line per run; runs sharing a
   colour (e.g. seeds of one group) share the legend entry of the first."""
-  import matplotlib
-  matplotlib.use('Agg')
-  from matplotlib import pyplot as plt
+  plt = plots.pyplot()
   figure, axis = plt.subplots(figsize=(8, 5))
   labelled = set()
   for name, (steps, values) in curves.items():
@@ -474,9 +472,7 @@ def plot_curves(curves: dict[str, tuple[list[int], list[float]]],
 def write_plots(rows: Sequence[dict[str, Any]], axes: Sequence[str], out: str,
                 metric: str) -> list[str]:
   """validation_curves.png and test_<metric>.png; returns their paths."""
-  import matplotlib
-  matplotlib.use('Agg')
-  from matplotlib import pyplot as plt
+  plt = plots.pyplot()
   groups = group_rows(rows, axes)
   palette = plt.get_cmap('tab20').colors
   curves, colors = {}, {}

@@ -11,7 +11,8 @@ import numpy as np
 Records = Sequence[Mapping[str, Any]]
 
 
-def _pyplot():
+def pyplot():
+  """matplotlib.pyplot with the Agg backend (no display needed)."""
   import matplotlib
   matplotlib.use('Agg')
   import matplotlib.pyplot as plt
@@ -33,7 +34,7 @@ def plot_curves(path: str, runs: Mapping[str, Records],
                 metric: str = 'dice') -> None:
   """Writes a PNG with two panels against step: training and validation loss,
   and the validation `metric`, one line per run (label: the run's name)."""
-  plt = _pyplot()
+  plt = pyplot()
   figure, (loss_axes, metric_axes) = plt.subplots(1, 2, figsize=(10, 4))
   for name, records in runs.items():
     prefix = f'{name} ' if name else ''
@@ -69,7 +70,7 @@ def plot_predictions(path: str, images: np.ndarray, labels: np.ndarray,
     predictions: (N, H, W) class ids.
     n_classes: label classes (2 for binary), fixing the colour scale.
   """
-  plt = _pyplot()
+  plt = pyplot()
   n = len(images)
   figure, axes = plt.subplots(n, 3, figsize=(7.5, 2.5 * n), squeeze=False)
   for row in range(n):
