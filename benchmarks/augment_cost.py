@@ -10,19 +10,21 @@ same jitted function (how a step would run it); each is the median of
 """
 
 import functools
-import json
 import os
 import platform
 import statistics
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(1, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 from absl import app, flags  # noqa: E402
+
+import common  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
 from unetjax import augment, losses, models, train  # noqa: E402
@@ -96,11 +98,7 @@ def main(argv):
   del argv
   for text in FLAGS.shapes:
     shape = tuple(int(s) for s in text.split('x'))
-    line = json.dumps(measure(FLAGS.config, shape))
-    print(line, flush=True)
-    if FLAGS.out:
-      with open(FLAGS.out, 'a') as f:
-        f.write(line + '\n')
+    common.emit(measure(FLAGS.config, shape), FLAGS.out)
 
 
 if __name__ == '__main__':

@@ -135,11 +135,12 @@ def median(values: list[float]) -> float:
   return statistics.median(values)
 
 
-def emit(record: dict[str, Any]) -> None:
-  """Prints `record` as a JSON line (and appends it to --out's file)."""
+def emit(record: dict[str, Any], out: str | None = None) -> None:
+  """Prints `record` as a JSON line and appends it to `out` (default: the
+  file given to --out, through $UNETJAX_BENCHMARK_OUT)."""
   line = json.dumps(record)
   print(line, flush=True)
-  path = os.environ.get('UNETJAX_BENCHMARK_OUT')
+  path = out or os.environ.get('UNETJAX_BENCHMARK_OUT')
   if path:
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     with open(path, 'a') as f:

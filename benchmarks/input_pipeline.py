@@ -8,16 +8,18 @@ threads; the train step is the default U-Net's, jitted, on the first device,
 timed in the same process.
 """
 
-import json
 import os
 import platform
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(1, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import jax  # noqa: E402
 from absl import app, flags  # noqa: E402
+
+import common  # noqa: E402
 
 from configs import default  # noqa: E402
 from unetjax import losses, models, parallel, train  # noqa: E402
@@ -74,7 +76,7 @@ def main(argv):
   info = pipeline.prepare(config.dataset)
   pipeline_rate = pipeline_images_per_s(config)
   step_rate = train_step_images_per_s(config, info.image_shape)
-  line = json.dumps({
+  common.emit({
       'benchmark': 'input_pipeline', 'dataset': FLAGS.dataset,
       'image_shape': info.image_shape, 'batch_size': FLAGS.batch_size,
       'reader_threads': FLAGS.reader_threads,
@@ -83,11 +85,7 @@ def main(argv):
       'pipeline_to_step_ratio': round(pipeline_rate / step_rate, 1),
       'device': jax.devices()[0].device_kind, 'jax': jax.__version__,
       'cpu_count': os.cpu_count(), 'machine': platform.machine(),
-  })
-  print(line, flush=True)
-  if FLAGS.out:
-    with open(FLAGS.out, 'a') as f:
-      f.write(line + '\n')
+  }, FLAGS.out)
 
 
 if __name__ == '__main__':

@@ -44,6 +44,7 @@ import ml_collections
 import numpy as np
 
 from unetjax import configuration
+from unetjax import logs
 from unetjax import plots
 from unetjax.errors import ConfigError, UserInputError
 
@@ -230,23 +231,10 @@ def run_configs(sweep: dict[str, Any],
   return configs
 
 
-def _json_safe(value: Any) -> Any:
-  """NaN and infinities as null (JSON has none); tuples as lists."""
-  if isinstance(value, float) and not math.isfinite(value):
-    return None
-  if isinstance(value, dict):
-    return {k: _json_safe(v) for k, v in value.items()}
-  if isinstance(value, (list, tuple)):
-    return [_json_safe(v) for v in value]
-  if isinstance(value, (np.floating, np.integer)):
-    return _json_safe(value.item())
-  return value
-
-
 def write_json(path: str, record: dict[str, Any]) -> None:
   """Written whole or not at all (temporary file, then rename)."""
   with open(path + '.tmp', 'w') as f:
-    json.dump(_json_safe(record), f, indent=2)
+    json.dump(logs.json_safe(record), f, indent=2)
   os.replace(path + '.tmp', path)
 
 
@@ -432,7 +420,6 @@ def write_markdown(rows: Sequence[dict[str, Any]], axes: Sequence[str],
 
 def validation_curves(workdir: str, metric: str) -> tuple[list[int], list[float]]:
   """(steps, values) of `metric` in the validation evaluations of a run."""
-  from unetjax import logs
   if not os.path.exists(os.path.join(workdir, logs.METRICS_FILE)):
     return [], []
   steps, values = plots.curve(logs.read_metrics(workdir), 'eval', metric,

@@ -13,17 +13,23 @@ import time
 from typing import Any
 
 import jax
+import numpy as np
 from tensorboardX import SummaryWriter
 
 METRICS_FILE = 'metrics.jsonl'
 
 
-def _clean(value: Any) -> Any:
-  """JSON has no NaN/Infinity: write them as null."""
+def json_safe(value: Any) -> Any:
+  """`value` as JSON can hold it: NaN and infinities as null (JSON has
+  none), tuples as lists, numpy scalars as Python numbers."""
   if isinstance(value, float) and not math.isfinite(value):
     return None
   if isinstance(value, dict):
-    return {k: _clean(v) for k, v in value.items()}
+    return {k: json_safe(v) for k, v in value.items()}
+  if isinstance(value, (list, tuple)):
+    return [json_safe(v) for v in value]
+  if isinstance(value, (np.floating, np.integer)):
+    return json_safe(value.item())
   return value
 
 
@@ -42,7 +48,7 @@ class MetricLogger:
       return
     record = {'event': event, 'step': int(step), 'time': time.time(), **fields}
     with open(self._path, 'a') as f:
-      f.write(json.dumps(_clean(record)) + '\n')
+      f.write(json.dumps(json_safe(record)) + '\n')
     prefix = f'{event}/{fields["split"]}' if 'split' in fields else event
     for name, value in fields.items():
       if isinstance(value, (int, float)) and not isinstance(value, bool):
