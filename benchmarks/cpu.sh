@@ -15,6 +15,7 @@ rm -f "$out"/*.jsonl
 export PYTHONUNBUFFERED=1
 python benchmarks/train_throughput.py --preset=cpu --torch --out="$out/train_throughput.jsonl"
 python benchmarks/inference.py --preset=cpu --torch --out="$out/inference.jsonl"
+python benchmarks/layer_formulations.py --torch --out="$out/layer_formulations.jsonl"
 python benchmarks/augment_cost.py --config=configs/augmented.py --out="$out/augment_cost.jsonl"
 if [ -d "$kvasir" ]; then
   python benchmarks/input_pipeline.py --manual_dir="$kvasir" --steps=3 \

@@ -83,6 +83,23 @@ def pipeline_table(records: list[dict[str, Any]]) -> str:
                 'pipeline images/s', 'train step images/s', 'ratio'], rows)
 
 
+def formulation_table(records: list[dict[str, Any]]) -> str:
+  rows = [[r['device'], r['variant'], 'x'.join(map(str, r['image_shape'])),
+           r['batch_size'], r['step_ms'], r['step_ms_spread']]
+          for r in records if r['benchmark'] == 'layer_formulations']
+  return table(['device', 'variant', 'image', 'batch', 'step ms (median)',
+                'min, max'], rows)
+
+
+def layer_gradient_table(records: list[dict[str, Any]]) -> str:
+  rows = [[r['device'], 'x'.join(map(str, r['pooled_shape'])), r['max_pool_flax'],
+           r['max_pool_unetjax'], r['up_convolution_flax'],
+           r['up_convolution_unetjax']]
+          for r in records if r['benchmark'] == 'layer_gradient']
+  return table(['device', 'pooled map', 'max pool flax ms', 'max pool unetjax ms',
+                'up-conv flax ms', 'up-conv unetjax ms'], rows)
+
+
 def summary(folder: str) -> str:
   records = read_records(folder)
   kinds = {r['benchmark'] for r in records}
@@ -90,7 +107,10 @@ def summary(folder: str) -> str:
               ('unetjax / PyTorch', 'train_throughput_ratio', ratio_table),
               ('Inference', 'inference', inference_table),
               ('Augmentation cost', 'augment_cost', augment_table),
-              ('Input pipeline', 'input_pipeline', pipeline_table)]
+              ('Input pipeline', 'input_pipeline', pipeline_table),
+              ('Layer formulations (train step)', 'layer_formulations',
+               formulation_table),
+              ('Layer gradients', 'layer_gradient', layer_gradient_table)]
   return '\n'.join(f'### {title}\n\n{make(records)}\n'
                    for title, kind, make in sections if kind in kinds)
 
