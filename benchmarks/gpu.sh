@@ -16,14 +16,7 @@ set -uo pipefail
 out=${1:?usage: bash benchmarks/gpu.sh OUT_DIR [quick]}
 mode=${2:-full}
 mkdir -p "$out"
-python=${PYTHON:-python3}
-
-if [ -d .whl ]; then
-  "$python" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir \
-    --upgrade --target /tmp/unetjax-site .whl/*.whl || exit 1
-  export PYTHONPATH=/tmp/unetjax-site${PYTHONPATH:+:$PYTHONPATH}
-fi
-export PYTHONUNBUFFERED=1 XLA_PYTHON_CLIENT_PREALLOCATE=false
+. benchmarks/offline_env.sh
 "$python" - <<'EOF' | tee "$out/host.log"
 import jax, torch, flax, optax
 print('jax', jax.__version__, jax.devices(), 'flax', flax.__version__,
