@@ -6,9 +6,9 @@
 #   bash experiments/study_gpu.sh OUT [DATA [ABLATION FLAGS]]   # on the host
 #
 # DATA holds isbi2012_em/, drive/ and kvasir_seg/ as in ../shared/data (the
-# default), or is a .tar.xz of them (63 MB; made with
-#   tar -cJf data.tar.xz -C ../shared/data isbi2012_em drive kvasir_seg
-# ), unpacked into $SCRATCH. The host needs jax, flax, optax, chex, orbax and
+# default), and may hold a tensorflow_datasets/ folder of datasets already
+# prepared: experiments/pack_study_data.sh packs the study's data that way
+# (~40 MB). The host needs jax, flax, optax, chex, orbax and
 # scikit-learn/scikit-image (the pixel forest); the other dependencies come
 # from the wheels in .whl (benchmarks/offline_env.sh). TFDS prepares the
 # datasets under $SCRATCH/tensorflow_datasets and compiled programs are
@@ -23,12 +23,11 @@ cd "$(dirname "$0")/.."
 scratch=${SCRATCH:-/tmp/unetjax-study}
 mkdir -p "$out" "$scratch"
 . benchmarks/offline_env.sh
-if [[ $data == *.tar.xz ]]; then
-  tar -xJf "$data" -C "$scratch" || exit 1
-  data=$scratch
-fi
 export UNETJAX_PROTOCOL=${UNETJAX_PROTOCOL:-gpu} UNETJAX_DATA=$data
 export TFDS_DATA_DIR=${TFDS_DATA_DIR:-$scratch/tensorflow_datasets}
+if [ -d "$data/tensorflow_datasets" ]; then  # prepared datasets, to a writable copy
+  mkdir -p "$TFDS_DATA_DIR" && cp -rn "$data/tensorflow_datasets/." "$TFDS_DATA_DIR/"
+fi
 export JAX_COMPILATION_CACHE_DIR=${JAX_COMPILATION_CACHE_DIR:-$scratch/jax_cache}
 "$python" -c 'import jax; print("jax", jax.__version__, jax.devices())' \
   | tee "$out/host.log"
