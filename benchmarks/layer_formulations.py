@@ -9,8 +9,11 @@ This times, in one process and interleaved, the CPU preset's train step
 (benchmarks/common.py) built with flax's layers, with unetjax's pooling
 only, with both of unetjax's layers, and with those plus XLA's YNNPACK
 convolution and dot fusions; with --torch PyTorch's fp32 step too. Then the
-gradient of each layer alone at the U-Net's shapes. One JSON line per case;
-step times are medians over --steps interleaved rounds.
+gradient of each layer alone at the U-Net's shapes, and each level's 3x3
+convolution alone: XLA's forward, input gradient and weight gradient, the
+weight gradient as nine shifted matrix products, and (--torch) PyTorch's
+forward and forward + backward. One JSON line per case; times are medians
+over --steps rounds.
 """
 
 import contextlib
@@ -141,6 +144,61 @@ def layer_gradient_ms(pool_shape: tuple[int, ...], rounds: int) -> dict[str, flo
   return result
 
 
+def _median_ms(fn: Callable[[], Any], rounds: int) -> float:
+  fn()
+  times = []
+  for _ in range(rounds):
+    start = time.perf_counter()
+    fn()
+    times.append(time.perf_counter() - start)
+  return round(common.median(times) * 1e3, 2)
+
+
+def shifted_weight_gradient(x: jax.Array, g: jax.Array) -> jax.Array:
+  """The 3x3 'same' convolution's kernel gradient as nine matrix products of
+  the shifted input with the output gradient."""
+  height, width = x.shape[1:3]
+  padded = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
+  return jnp.stack([jnp.stack([
+      jnp.einsum('nhwc,nhwd->cd', padded[:, i:i + height, j:j + width], g)
+      for j in range(3)]) for i in range(3)])
+
+
+def conv_layer_ms(shape: tuple[int, ...], out_channels: int, rounds: int,
+                  with_torch: bool) -> dict[str, float]:
+  """Median ms of one 3x3 'same' convolution of an NHWC map of `shape`."""
+  rng = np.random.default_rng(0)
+  x = jnp.asarray(rng.standard_normal(shape), jnp.float32)
+  w = jnp.asarray(rng.standard_normal((3, 3, shape[-1], out_channels)) * 0.1,
+                  jnp.float32)
+  g = jnp.asarray(rng.standard_normal(shape[:3] + (out_channels,)), jnp.float32)
+  conv = lambda x, w: jax.lax.conv_general_dilated(
+      x, w, (1, 1), 'SAME', dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+  input_grad = jax.jit(lambda x, w, g: jax.vjp(conv, x, w)[1](g)[0])
+  weight_grad = jax.jit(lambda x, w, g: jax.vjp(conv, x, w)[1](g)[1])
+  shifted = jax.jit(shifted_weight_gradient)
+  np.testing.assert_allclose(shifted(x, g), weight_grad(x, w, g),
+                             rtol=1e-3, atol=1e-2)
+  forward = jax.jit(conv)
+  result = {
+      'xla_forward': _median_ms(lambda: forward(x, w).block_until_ready(), rounds),
+      'xla_input_gradient': _median_ms(
+          lambda: input_grad(x, w, g).block_until_ready(), rounds),
+      'xla_weight_gradient': _median_ms(
+          lambda: weight_grad(x, w, g).block_until_ready(), rounds),
+      'shifted_matmul_weight_gradient': _median_ms(
+          lambda: shifted(x, g).block_until_ready(), rounds)}
+  if with_torch:
+    import torch
+    tx = torch.randn(shape[0], shape[3], *shape[1:3], requires_grad=True)
+    tconv = torch.nn.Conv2d(shape[3], out_channels, 3, padding=1, bias=False)
+    tg = torch.randn(shape[0], out_channels, *shape[1:3])
+    result['torch_forward'] = _median_ms(lambda: tconv(tx), rounds)
+    result['torch_forward_backward'] = _median_ms(
+        lambda: torch.autograd.grad(tconv(tx), [tx, tconv.weight], tg), rounds)
+  return result
+
+
 def main() -> None:
   args = common.parse_args(__doc__)
   preset = common.PRESETS['cpu'].override(args)
@@ -162,6 +220,13 @@ def main() -> None:
              preset.base_filters << level)
     common.emit({'benchmark': 'layer_gradient', 'pooled_shape': list(shape),
                  **layer_gradient_ms(shape, rounds),
+                 **common.machine(device, versions)})
+  for level in range(5):  # each level's second convolution (the first is alike)
+    shape = (batch_size, height >> level, width >> level,
+             preset.base_filters << level)
+    common.emit({'benchmark': 'conv_layer', 'input_shape': list(shape),
+                 'out_channels': shape[-1],
+                 **conv_layer_ms(shape, shape[-1], rounds, args.torch),
                  **common.machine(device, versions)})
 
 

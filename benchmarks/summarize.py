@@ -100,6 +100,26 @@ def layer_gradient_table(records: list[dict[str, Any]]) -> str:
                 'up-conv flax ms', 'up-conv unetjax ms'], rows)
 
 
+def conv_layer_table(records: list[dict[str, Any]]) -> str:
+  rows = []
+  for r in records:
+    if r['benchmark'] != 'conv_layer':
+      continue
+    xla = r['xla_forward'] + r['xla_input_gradient'] + r['xla_weight_gradient']
+    torch_ms = r.get('torch_forward_backward')
+    rows.append([r['device'], 'x'.join(map(str, r['input_shape'])),
+                 r['out_channels'], r['xla_forward'], r['xla_input_gradient'],
+                 r['xla_weight_gradient'], r['shifted_matmul_weight_gradient'],
+                 round(xla, 2), r.get('torch_forward', ''),
+                 '' if torch_ms is None else torch_ms,
+                 '' if torch_ms is None else round(xla / torch_ms, 2)])
+  return table(['device', 'input', 'out channels', 'XLA forward ms',
+                'XLA input grad ms', 'XLA weight grad ms',
+                'shifted-matmul weight grad ms', 'XLA all three ms',
+                'PyTorch forward ms', 'PyTorch forward + backward ms',
+                'XLA / PyTorch'], rows)
+
+
 def summary(folder: str) -> str:
   records = read_records(folder)
   kinds = {r['benchmark'] for r in records}
@@ -110,7 +130,8 @@ def summary(folder: str) -> str:
               ('Input pipeline', 'input_pipeline', pipeline_table),
               ('Layer formulations (train step)', 'layer_formulations',
                formulation_table),
-              ('Layer gradients', 'layer_gradient', layer_gradient_table)]
+              ('Layer gradients', 'layer_gradient', layer_gradient_table),
+              ('3x3 convolutions alone', 'conv_layer', conv_layer_table)]
   return '\n'.join(f'### {title}\n\n{make(records)}\n'
                    for title, kind, make in sections if kind in kinds)
 

@@ -90,3 +90,26 @@ def test_torch_cases_and_ratio_and_summary(tmp_path, monkeypatch):
 def test_peak_flops_by_device_name():
   assert common.peak_flops('NVIDIA H100 80GB HBM3', 'bfloat16') == 989.4e12
   assert common.peak_flops('cpu', 'float32') is None
+
+
+def test_shifted_matmul_weight_gradient_is_pytorchs_and_conv_layer_table(tmp_path):
+  import layer_formulations
+  rng = np.random.default_rng(0)
+  x = rng.standard_normal((2, 6, 5, 3)).astype(np.float32)
+  g = rng.standard_normal((2, 6, 5, 4)).astype(np.float32)
+  w = torch.zeros(4, 3, 3, 3, requires_grad=True)  # OIHW; the output is linear in w
+  out = torch.nn.functional.conv2d(torch.from_numpy(x).permute(0, 3, 1, 2), w,
+                                   padding=1)
+  (expected,) = torch.autograd.grad(out, [w], torch.from_numpy(g).permute(0, 3, 1, 2))
+  got = layer_formulations.shifted_weight_gradient(jnp.asarray(x), jnp.asarray(g))
+  np.testing.assert_allclose(got, expected.permute(2, 3, 1, 0).numpy(),
+                             rtol=1e-4, atol=1e-4)  # HWIO
+  record = {'benchmark': 'conv_layer', 'input_shape': [2, 8, 8, 4],
+            'out_channels': 4, 'device': 'cpu',
+            **layer_formulations.conv_layer_ms((2, 8, 8, 4), 4, 1, True)}
+  (tmp_path / 'layer_formulations.jsonl').write_text(json.dumps(record) + '\n')
+  text = summarize.summary(str(tmp_path))
+  xla = sum(record[k] for k in ('xla_forward', 'xla_input_gradient',
+                                'xla_weight_gradient'))
+  assert '### 3x3 convolutions alone' in text
+  assert f'| {round(xla / record["torch_forward_backward"], 2)} |' in text
