@@ -56,8 +56,9 @@ def test_smoke_sweep_writes_a_row_per_run_tables_and_plots(smoke_run):
   with open(os.path.join(out, 'results.md')) as f:
     markdown = f.read()
   assert '4 of 4 runs finished' in markdown
-  assert markdown.count('| unet | off | 1 |') == 2  # test and validation
-  assert '| model | aug | seeds | IoU | Dice |' in markdown
+  device = rows[0]['device']  # every line says which device made its runs
+  assert markdown.count(f'| unet | off | {device} | 1 |') == 2  # test, validation
+  assert '| model | aug | device | seeds | IoU | Dice |' in markdown
   for png in ('validation_curves.png', 'test_dice.png'):
     with open(os.path.join(out, png), 'rb') as f:
       assert f.read(8) == b'\x89PNG\r\n\x1a\n'
@@ -102,7 +103,8 @@ def test_a_failing_run_is_recorded_and_the_sweep_goes_on(tfds_dir, tmp_path):
   with open(tmp_path / 'results.md') as f:
     markdown = f.read()
   assert 'out of memory' in markdown
-  assert ('| unet | on | 1 | ' + '0.5000 | ' * len(ablation.MAIN_METRICS)
+  device = rows['model=unet,aug=on,seed=0']['device']
+  assert (f'| unet | on | {device} | 1 | ' + '0.5000 | ' * len(ablation.MAIN_METRICS)
           + '1 |') in markdown
   # A re-run retries only the failures.
   calls.clear()
@@ -175,10 +177,15 @@ def test_mean_std_matches_numpy():
   assert ablation.mean_std([0.5, None, float('nan')]) == '0.5000'
   assert ablation.mean_std([]) == '–'
   rows = [{'status': 'ok', 'labels': {'m': 'a'}, 'seed': s, 'wall_time_s': 10.0 * s,
-           'test': {'dice': d}} for s, d in enumerate(values)]
+           'device': 'cpu', 'test': {'dice': d}} for s, d in enumerate(values)]
   table = ablation.markdown_table(rows, ['m'], 'test')
   assert table.splitlines()[2] == (
-      f'| a | 3 | {np.mean(values):.4f} ± {np.std(values, ddof=1):.4f} | 10 |')
+      f'| a | cpu | 3 | {np.mean(values):.4f} ± {np.std(values, ddof=1):.4f} | 10 |')
+  rows[2]['device'] = 'NVIDIA H100 x1 (jit)'  # another device: its own line
+  lines = ablation.markdown_table(rows, ['m'], 'test').splitlines()[2:]
+  assert lines == [
+      f'| a | cpu | 2 | {np.mean(values[:2]):.4f} ± {np.std(values[:2], ddof=1):.4f} | 5 |',
+      f'| a | NVIDIA H100 x1 (jit) | 1 | {values[2]:.4f} | 20 |']
 
 
 def test_study_sweep_is_valid_for_both_protocols(monkeypatch):

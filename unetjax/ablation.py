@@ -379,11 +379,15 @@ def group_rows(rows: Sequence[dict[str, Any]], axes: Sequence[str]
 
 def markdown_table(rows: Sequence[dict[str, Any]], axes: Sequence[str],
                    split: str) -> str:
-  """Mean ± std over seeds of the main metrics of `split`, a line per group."""
-  groups = group_rows(rows, axes)
+  """Mean ± std over seeds of the main metrics of `split`, a line per group
+  and device (rows of one combination made on two devices stay apart)."""
+  groups = {}
+  for labels, group in group_rows(rows, axes).items():
+    for row in group:
+      groups.setdefault((*labels, row.get('device', '')), []).append(row)
   metrics = [(k, h) for k, h in MAIN_METRICS
              if any(k in r.get(split, {}) for g in groups.values() for r in g)]
-  header = [*axes, 'seeds', *(h for _, h in metrics), 'wall time (s)']
+  header = [*axes, 'device', 'seeds', *(h for _, h in metrics), 'wall time (s)']
   lines = ['| ' + ' | '.join(header) + ' |',
            '|' + '---|' * len(header)]
   for labels, group in groups.items():
