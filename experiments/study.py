@@ -8,7 +8,7 @@ UNETJAX_PROTOCOL=cpu python -m unetjax.ablation --sweep=experiments/study.py \
 
 Settings (environment variables):
   UNETJAX_PROTOCOL  'cpu' (default): 128 px batch 2 (Kvasir-SEG 64 px batch
-                    8), 200 steps: the whole study in ~75 min on a 2-core CPU
+                    8), 200 steps: the whole study in ~90 min on a 2-core CPU
                     as two processes, one per core (README, Experiments);
                     'gpu': 256 px and the step counts of configs/membranes.py,
                     drive.py and kvasir.py scaled up, for one accelerator.
@@ -26,7 +26,7 @@ from unetjax.errors import ConfigError
 # dataset -> (image side, batch size, train steps, eval/checkpoint interval)
 PROTOCOLS = {
     # Equal pixels per step (2 x 128^2 = 8 x 64^2): on one core of a 2-core
-    # CPU the four networks' 200 steps take ~6 min per dataset and seed.
+    # CPU one dataset and seed (four networks, 200 steps each) takes ~10 min.
     'cpu': {'isbi2012_em': (128, 2, 200, 50),
             'drive': (128, 2, 200, 50),
             'kvasir_seg': (64, 8, 200, 50)},

@@ -6,10 +6,10 @@
 # the augmented runs, seed by seed, so an interrupted study still holds whole
 # seeds. Re-running resumes it; the last step writes the tables and plots.
 #
-#   bash experiments/study_cpu.sh [OUT]      (default runs/study_cpu)
+#   bash experiments/study_cpu.sh [OUT]      (default ./runs/study_cpu)
 set -uo pipefail
+out=$(realpath -m "${1:-runs/study_cpu}")
 cd "$(dirname "$0")/.."
-out=${1:-runs/study_cpu}
 mkdir -p "$out"
 export UNETJAX_PROTOCOL=cpu
 
