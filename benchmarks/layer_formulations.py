@@ -132,19 +132,12 @@ def layer_gradient_ms(pool_shape: tuple[int, ...], rounds: int) -> dict[str, flo
            'max_pool_unetjax': (loss(layers.max_pool_2x2), (x,)),
            'up_convolution_flax': (loss(flax_up.apply), (flax_variables, below)),
            'up_convolution_unetjax': (loss(up.apply), (variables, below))}
-  result = {}
-  for name, (fn, args) in cases.items():
-    jax.block_until_ready(fn(*args))
-    times = []
-    for _ in range(rounds):
-      start = time.perf_counter()
-      jax.block_until_ready(fn(*args))
-      times.append(time.perf_counter() - start)
-    result[name] = round(common.median(times) * 1e3, 2)
-  return result
+  return {name: _median_ms(lambda: jax.block_until_ready(fn(*args)), rounds)
+          for name, (fn, args) in cases.items()}
 
 
 def _median_ms(fn: Callable[[], Any], rounds: int) -> float:
+  """Median ms of `fn()` over `rounds` calls, after one call to warm up."""
   fn()
   times = []
   for _ in range(rounds):
