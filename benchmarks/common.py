@@ -67,7 +67,8 @@ PRESETS = {
 }
 
 
-def parse_args(description: str, extra_modes: tuple[str, ...] = ()) -> argparse.Namespace:
+def parse_args(description: str, extra_modes: tuple[str, ...] = (),
+               data_parallel: bool = False) -> argparse.Namespace:
   parser = argparse.ArgumentParser(
       description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument('--preset', choices=sorted(PRESETS), default='cpu')
@@ -77,6 +78,10 @@ def parse_args(description: str, extra_modes: tuple[str, ...] = ()) -> argparse.
                       default=None, help='e.g. 8,16,32,64 for a batch sweep')
   parser.add_argument('--size', type=int, default=None, help='image side')
   parser.add_argument('--steps', type=int, default=None, help='timed steps')
+  if data_parallel:
+    parser.add_argument('--devices', type=lambda s: [int(n) for n in s.split(',')],
+                        default=None, help='e.g. 1,2: also time each case data '
+                        'parallel over the first 2 devices (CPU: 2 host devices)')
   parser.add_argument('--torch', action='store_true',
                       help='also time the PyTorch baseline in this process')
   parser.add_argument('--torch_modes', type=lambda s: s.split(','), default=None,

@@ -13,7 +13,7 @@ kvasir=${2:-../shared/data/kvasir_seg}
 mkdir -p "$out"
 rm -f "$out"/*.jsonl
 export PYTHONUNBUFFERED=1
-python benchmarks/train_throughput.py --preset=cpu --torch --out="$out/train_throughput.jsonl"
+python benchmarks/train_throughput.py --preset=cpu --devices=1,2 --torch --out="$out/train_throughput.jsonl"
 python benchmarks/inference.py --preset=cpu --torch --out="$out/inference.jsonl"
 python benchmarks/layer_formulations.py --torch --out="$out/layer_formulations.jsonl"
 python benchmarks/augment_cost.py --config=configs/augmented.py --out="$out/augment_cost.jsonl"

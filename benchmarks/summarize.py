@@ -39,21 +39,22 @@ def gib(n: int | None) -> str | None:
 
 
 def train_table(records: list[dict[str, Any]]) -> str:
-  rows = [[r['device'], versions(r), r['model'], r['mode'], r['dtype'],
-           'x'.join(map(str, r['image_shape'])), r['batch_size'],
+  rows = [[r['device'], versions(r), r['model'], r['mode'], r.get('devices', 1),
+           r['dtype'], 'x'.join(map(str, r['image_shape'])), r['batch_size'],
            r['images_per_s'], r['step_ms'], r['achieved_tflops'],
            r['mfu'], gib(r['peak_memory_bytes']), r.get('compile_s')]
           for r in records if r['benchmark'] == 'train_throughput']
-  return table(['device', 'software', 'model', 'mode', 'dtype', 'image', 'batch',
-                'images/s', 'step ms', 'TFLOP/s', 'MFU', 'peak GiB', 'compile s'],
-               rows)
+  return table(['device', 'software', 'model', 'mode', 'devices', 'dtype',
+                'image', 'batch', 'images/s', 'step ms', 'TFLOP/s', 'MFU',
+                'peak GiB', 'compile s'], rows)
 
 
 def ratio_table(records: list[dict[str, Any]]) -> str:
-  rows = [[r['device'], r['dtype'], r['batch_size'], r['unetjax_images_per_s'],
+  rows = [[r['device'], r['dtype'], r['batch_size'], r.get('unetjax_devices', 1),
+           r['unetjax_images_per_s'],
            f'{r["torch_images_per_s"]} ({r["torch_mode"]})', r['ratio']]
           for r in records if r['benchmark'] == 'train_throughput_ratio']
-  return table(['device', 'dtype', 'batch', 'unetjax images/s',
+  return table(['device', 'dtype', 'batch', 'unetjax devices', 'unetjax images/s',
                 'best PyTorch images/s (mode)', 'ratio'], rows)
 
 

@@ -1,6 +1,6 @@
 """Training throughput of unetjax's models: images/s, step time, memory, MFU.
 
-python benchmarks/train_throughput.py --preset=cpu --torch
+python benchmarks/train_throughput.py --preset=cpu --torch --devices=1,2
 python benchmarks/train_throughput.py --preset=gpu --torch --batch_sizes=8,16,32,64
 
 One JSON line per case: a full training step (forward, backward, Adam
@@ -10,7 +10,12 @@ donated, on random data already on the device; step time is the median over
 (benchmarks/common.py): 'cpu' is the seed's U-Net (16 base filters, no batch
 norm, 128x128x1, batch 8, fp32); 'gpu' is every segmentation model at its
 paper's widths with batch norm at 256x256x3, batch 32, fp32 and bf16
-(bf16 compute, fp32 parameters and optimizer state). With --torch the
+(bf16 compute, fp32 parameters and optimizer state). --devices=1,2 times
+each case also data parallel over the first 2 devices, the way
+`unetjax.main` lays a step out (`unetjax.parallel.JitStrategy`: replicated
+state, batch split over the devices); on the CPU the process first splits
+the host into that many JAX devices (`jax_num_cpu_devices`, as
+`unetjax.main --cpu_devices` does), which XLA runs side by side. With --torch the
 PyTorch baseline (benchmarks/torch_baseline.py) runs in the same process
 after the JAX cases, and a last line gives the ratio of unetjax's images/s
 to the best PyTorch mode's, for the U-Net.
@@ -34,7 +39,7 @@ import optax  # noqa: E402
 
 import common  # noqa: E402
 from configs import default  # noqa: E402  (its loss: 0.5 BCE + 0.5 Dice)
-from unetjax import losses, models, train  # noqa: E402
+from unetjax import losses, models, parallel, train  # noqa: E402
 from unetjax.models.__main__ import PAPER_SETTINGS  # noqa: E402
 
 
@@ -58,26 +63,29 @@ def peak_memory() -> int | None:
   return stats.get('peak_bytes_in_use') if stats else None
 
 
-def compiled_step(model, shape: common.Shape, batch_size: int):
-  """The jitted, state-donating train step and its freshly initialised state."""
+def compiled_step(model, shape: common.Shape, batch_size: int, n_devices: int = 1):
+  """The state-donating train step, compiled as `unetjax.main` compiles it
+  for the first `n_devices` devices, with its freshly initialised state and a
+  random batch, both placed on those devices."""
+  strategy = parallel.JitStrategy(jax.devices()[:n_devices])
   tx = optax.adam(1e-3)
   state = train.init_train_state(jax.random.key(0), model, tx, shape)
-  step = jax.jit(functools.partial(
+  step = strategy.compile(functools.partial(
       train.train_step, loss_fn=losses.get_loss(default.get_config().loss),
-      dropout_rng=jax.random.key(1)), donate_argnums=0)
+      dropout_rng=jax.random.key(1)), donate_state=True)
   rng = np.random.default_rng(0)
-  batch = jax.device_put({
+  batch = strategy.place_batch({
       'image': rng.integers(0, 256, (batch_size,) + shape, dtype=np.uint8),
       'mask': (rng.random((batch_size,) + shape[:2]) > 0.5).astype(np.uint8)})
-  return step, state, batch
+  return step, strategy.place_state(state), batch
 
 
 def measure(name: str, dtype: str, batch_size: int,
-            preset: common.Preset) -> dict[str, Any]:
+            preset: common.Preset, n_devices: int = 1) -> dict[str, Any]:
   config = model_config(name, preset)
   model = models.get_model(config, dtype=dtype)
   shape = preset.shape
-  step, state, batch = compiled_step(model, shape, batch_size)
+  step, state, batch = compiled_step(model, shape, batch_size, n_devices)
   start = time.perf_counter()
   compiled = step.lower(state, batch).compile()
   compile_s = time.perf_counter() - start
@@ -102,7 +110,7 @@ def measure(name: str, dtype: str, batch_size: int,
       forward_flops_per_image=models.forward_flops(model, (1,) + shape),
       step_s=common.median(times), step_times=times, first_step_s=first_step_s,
       compile_s=round(compile_s, 2), peak_memory_bytes=peak_memory(),
-      device=device_name(), versions={
+      device=device_name(), devices=n_devices, versions={
           'jax': jax.__version__, 'flax': flax.__version__,
           'backend': jax.default_backend(),
           'xla_flags': os.environ.get('XLA_FLAGS', '')})
@@ -124,6 +132,7 @@ def ratio_record(jax_records: list[dict[str, Any]],
         'benchmark': 'train_throughput_ratio', 'dtype': record['dtype'],
         'batch_size': record['batch_size'], 'image_shape': record['image_shape'],
         'unetjax_images_per_s': record['images_per_s'],
+        'unetjax_devices': record.get('devices', 1),
         'torch_mode': best['mode'], 'torch_images_per_s': best['images_per_s'],
         'ratio': round(record['images_per_s'] / best['images_per_s'], 3),
         'device': record['device']})
@@ -131,14 +140,21 @@ def ratio_record(jax_records: list[dict[str, Any]],
 
 
 def main() -> None:
-  args = common.parse_args(__doc__)
+  args = common.parse_args(__doc__, data_parallel=True)
   preset = common.PRESETS[args.preset].override(args)
+  device_counts = args.devices or [1]
+  if args.devices:  # before the first use of a device
+    jax.config.update('jax_num_cpu_devices', max(device_counts))
+  if max(device_counts) > jax.device_count():
+    sys.exit(f'--devices={max(device_counts)} but this host has only '
+             f'{jax.device_count()} {jax.default_backend()} devices.')
   records = []
   for name in preset.models:
     for dtype in preset.dtypes:
       for batch_size in preset.batch_sizes:
-        records.append(measure(name, dtype, batch_size, preset))
-        common.emit(records[-1])
+        for n_devices in device_counts:
+          records.append(measure(name, dtype, batch_size, preset, n_devices))
+          common.emit(records[-1])
   if args.torch:
     import torch_baseline  # here, so that the JAX cases need no torch
     torch_records = torch_baseline.run(preset, tuple(args.torch_modes or ()) or None)

@@ -87,6 +87,24 @@ def test_torch_cases_and_ratio_and_summary(tmp_path, monkeypatch):
   assert f'| {ratio["ratio"]} |' in text
 
 
+def test_data_parallel_case_times_the_same_step_on_two_devices(tmp_path):
+  model = models.get_model(train_throughput.model_config('unet', TINY))
+  results = []
+  for n_devices in (1, 2):
+    step, state, batch = train_throughput.compiled_step(model, TINY.shape, 4, n_devices)
+    assert len(batch['image'].sharding.device_set) == n_devices
+    state, out = step(state, batch)
+    results.append((float(out['loss']), jax.device_get(state.params)))
+  (loss_1, params_1), (loss_2, params_2) = results
+  assert loss_2 == pytest.approx(loss_1, rel=1e-5)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6),
+               params_1, params_2)
+  record = train_throughput.measure('unet', 'float32', 4, TINY, n_devices=2)
+  assert record['devices'] == 2
+  common.emit(record, str(tmp_path / 'train_throughput.jsonl'))
+  assert '| unetjax | 2 | float32 |' in summarize.summary(str(tmp_path))
+
+
 def test_peak_flops_by_device_name():
   assert common.peak_flops('NVIDIA H100 80GB HBM3', 'bfloat16') == 989.4e12
   assert common.peak_flops('cpu', 'float32') is None

@@ -155,12 +155,17 @@ def free_port():
 
 
 def test_two_processes_train_like_one(tfds_dir, tmp_path):
-  """2 processes x 4 devices (jax.distributed on localhost) = 1 x 8 devices."""
+  """2 processes x 4 devices (jax.distributed on localhost) = 1 x 8 devices
+  = 1 x 2 devices (--cpu_devices=2)."""
   overrides = ('--config.num_train_steps=4', '--config.eval_every_steps=2',
                '--config.log_every_steps=2', '--config.checkpoint_every_steps=2',
                '--config.model.base_filters=4')
   single = run_main(tmp_path / 'single', tfds_dir, *overrides)
   assert single.returncode == 0, single.stderr
+  two_devices = run_main(tmp_path / 'two_devices', tfds_dir, *overrides,
+                         '--cpu_devices=2')  # the host split in 2, not 8
+  assert two_devices.returncode == 0, two_devices.stderr
+  assert 'devices: [CpuDevice(id=0), CpuDevice(id=1)]' in two_devices.stdout
   port = free_port()
   env = {**os.environ, 'XLA_FLAGS': '--xla_force_host_platform_device_count=4'}
   processes = [subprocess.Popen(
@@ -175,10 +180,12 @@ def test_two_processes_train_like_one(tfds_dir, tmp_path):
   assert 'process 1 of 2' in outputs[0][0] and 'Best checkpoint' in outputs[0][0]
   assert 'Best checkpoint' not in outputs[1][0]  # only process 0 reports
   expected = logs.read_metrics(str(tmp_path / 'single'))
-  records = logs.read_metrics(str(tmp_path / 'multi'))
-  assert [r['event'] for r in records] == [r['event'] for r in expected]
-  for ours, reference in zip(records, expected):
-    for key in ('loss', 'dice', 'iou', 'hd95'):
-      if key in reference:
-        np.testing.assert_allclose(ours[key], reference[key], rtol=1e-3, err_msg=key)
+  for run in ('multi', 'two_devices'):
+    records = logs.read_metrics(str(tmp_path / run))
+    assert [r['event'] for r in records] == [r['event'] for r in expected]
+    for ours, reference in zip(records, expected):
+      for key in ('loss', 'dice', 'iou', 'hd95'):
+        if key in reference:
+          np.testing.assert_allclose(ours[key], reference[key], rtol=1e-3,
+                                     err_msg=f'{run}: {key}')
   assert sorted(os.listdir(tmp_path / 'multi' / 'checkpoints')) == ['2', '4']
