@@ -143,8 +143,8 @@ def main() -> None:
   args = common.parse_args(__doc__, data_parallel=True)
   preset = common.PRESETS[args.preset].override(args)
   device_counts = args.devices or [1]
-  if args.devices:  # before the first use of a device
-    jax.config.update('jax_num_cpu_devices', max(device_counts))
+  if args.devices:
+    parallel.use_cpu_devices(max(device_counts))  # before any use of a device
   if max(device_counts) > jax.device_count():
     sys.exit(f'--devices={max(device_counts)} but this host has only '
              f'{jax.device_count()} {jax.default_backend()} devices.')

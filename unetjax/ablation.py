@@ -539,7 +539,8 @@ def main(argv: Sequence[str]) -> None:
   if not flags_['verbosity'].present:
     logging.set_verbosity(logging.WARNING)
   import signal
-  from unetjax import train
+  from unetjax import parallel, train
+  parallel.use_cpu_devices(flags_.cpu_devices)  # before anything uses a device
   try:
     sweep = load_sweep(flags_.sweep)
     title = os.path.splitext(os.path.basename(flags_.sweep))[0]
@@ -570,6 +571,8 @@ def _define_flags() -> None:
                       'this regular expression (the reports cover all).')
   flags.DEFINE_bool('dry_run', False, 'Check every run config and list the '
                     'runs with their status; train nothing.')
+  from unetjax import parallel
+  flags.DEFINE_integer('cpu_devices', None, parallel.CPU_DEVICES_HELP, lower_bound=1)
   flags.mark_flags_as_required(['sweep', 'out'])
 
 

@@ -13,7 +13,7 @@ import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from unetjax import train
+from unetjax import parallel, train
 from unetjax.errors import UserInputError
 
 FLAGS = flags.FLAGS
@@ -33,19 +33,14 @@ flags.DEFINE_integer('num_processes', None, 'Number of processes (with '
                      '--coordinator_address).')
 flags.DEFINE_integer('process_id', None, 'This process, 0..num_processes-1 '
                      '(with --coordinator_address).')
-flags.DEFINE_integer('cpu_devices', None, 'Split the host CPU into this many '
-                     'JAX devices and train data parallel over them, as over '
-                     'GPUs. One device per core trains faster than one device '
-                     'on all cores (1.2x on 2 cores); config.batch_size must '
-                     'divide by it.', lower_bound=1)
+flags.DEFINE_integer('cpu_devices', None, parallel.CPU_DEVICES_HELP, lower_bound=1)
 flags.mark_flags_as_required(['config', 'workdir'])
 
 
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {" ".join(argv[1:])}')
-  if FLAGS.cpu_devices:  # before anything touches a device
-    jax.config.update('jax_num_cpu_devices', FLAGS.cpu_devices)
+  parallel.use_cpu_devices(FLAGS.cpu_devices)  # before anything uses a device
   if FLAGS.distributed or FLAGS.coordinator_address:
     jax.distributed.initialize(coordinator_address=FLAGS.coordinator_address,
                                num_processes=FLAGS.num_processes,

@@ -29,6 +29,23 @@ STRATEGIES = ('jit', 'pmap')
 AXIS_NAME = 'data'
 
 
+CPU_DEVICES_HELP = (
+    'Split the host CPU into this many JAX devices and train data parallel '
+    'over them, as over GPUs. One device per core trains faster than one '
+    'device on all cores (1.2-1.3x on 2 cores); the batch sizes must divide '
+    'by it.')
+
+
+def use_cpu_devices(n_devices: int | None) -> None:
+  """Splits the host CPU into `n_devices` JAX devices (None: JAX's default).
+
+  XLA runs the devices' computations side by side, each on about one core.
+  Must run before anything uses a device.
+  """
+  if n_devices:
+    jax.config.update('jax_num_cpu_devices', n_devices)
+
+
 def check_batch_size(batch_size: int, field: str) -> None:
   """The global batch must split evenly over devices (and so over processes)."""
   n_devices = jax.device_count()
