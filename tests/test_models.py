@@ -144,3 +144,29 @@ def test_up_convolution_is_flax_conv_transpose(dtype):
   assert (jax.tree.map(jnp.shape, ours.init(jax.random.key(0), x))
           == jax.tree.map(jnp.shape, variables))
   np.testing.assert_array_equal(ours.apply(variables, x), reference.apply(variables, x))
+
+
+@pytest.mark.parametrize('channels,groups', [(64, 32), (48, 16), (20, 4)])
+def test_group_norm_is_torchs_group_norm(channels, groups):
+  """Per image, over `groups` groups of channels (gcd(32, channels)), with the
+  learned scale and offset per channel; the same in training and evaluation."""
+  torch = pytest.importorskip('torch')
+
+  class Norm(flax.linen.Module):
+    @flax.linen.compact
+    def __call__(self, x, train):
+      return layers.normalization('group', train)(x)
+
+  rng = np.random.default_rng(0)
+  x = (rng.standard_normal((2, 5, 6, channels)) * 3 + 1).astype(np.float32)
+  variables = Norm().init(jax.random.key(0), x, True)
+  scale = rng.standard_normal(channels).astype(np.float32)
+  bias = rng.standard_normal(channels).astype(np.float32)
+  params = {'params': {'GroupNorm_0': {'scale': scale, 'bias': bias}}}
+  assert jax.tree.structure(params) == jax.tree.structure(variables)
+  expected = torch.nn.functional.group_norm(
+      torch.from_numpy(x).permute(0, 3, 1, 2), groups, torch.from_numpy(scale),
+      torch.from_numpy(bias), eps=1e-6).permute(0, 2, 3, 1).numpy()
+  for train in (True, False):
+    np.testing.assert_allclose(Norm().apply(params, x, train), expected,
+                               rtol=1e-4, atol=1e-5)
