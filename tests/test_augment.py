@@ -507,3 +507,20 @@ def test_grid_outlines_each_region_in_its_class_colour():
   grid = augment_grid.render_grid(images, masks, [(images, masks)] * 2, factor=2)
   # 3 columns of 16-px tiles; rows: image, mask, contours, 2 augmented.
   assert grid.size == (augment_grid.LABEL_WIDTH + 3 * (16 + 4), 5 * (12 + 4))
+
+
+def test_grid_dims_pixels_outside_the_region_of_interest():
+  image = np.full((1, 6, 8, 1), 0.5, np.float32)  # grey 128, no foreground
+  mask = np.zeros((1, 6, 8), np.uint8)
+  roi = np.zeros((1, 6, 8), np.uint8)
+  roi[:, :, :3] = 1
+  moved = np.zeros_like(roi)
+  moved[:, :, 5:] = 1  # the augmented version's roi
+  grid = np.asarray(augment_grid.render_grid(image, mask, [(image, mask, moved)],
+                                             factor=1, rois=roi))
+  left = augment_grid.LABEL_WIDTH
+  tile = lambda row: grid[row * (6 + 4):row * (6 + 4) + 6, left:left + 8, 0]
+  dimmed = round(128 * augment_grid.ROI_DIMMING)
+  np.testing.assert_array_equal(tile(0), 128)  # the image row is as read
+  np.testing.assert_array_equal(tile(2), np.where(roi[0], 128, dimmed))
+  np.testing.assert_array_equal(tile(3), np.where(moved[0], 128, dimmed))

@@ -7,10 +7,14 @@ mask contours, to check by eye what a config's augmentation does.
 Columns are examples; rows are the image, its mask, the image with the mask's
 contours, then --versions augmented copies (each with its own key) with the
 contours of the augmented mask. Contours that hug the structures they
-outline show that image and mask moved together.
+outline show that image and mask moved together. Where the dataset has a
+region of interest (the pixels to learn from, e.g. DRIVE's field of view),
+pixels outside the (augmented) ROI are shown dimmed, so that it can be seen
+to move with the image too.
 """
 
 import functools
+import sys
 
 import jax
 import numpy as np
@@ -20,6 +24,7 @@ from PIL import Image, ImageDraw
 
 from unetjax import augment, train
 from unetjax.data import pipeline
+from unetjax.errors import UserInputError
 
 # Class colours, background first; classes past the end reuse the last ones.
 PALETTE = np.array([(0, 0, 0), (255, 215, 0), (255, 60, 60), (70, 160, 255),
@@ -47,6 +52,16 @@ def _with_contours(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
   return np.where(edge[..., None], _colours(mask), image)
 
 
+ROI_DIMMING = 0.3  # brightness kept outside the region of interest
+
+
+def _dim_outside(tile: np.ndarray, roi: np.ndarray | None) -> np.ndarray:
+  if roi is None:
+    return tile
+  return np.where(roi[..., None] > 0, tile,
+                  np.round(tile * ROI_DIMMING).astype(tile.dtype))
+
+
 def _rgb(image: np.ndarray) -> np.ndarray:
   """float [0, 1] (H, W, C) -> uint8 RGB; one channel is grey, three are RGB."""
   pixels = np.round(np.clip(image, 0, 1) * 255).astype(np.uint8)
@@ -54,18 +69,24 @@ def _rgb(image: np.ndarray) -> np.ndarray:
 
 
 def render_grid(images: np.ndarray, masks: np.ndarray,
-                augmented: list[tuple[np.ndarray, np.ndarray]],
-                factor: int) -> Image.Image:
-  """images (N, H, W, C) float in [0, 1], masks (N, H, W), and a list of
-  (images, masks) augmented versions -> one RGB image, `factor` times larger."""
-  def outlined(image, mask):
-    return _with_contours(_upscale(_rgb(image), factor), _upscale(mask, factor))
+                augmented: list[tuple[np.ndarray, ...]], factor: int,
+                rois: np.ndarray | None = None) -> Image.Image:
+  """images (N, H, W, C) float in [0, 1], masks (N, H, W), optional rois
+  (N, H, W), and a list of (images, masks) or (images, masks, rois)
+  augmented versions -> one RGB image, `factor` times larger."""
+  def outlined(image, mask, roi=None):
+    tile = _with_contours(_upscale(_rgb(image), factor), _upscale(mask, factor))
+    return _dim_outside(tile, None if roi is None else _upscale(roi, factor))
 
+  per_example = lambda batch: [None] * len(images) if batch is None else batch
   rows = [('image', [_upscale(_rgb(image), factor) for image in images]),
           ('mask', [_upscale(_colours(mask), factor) for mask in masks]),
-          ('contours', [outlined(*pair) for pair in zip(images, masks)])]
-  rows += [(f'augmented {version}', [outlined(*pair) for pair in zip(*pair_of_batches)])
-           for version, pair_of_batches in enumerate(augmented, 1)]
+          ('contours', [outlined(*example) for example
+                        in zip(images, masks, per_example(rois))])]
+  for version, (aug_images, aug_masks, *aug_rois) in enumerate(augmented, 1):
+    roi_batch = per_example(aug_rois[0] if aug_rois else None)
+    rows.append((f'augmented {version}', [
+        outlined(*example) for example in zip(aug_images, aug_masks, roi_batch)]))
   tile_height, tile_width = images.shape[1] * factor, images.shape[2] * factor
   gap = 4
   grid = Image.new('RGB', (LABEL_WIDTH + len(images) * (tile_width + gap),
@@ -88,19 +109,23 @@ def main(argv):
   if not FLAGS['verbosity'].present:
     logging.set_verbosity(logging.WARNING)  # TFDS logs every file at INFO
   config = FLAGS.config
-  pipeline.prepare(config.dataset)
-  batch = next(pipeline.eval_batches(config.dataset, FLAGS.split, FLAGS.n))
+  try:
+    pipeline.prepare(config.dataset)
+    batch = next(pipeline.eval_batches(config.dataset, FLAGS.split, FLAGS.n))
+  except UserInputError as e:
+    sys.exit(f'error: {e}')
   images = np.asarray(train.preprocess(batch['image'][:FLAGS.n]))
-  masks = batch['mask'][:FLAGS.n]
+  maps = (batch['mask'][:FLAGS.n],) + (
+      (batch['roi'][:FLAGS.n],) if 'roi' in batch else ())
   step = jax.jit(functools.partial(augment.augment_batch, config=config.augment))
   rng = jax.random.key(FLAGS.seed)
   augmented = []
   for version in range(FLAGS.versions):
-    aug_images, (aug_masks,) = step(jax.random.fold_in(rng, version), images,
-                                    (masks,))
-    augmented.append((np.asarray(aug_images), np.asarray(aug_masks)))
+    aug_images, aug_maps = step(jax.random.fold_in(rng, version), images, maps)
+    augmented.append((np.asarray(aug_images), *map(np.asarray, aug_maps)))
   factor = max(1, 128 // images.shape[1])
-  render_grid(images, masks, augmented, factor).save(FLAGS.out)
+  render_grid(images, maps[0], augmented, factor,
+              rois=maps[1] if len(maps) > 1 else None).save(FLAGS.out)
   print(f'Wrote {FLAGS.out}: {FLAGS.n} {FLAGS.split} examples of '
         f'{config.dataset.name}, {FLAGS.versions} augmented versions each '
         f'(ops on: {", ".join(augment.enabled_ops(config.augment)) or "none"}).')
