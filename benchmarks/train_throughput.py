@@ -17,8 +17,8 @@ state, batch split over the devices); on the CPU the process first splits
 the host into that many JAX devices (`jax_num_cpu_devices`, as
 `unetjax.main --cpu_devices` does), which XLA runs side by side. With --torch the
 PyTorch baseline (benchmarks/torch_baseline.py) runs in the same process
-after the JAX cases, and a last line gives the ratio of unetjax's images/s
-to the best PyTorch mode's, for the U-Net.
+after the JAX cases, and the last lines give the ratio of unetjax's images/s
+to the best PyTorch mode's, one per U-Net case.
 """
 
 import functools
