@@ -6,6 +6,9 @@ computed once and shared by the tests that look at it.
 """
 
 import functools
+import os
+import subprocess
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -524,3 +527,14 @@ def test_grid_dims_pixels_outside_the_region_of_interest():
   np.testing.assert_array_equal(tile(0), 128)  # the image row is as read
   np.testing.assert_array_equal(tile(2), np.where(roi[0], 128, dimmed))
   np.testing.assert_array_equal(tile(3), np.where(moved[0], 128, dimmed))
+
+
+def test_grid_command_reports_a_bad_augment_field_in_one_line(tmp_path):
+  result = subprocess.run(
+      [sys.executable, '-m', 'unetjax.augment_grid', '--config=configs/augmented.py',
+       '--config.augment.rotate_prob=2', f'--out={tmp_path / "grid.png"}'],
+      cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+      capture_output=True, text=True, timeout=300)
+  assert result.returncode == 1
+  assert 'error: Invalid config' in result.stderr and 'rotate_prob=2.0' in result.stderr
+  assert 'Traceback' not in result.stderr and not (tmp_path / 'grid.png').exists()

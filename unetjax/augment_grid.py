@@ -22,7 +22,7 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 from PIL import Image, ImageDraw
 
-from unetjax import augment, train
+from unetjax import augment, configuration, train
 from unetjax.data import pipeline
 from unetjax.errors import UserInputError
 
@@ -110,6 +110,7 @@ def main(argv):
     logging.set_verbosity(logging.WARNING)  # TFDS logs every file at INFO
   config = FLAGS.config
   try:
+    configuration.validate(config)  # augment fields included, as training does
     pipeline.prepare(config.dataset)
     batch = next(pipeline.eval_batches(config.dataset, FLAGS.split, FLAGS.n))
   except UserInputError as e:
