@@ -3,7 +3,7 @@
 python benchmarks/summarize.py benchmarks/results/cpu
 
 Reads every *.jsonl in the folder (train_throughput, inference,
-augment_cost) and prints one table per benchmark, as in the README.
+augment_cost, ...) and prints one table per benchmark, as in the README.
 """
 
 import glob
@@ -121,6 +121,14 @@ def conv_layer_table(records: list[dict[str, Any]]) -> str:
                 'XLA / PyTorch'], rows)
 
 
+def step_profile_table(records: list[dict[str, Any]]) -> str:
+  rows = [[r['device'], r['model'], 'x'.join(map(str, r['image_shape'])),
+           r['batch_size'], r['kind'], r['ops'], r['ms_per_step'], r['traced_step_ms']]
+          for r in records if r['benchmark'] == 'step_profile_kind']
+  return table(['device', 'model', 'image', 'batch', 'op kind', 'ops',
+                'ms per step', 'step ms'], rows)
+
+
 def summary(folder: str) -> str:
   records = read_records(folder)
   kinds = {r['benchmark'] for r in records}
@@ -132,7 +140,8 @@ def summary(folder: str) -> str:
               ('Layer formulations (train step)', 'layer_formulations',
                formulation_table),
               ('Layer gradients', 'layer_gradient', layer_gradient_table),
-              ('3x3 convolutions alone', 'conv_layer', conv_layer_table)]
+              ('3x3 convolutions alone', 'conv_layer', conv_layer_table),
+              ('Step profile by op kind', 'step_profile_kind', step_profile_table)]
   return '\n'.join(f'### {title}\n\n{make(records)}\n'
                    for title, kind, make in sections if kind in kinds)
 

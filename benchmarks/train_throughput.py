@@ -80,6 +80,18 @@ def compiled_step(model, shape: common.Shape, batch_size: int, n_devices: int = 
   return step, strategy.place_state(state), batch
 
 
+def timed_steps(compiled, state, batch, steps: int) -> tuple[Any, list[float]]:
+  """The state after `steps` calls of the compiled step, and each call's
+  seconds, the step's outputs waited for."""
+  times = []
+  for _ in range(steps):
+    start = time.perf_counter()
+    state, out = compiled(state, batch)
+    jax.block_until_ready(out)
+    times.append(time.perf_counter() - start)
+  return state, times
+
+
 def measure(name: str, dtype: str, batch_size: int,
             preset: common.Preset, n_devices: int = 1) -> dict[str, Any]:
   config = model_config(name, preset)
@@ -93,15 +105,8 @@ def measure(name: str, dtype: str, batch_size: int,
   state, out = compiled(state, batch)
   jax.block_until_ready(out)
   first_step_s = time.perf_counter() - start
-  for _ in range(preset.warmup):
-    state, out = compiled(state, batch)
-  jax.block_until_ready(out)
-  times = []
-  for _ in range(preset.steps):
-    start = time.perf_counter()
-    state, out = compiled(state, batch)
-    jax.block_until_ready(out)
-    times.append(time.perf_counter() - start)
+  state, _ = timed_steps(compiled, state, batch, preset.warmup)
+  state, times = timed_steps(compiled, state, batch, preset.steps)
   return common.train_record(
       framework='jax', model=name, mode='unetjax', dtype=dtype, shape=shape,
       batch_size=batch_size, base_filters=config.base_filters,

@@ -5,6 +5,7 @@ times they report."""
 import dataclasses
 import json
 import os
+import re
 import sys
 
 import jax
@@ -131,3 +132,26 @@ def test_shifted_matmul_weight_gradient_is_pytorchs_and_conv_layer_table(tmp_pat
                                 'xla_weight_gradient'))
   assert '### 3x3 convolutions alone' in text
   assert f'| {round(xla / record["torch_forward_backward"], 2)} |' in text
+
+
+def test_step_profile_names_each_traced_op_and_its_layer(tmp_path):
+  import profile_step
+  x = jnp.ones((2, 8, 8, 3))
+  w = jnp.ones((3, 3, 3, 4))
+  conv = jax.jit(lambda x, w: jax.nn.relu(jax.lax.conv_general_dilated(
+      x, w, (1, 1), 'SAME', dimension_numbers=('NHWC', 'HWIO', 'NHWC'))))
+  ops = profile_step.hlo_ops(conv.lower(x, w).compile().as_text())
+  (conv_op,) = [op for op in ops.values() if op['kind'].endswith('convolution')]
+  assert conv_op['shape'] == 'f32[2,8,8,4]' and 'size=3x3' in conv_op['window']
+  assert 'conv_general_dilated' in conv_op['source']
+
+  step_ms, traced = profile_step.profile(TINY, steps=2)
+  assert traced and step_ms > 0
+  assert all(op['ms_per_step'] >= 0 and '?' not in op['kind'] for op in traced)
+  assert [op['ms_per_step'] for op in traced] == sorted(
+      (op['ms_per_step'] for op in traced), reverse=True)
+  layers = {re.search(r'ConvBlock_\d+/Conv_\d', op['source']).group(0)
+            for op in traced if op['kind'].endswith('convolution')
+            and 'ConvBlock' in op['source']}
+  # Every 3x3 convolution of the U-Net's 9 blocks is traced.
+  assert layers == {f'ConvBlock_{b}/Conv_{c}' for b in range(9) for c in range(2)}
