@@ -18,6 +18,16 @@ def get_config() -> ml_collections.ConfigDict:
   # Files of datasets you downloaded yourself (isbi2012_em, drive, kvasir_seg,
   # ...; the folder for image_folder); '' = <data_dir>/downloads/manual/<name>.
   config.dataset.manual_dir = ''
+  # Training on random patches of the images at their own resolution (as
+  # nnU-Net; needed by the `native` datasets): 0 = whole stored images, or
+  # a side or (height, width) in pixels, each divisible by 2**model.depth.
+  # Validation and test then predict every whole image by a sliding window
+  # of the patch size (Gaussian-blended) and score it at full resolution.
+  # (A reference of any type: an int or a tuple, in files and on the command line.)
+  config.dataset.patch_size = ml_collections.FieldReference(0, field_type=object)
+  config.dataset.foreground_oversampling = 1 / 3  # share of patches centred on foreground
+  config.dataset.pad_patches = True  # zero-pad images smaller than the patch (unscored)
+  config.dataset.eval_overlap = 0.5  # overlap of neighbouring evaluation windows
   config.dataset.reader_threads = 2  # grain threads reading and batching examples
   config.dataset.prefetch_batches = 4  # batches grain reads ahead
 
@@ -87,8 +97,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.optimizer = ml_collections.ConfigDict()
   config.optimizer.name = 'adam'  # 'adam', 'adamw' or 'sgd' (with momentum 0.9)
   config.optimizer.learning_rate = 3e-3  # peak learning rate
-  config.optimizer.schedule = 'warmup_cosine'  # 'constant' or 'warmup_cosine'
-  config.optimizer.warmup_steps = 50  # linear warm-up from 0 (warmup_cosine)
+  # 'constant', 'warmup_cosine' or 'poly' (nnU-Net: lr * (1 - t)**0.9)
+  config.optimizer.schedule = 'warmup_cosine'
+  config.optimizer.warmup_steps = 50  # linear warm-up from 0 (warmup_cosine, poly)
   config.optimizer.weight_decay = 0.0  # decoupled weight decay (adamw only)
   config.optimizer.grad_clip_norm = 0.0  # clip gradients to this global norm; 0 = off
 

@@ -14,7 +14,7 @@ from PIL import Image
 from sklearn import metrics as skm
 
 from configs import default
-from unetjax import checkpoints, models, predict, train
+from unetjax import checkpoints, evaluation, models, predict, sliding_window, train
 from unetjax import workdir as workdir_lib
 from unetjax.data import synthetic
 from unetjax.errors import DataError, UserInputError
@@ -48,7 +48,7 @@ def model_and_state(tmp_path_factory):
 def apply_fn(model_and_state):
   _, model, state = model_and_state
   variables = {'params': state.params, 'batch_stats': state.batch_stats}
-  return functools.partial(predict.forward, model, variables)
+  return functools.partial(evaluation.forward, model, variables)
 
 
 def make_workdir(path, config, state, best=True):
@@ -102,28 +102,28 @@ def pointwise(images):
 
 
 def test_window_starts_cover_the_image_and_end_at_the_border():
-  assert predict.window_starts(64, 64, 0.5) == [0]
-  assert predict.window_starts(40, 64, 0.5) == [0]
-  assert predict.window_starts(150, 64, 0.5) == [0, 32, 64, 86]
-  assert predict.window_starts(128, 64, 0.75) == [0, 16, 32, 48, 64]
-  weights = predict.window_weights(WINDOW, 'linear')
+  assert sliding_window.window_starts(64, 64, 0.5) == [0]
+  assert sliding_window.window_starts(40, 64, 0.5) == [0]
+  assert sliding_window.window_starts(150, 64, 0.5) == [0, 32, 64, 86]
+  assert sliding_window.window_starts(128, 64, 0.75) == [0, 16, 32, 48, 64]
+  weights = sliding_window.window_weights(WINDOW, 'linear')
   assert weights.shape == WINDOW and weights.min() > 0
   np.testing.assert_allclose(weights, weights[::-1, ::-1])
 
 
 def test_an_image_that_fits_the_window_is_one_pass(apply_fn):
   image = cells(0, 64, 64)[0].astype(np.float32) / 255
-  windowed = predict.sliding_window_logits(apply_fn, image, WINDOW)
+  windowed = sliding_window.sliding_window_logits(apply_fn, image, WINDOW)
   single = np.asarray(apply_fn(image[None]))[0]
   np.testing.assert_array_equal(windowed, single)
-  small = predict.sliding_window_logits(apply_fn, image[:40, :50], WINDOW)
+  small = sliding_window.sliding_window_logits(apply_fn, image[:40, :50], WINDOW)
   assert small.shape == (40, 50, 1) and np.isfinite(small).all()
 
 
 @pytest.mark.parametrize('blend', ['gaussian', 'linear'])
 def test_blended_windows_of_a_pointwise_model_equal_one_pass(blend):
   image = np.random.default_rng(0).random((100, 150, 1), np.float32)
-  windowed = predict.sliding_window_logits(pointwise, image, WINDOW, 0.5, blend,
+  windowed = sliding_window.sliding_window_logits(pointwise, image, WINDOW, 0.5, blend,
                                            batch_size=4)
   np.testing.assert_allclose(windowed, pointwise(image), rtol=1e-5, atol=1e-5)
 
@@ -133,7 +133,7 @@ def test_unet_windows_are_close_to_one_pass_away_from_the_border(apply_fn):
   # over the whole image sees; the blend also mixes in windows where a pixel
   # is near an edge (zero padding there), with small weights.
   image = cells(3, 128, 128)[0].astype(np.float32) / 255
-  windowed = predict.sliding_window_logits(apply_fn, image, WINDOW, 0.75)
+  windowed = sliding_window.sliding_window_logits(apply_fn, image, WINDOW, 0.75)
   single = np.asarray(apply_fn(image[None]))[0]
   interior = (slice(16, -16), slice(16, -16))
   difference = np.abs(windowed - single)[interior]

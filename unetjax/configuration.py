@@ -31,6 +31,20 @@ def open_unit_interval(value: Any) -> str | None:
   return None if 0 < value < 1 else 'must be strictly between 0 and 1'
 
 
+def half_open_unit_interval(value: Any) -> str | None:
+  return None if 0 <= value < 1 else 'must be >= 0 and < 1'
+
+
+def patch_size(value: Any) -> str | None:
+  sides = list(value) if isinstance(value, (tuple, list)) else [value, value]
+  if len(sides) != 2 or not all(isinstance(s, int) and not isinstance(s, bool)
+                                for s in sides):
+    return 'must be 0, a side, or (height, width) in pixels'
+  if sides != [0, 0] and min(sides) < 1:
+    return 'must be 0 (whole images) or have both sides > 0'
+  return None
+
+
 def one_of(*choices: str) -> Check:
   return lambda value: (None if value in choices else
                         f'must be one of: {", ".join(map(repr, choices))}')
@@ -73,6 +87,10 @@ FIELDS: dict[str, tuple[tuple[type, ...], Check | None]] = {
     'dataset.name': ((str,), None),
     'dataset.data_dir': ((str,), None),
     'dataset.manual_dir': ((str,), None),
+    'dataset.patch_size': ((int, tuple, list), patch_size),
+    'dataset.foreground_oversampling': ((int, float), unit_interval),
+    'dataset.pad_patches': ((bool,), None),
+    'dataset.eval_overlap': ((int, float), half_open_unit_interval),
     'dataset.reader_threads': ((int,), positive),
     'dataset.prefetch_batches': ((int,), positive),
     'model.name': ((str,), None),
@@ -92,7 +110,7 @@ FIELDS: dict[str, tuple[tuple[type, ...], Check | None]] = {
     'loss.deep_supervision_weights': ((tuple, list), weights),
     'optimizer.name': ((str,), one_of('adam', 'adamw', 'sgd')),
     'optimizer.learning_rate': ((int, float), positive),
-    'optimizer.schedule': ((str,), one_of('constant', 'warmup_cosine')),
+    'optimizer.schedule': ((str,), one_of('constant', 'warmup_cosine', 'poly')),
     'optimizer.warmup_steps': ((int,), non_negative),
     'optimizer.weight_decay': ((int, float), non_negative),
     'optimizer.grad_clip_norm': ((int, float), non_negative),

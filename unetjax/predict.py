@@ -23,7 +23,7 @@ import functools
 import json
 import os
 import sys
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -34,16 +34,15 @@ from absl import app, flags, logging
 from PIL import Image
 
 from unetjax import checkpoints
+from unetjax import evaluation
 from unetjax import metrics
 from unetjax import models
+from unetjax import sliding_window
 from unetjax import train
 from unetjax import workdir as workdir_lib
 from unetjax.data import pipeline
 from unetjax.data.builders import image_masks
 from unetjax.errors import DataError, UserInputError, WorkdirError
-
-# (N, h, w, C) float32 images in [0, 1] -> (N, h, w, K) logits.
-ApplyFn = Callable[[np.ndarray], Any]
 
 # Overlay contour colours (RGB).
 PREDICTION_COLOUR = (255, 0, 0)
@@ -56,76 +55,6 @@ _COLUMNS = ('dice', 'iou', 'precision', 'recall', 'pixel_accuracy',
 _FLIPS = ((), (0,), (1,), (0, 1))  # axes of (H, W): none, vertical, horizontal, both
 
 
-def window_weights(window: tuple[int, int], blend: str = 'gaussian') -> np.ndarray:
-  """(h, w) positive weights of a window's pixels, highest in its centre:
-  'gaussian' (std = side / 8, as nnU-Net) or 'linear' (a ramp to the edges)."""
-  axes = []
-  for size in window:
-    distance = np.arange(size) - (size - 1) / 2
-    if blend == 'gaussian':
-      axes.append(np.exp(-0.5 * (distance / (size / 8)) ** 2))
-    elif blend == 'linear':
-      axes.append(1 - np.abs(distance) / (size / 2))
-    else:
-      raise UserInputError(f'Unknown blend {blend!r}; use gaussian or linear.')
-  weights = np.outer(*axes)
-  # Corner weights of a Gaussian underflow; every pixel must count a little.
-  return np.maximum(weights / weights.max(), 1e-3).astype(np.float32)
-
-
-def window_starts(size: int, window: int, overlap: float) -> list[int]:
-  """Starts of windows covering [0, size) with at least `overlap` (a fraction
-  of the window) between neighbours; the last one ends at the border."""
-  if size <= window:
-    return [0]
-  stride = max(1, int(window * (1 - overlap)))
-  starts = list(range(0, size - window + 1, stride))
-  if starts[-1] != size - window:
-    starts.append(size - window)
-  return starts
-
-
-def sliding_window_logits(apply_fn: ApplyFn, image: np.ndarray,
-                          window: tuple[int, int], overlap: float = 0.5,
-                          blend: str = 'gaussian',
-                          batch_size: int = 8) -> np.ndarray:
-  """Logits (H, W, K) of an (H, W, C) image in windows of the model's size.
-
-  Windows overlap by `overlap` and their logits are averaged with
-  `window_weights`; an image smaller than the window is reflect-padded
-  around to its size (and the logits cropped back), and one that fits is one
-  window, unblended. `apply_fn` gets up to `batch_size` windows at a time,
-  padded to a power of two, so it compiles for few batch shapes.
-  """
-  height, width = image.shape[:2]
-  pad_y, pad_x = max(0, window[0] - height), max(0, window[1] - width)
-  top, left = pad_y // 2, pad_x // 2
-  if pad_y or pad_x:
-    image = np.pad(image, ((top, pad_y - top), (left, pad_x - left), (0, 0)),
-                   mode='reflect')
-  corners = [(y, x) for y in window_starts(image.shape[0], window[0], overlap)
-             for x in window_starts(image.shape[1], window[1], overlap)]
-  weights = (window_weights(window, blend)[..., None] if len(corners) > 1
-             else np.ones(window + (1,), np.float32))
-  total = weight_sum = None
-  for start in range(0, len(corners), batch_size):
-    chunk = corners[start:start + batch_size]
-    size = min(batch_size, 1 << (len(chunk) - 1).bit_length())
-    crops = np.zeros((size,) + window + image.shape[2:], image.dtype)
-    for i, (y, x) in enumerate(chunk):
-      crops[i] = image[y:y + window[0], x:x + window[1]]
-    logits = np.asarray(apply_fn(crops), np.float32)
-    if total is None:
-      total = np.zeros(image.shape[:2] + logits.shape[-1:], np.float32)
-      weight_sum = np.zeros(image.shape[:2] + (1,), np.float32)
-    for (y, x), window_logits in zip(chunk, logits):
-      total[y:y + window[0], x:x + window[1]] += weights * window_logits
-      weight_sum[y:y + window[0], x:x + window[1]] += weights
-  if len(corners) > 1:
-    total /= weight_sum
-  return total[top:top + height, left:left + width]
-
-
 def _resize_channels(values: np.ndarray, size: tuple[int, int]) -> np.ndarray:
   """(H, W, K) float32 -> (size[0], size[1], K), bilinear, per channel."""
   return np.stack([np.asarray(Image.fromarray(values[..., k]).resize(
@@ -133,17 +62,17 @@ def _resize_channels(values: np.ndarray, size: tuple[int, int]) -> np.ndarray:
                    for k in range(values.shape[-1])], axis=-1)
 
 
-def predict_image(apply_fn: ApplyFn, image: np.ndarray, window: tuple[int, int],
-                  *, overlap: float = 0.5, blend: str = 'gaussian',
-                  tta: bool = False, resize: bool = False,
+def predict_image(apply_fn: sliding_window.ApplyFn, image: np.ndarray,
+                  window: tuple[int, int], *, overlap: float = 0.5,
+                  blend: str = 'gaussian', tta: bool = False, resize: bool = False,
                   batch_size: int = 8) -> np.ndarray:
   """Logits (H, W, K) of a uint8 (H, W, C) image, scaled to [0, 1] as in
   training.
 
-  By `sliding_window_logits`, or with `resize` on the image resized
-  (bilinear, as the dataset builders do) to `window` and the logits resized
-  back. With `tta` the logits are averaged over the four combinations of
-  horizontal and vertical flips (each un-flipped first).
+  By `sliding_window.sliding_window_logits`, or with `resize` on the image
+  resized (bilinear, as the dataset builders do) to `window` and the logits
+  resized back. With `tta` the logits are averaged over the four
+  combinations of horizontal and vertical flips (each un-flipped first).
   """
   height, width = image.shape[:2]
   if resize and (height, width) != tuple(window):
@@ -156,8 +85,9 @@ def predict_image(apply_fn: ApplyFn, image: np.ndarray, window: tuple[int, int],
   flips = _FLIPS if tta else ((),)
   for axes in flips:
     flipped = np.flip(pixels, axes) if axes else pixels
-    out = sliding_window_logits(apply_fn, np.ascontiguousarray(flipped), window,
-                                overlap, blend, batch_size)
+    out = sliding_window.sliding_window_logits(
+        apply_fn, np.ascontiguousarray(flipped), window, overlap, blend,
+        batch_size)
     logits = logits + (np.flip(out, axes) if axes else out)
   logits = np.asarray(logits / len(flips), np.float32)
   if logits.shape[:2] != (height, width):
@@ -206,7 +136,7 @@ def mask_png(prediction: np.ndarray, n_classes: int) -> np.ndarray:
 class Run:
   """What prediction needs from a training run's workdir."""
   config: ml_collections.ConfigDict
-  apply_fn: ApplyFn
+  apply_fn: sliding_window.ApplyFn
   window: tuple[int, int]
   channels: int
   class_names: tuple[str, ...]
@@ -247,7 +177,8 @@ def load_run(workdir: str) -> Run:
     config = ml_collections.ConfigDict(_tuples(json.load(f)))
   model = models.get_model(config.model, config.dtype, config.param_dtype)
   info = pipeline.describe(config.dataset)
-  window, channels = tuple(info.image_shape[:2]), info.image_shape[2]
+  shape = pipeline.model_input_shape(config.dataset, info)
+  window, channels = tuple(shape[:2]), shape[2]
   ckpts = checkpoints.Checkpoints(workdir, best_mode=config.best_metric_mode,
                                   read_only=True)
   try:
@@ -264,16 +195,9 @@ def load_run(workdir: str) -> Run:
     ckpts.close()
   variables = {'params': state.params, 'batch_stats': state.batch_stats}
   return Run(config=config,
-             apply_fn=functools.partial(forward, model, variables),
+             apply_fn=functools.partial(evaluation.forward, model, variables),
              window=window, channels=channels, class_names=info.class_names,
              mask_threshold=info.mask_threshold, checkpoint=name, step=int(step))
-
-
-@functools.partial(jax.jit, static_argnums=0)
-def forward(model, variables: dict[str, Any], images: jax.Array) -> jax.Array:
-  """float32 logits of `model` in evaluation mode, compiled per model and
-  window batch shape."""
-  return model.apply(variables, images, train=False).astype(jnp.float32)
 
 
 def _state_template(config: ml_collections.ConfigDict, model,
@@ -448,7 +372,7 @@ def define_flags() -> None:
                      'config.metrics.threshold.')
   flags.DEFINE_bool('resize', False, 'Resize each image to the training size '
                     'and the logits back, instead of sliding a window.')
-  flags.DEFINE_enum('blend', 'gaussian', ['gaussian', 'linear'],
+  flags.DEFINE_enum('blend', 'gaussian', list(sliding_window.BLENDS),
                     'Weights for blending overlapping windows.')
   flags.DEFINE_string('mask_suffix', '', 'Mask file stem = image stem + this.')
   flags.DEFINE_integer('mask_threshold', None, 'Binary masks: foreground where '

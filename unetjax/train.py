@@ -8,6 +8,7 @@ the same trajectory as an uninterrupted one.
 """
 
 import functools
+import itertools
 import math
 import os
 import time
@@ -25,6 +26,7 @@ from tqdm import tqdm
 from unetjax import augment
 from unetjax import checkpoints
 from unetjax import configuration
+from unetjax import evaluation
 from unetjax import logs
 from unetjax import losses
 from unetjax import metrics
@@ -32,9 +34,10 @@ from unetjax import models
 from unetjax import parallel
 from unetjax import plots
 from unetjax import signals
+from unetjax import sliding_window
 from unetjax import workdir as workdir_lib
 from unetjax.data import pipeline
-from unetjax.errors import DataError, DivergenceError
+from unetjax.errors import DataError, DivergenceError, InputShapeError
 
 
 # Figures written into the workdir at the end of a run.
@@ -48,9 +51,17 @@ class TrainState(train_state.TrainState):
 
 def create_learning_rate_schedule(opt_config: ml_collections.ConfigDict,
                                   num_train_steps: int) -> optax.Schedule:
+  """'constant'; 'warmup_cosine'; or 'poly', nnU-Net's polynomial decay
+  lr * (1 - t)**0.9 to 0 at the last step, after the linear warm-up."""
   if opt_config.schedule == 'constant':
     return optax.constant_schedule(opt_config.learning_rate)
   warmup = min(opt_config.warmup_steps, num_train_steps - 1)
+  if opt_config.schedule == 'poly':
+    return optax.join_schedules([
+        optax.linear_schedule(0.0, opt_config.learning_rate, warmup),
+        optax.polynomial_schedule(opt_config.learning_rate, 0.0, power=0.9,
+                                  transition_steps=num_train_steps - warmup)],
+                                boundaries=[warmup])
   return optax.warmup_cosine_decay_schedule(
       init_value=0.0, peak_value=opt_config.learning_rate,
       warmup_steps=warmup, decay_steps=num_train_steps)
@@ -187,6 +198,16 @@ def eval_step(state: TrainState, batch: dict[str, jax.Array], *,
   return stats
 
 
+# (state as laid out by the strategy, split name) -> metrics of that split.
+Evaluator = Callable[[TrainState, str], dict[str, float]]
+
+
+def _summary(total: metrics.Stats, info: pipeline.DatasetInfo) -> dict[str, float]:
+  result = metrics.summarize(total, info.class_names)
+  result['loss'] = float(total['loss_sum'] / total['images'])
+  return result
+
+
 def evaluate(eval_step_fn: Callable, state: TrainState,
              config: ml_collections.ConfigDict, split: str,
              info: pipeline.DatasetInfo,
@@ -197,9 +218,42 @@ def evaluate(eval_step_fn: Callable, state: TrainState,
   total = None
   for batch in strategy.prefetch(batches):
     total = metrics.merge(total, strategy.fetch(eval_step_fn(state, batch)))
-  result = metrics.summarize(total, info.class_names)
-  result['loss'] = float(total['loss_sum'] / total['images'])
-  return result
+  return _summary(total, info)
+
+
+def evaluate_whole_images(state: TrainState, split: str, *, model: nn.Module,
+                          loss_fn: losses.LossFn,
+                          config: ml_collections.ConfigDict,
+                          info: pipeline.DatasetInfo,
+                          strategy: parallel.Strategy) -> dict[str, float]:
+  """Metrics of `state` on `split`, every image predicted at its own size by
+  a sliding window of the training patch (`unetjax.evaluation`)."""
+  host = strategy.host_state(state)
+  apply_fn, n_devices = evaluation.local_apply_fn(
+      model, {'params': host.params, 'batch_stats': host.batch_stats})
+  total = evaluation.whole_image_statistics(
+      apply_fn, pipeline.examples(config.dataset, split),
+      lambda image: np.asarray(preprocess(image)),
+      window=pipeline.patch_sampling(config.dataset).size,
+      overlap=config.dataset.eval_overlap,
+      batch_size=parallel.host_batch_size(config.eval_batch_size),
+      batch_multiple=n_devices, loss_fn=loss_fn,
+      metric_options=config.metrics.to_dict())
+  return _summary(total, info)
+
+
+def make_evaluator(config: ml_collections.ConfigDict, info: pipeline.DatasetInfo,
+                   strategy: parallel.Strategy, model: nn.Module,
+                   loss_fn: losses.LossFn) -> Evaluator:
+  """Whole-image evaluation for runs trained on patches, batched evaluation
+  of the stored images otherwise."""
+  if pipeline.patch_sampling(config.dataset) is not None:
+    return functools.partial(evaluate_whole_images, model=model,
+                             loss_fn=loss_fn, config=config, info=info,
+                             strategy=strategy)
+  step = strategy.compile(functools.partial(
+      eval_step, loss_fn=loss_fn, **config.metrics.to_dict()))
+  return lambda state, split: evaluate(step, state, config, split, info, strategy)
 
 
 def check_dataset_fits(config: ml_collections.ConfigDict,
@@ -236,12 +290,20 @@ def _fit_for_training(config: ml_collections.ConfigDict, workdir: str,
   parallel.check_batch_size(config.eval_batch_size, 'config.eval_batch_size')
   info = pipeline.prepare(config.dataset)
   check_dataset_fits(config, info)
+  pipeline.check_patches_fit(config.dataset, info)
+  input_shape = pipeline.model_input_shape(config.dataset, info)
   # Tracing the model (no compute) raises InputShapeError for image sizes it
   # cannot take.
-  jax.eval_shape(functools.partial(model.init, train=False), jax.random.key(0),
-                 jax.ShapeDtypeStruct((1,) + info.image_shape, jnp.float32))
+  try:
+    jax.eval_shape(functools.partial(model.init, train=False), jax.random.key(0),
+                   jax.ShapeDtypeStruct((1,) + input_shape, jnp.float32))
+  except InputShapeError as e:
+    if pipeline.patch_sampling(config.dataset) is None:
+      raise
+    raise InputShapeError(
+        f'config.dataset.patch_size={config.dataset.patch_size}: {e}') from e
   workdir_lib.record_config(workdir, config, allow_config_change)
-  return model, loss_fn, info
+  return model, loss_fn, info, input_shape
 
 
 class Stopped(Exception):
@@ -262,14 +324,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   non-finite and config.on_nonfinite_loss is 'stop'.
   """
   invocation_start = time.time()
-  model, loss_fn, info = _fit_for_training(config, workdir, allow_config_change)
+  model, loss_fn, info, input_shape = _fit_for_training(config, workdir,
+                                                        allow_config_change)
   strategy = parallel.get_strategy(config.parallel)
+  evaluate_split = make_evaluator(config, info, strategy, model, loss_fn)
   model = model_for_strategy(model, config.parallel, config.sync_batch_norm)
   schedule = create_learning_rate_schedule(config.optimizer, config.num_train_steps)
   init_rng, dropout_rng = jax.random.split(jax.random.key(config.seed))
   state = init_train_state(init_rng, model,
                            create_optimizer(config.optimizer, schedule),
-                           info.image_shape, strategy.init_sharding)
+                           input_shape, strategy.init_sharding)
 
   logger = logs.MetricLogger(workdir)
   ckpts = checkpoints.Checkpoints(workdir, config.max_checkpoints_to_keep,
@@ -290,8 +354,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
       augment_rng=jax.random.fold_in(jax.random.key(config.seed), 1),
       augment_config=config.augment,
       skip_nonfinite=config.on_nonfinite_loss == 'skip'), donate_state=True)
-  p_eval_step = strategy.compile(functools.partial(
-      eval_step, loss_fn=loss_fn, **config.metrics.to_dict()))
   batches = strategy.prefetch(pipeline.train_batches(
       config.dataset, parallel.host_batch_size(config.batch_size), config.seed,
       start_step=step))
@@ -362,8 +424,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                       'skipped': 0}
 
         if eval_now:
-          result = evaluate(p_eval_step, state, config, 'validation', info,
-                            strategy)
+          result = evaluate_split(state, 'validation')
           logger.write('eval', step, split='validation', **result)
           bar.write(f'step {step}: validation ' + ', '.join(
               f'{k} {result[k]:.4f}' for k in ('loss', 'dice', 'iou')))
@@ -385,8 +446,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
       ckpts.wait()
 
   best_state, best_step = restore_best_state(template, ckpts)
-  final = final_evaluation(p_eval_step, strategy.place_state(best_state),
-                           best_step, config, info, strategy)
+  final = final_evaluation(evaluate_split, strategy.place_state(best_state),
+                           best_step, config.best_metric)
   final['wall_time_s'] = wall_time()
   logger.write('final', step, **final)
   logger.close()
@@ -408,17 +469,14 @@ def restore_best_state(template: TrainState, ckpts: checkpoints.Checkpoints
   return state, ckpts.latest_step()
 
 
-def final_evaluation(eval_step_fn: Callable, best_state: TrainState,
-                     best_step: int, config: ml_collections.ConfigDict,
-                     info: pipeline.DatasetInfo,
-                     strategy: parallel.Strategy) -> dict[str, Any]:
-  """Validation and test metrics of the best state (placed by `strategy`)."""
+def final_evaluation(evaluate_split: Evaluator, best_state: TrainState,
+                     best_step: int, best_metric: str) -> dict[str, Any]:
+  """Validation and test metrics of the best state (placed by the strategy)."""
   return {
       'best_step': best_step,
-      'best_metric': config.best_metric,
-      'validation': evaluate(eval_step_fn, best_state, config, 'validation',
-                             info, strategy),
-      'test': evaluate(eval_step_fn, best_state, config, 'test', info, strategy),
+      'best_metric': best_metric,
+      'validation': evaluate_split(best_state, 'validation'),
+      'test': evaluate_split(best_state, 'test'),
   }
 
 
@@ -430,24 +488,36 @@ def write_run_figures(workdir: str, config: ml_collections.ConfigDict,
   ground truth and the best state's prediction)."""
   plots.plot_curves(os.path.join(workdir, CURVES_FILE),
                     {'': logs.read_metrics(workdir)}, config.best_metric)
-  batches = pipeline.eval_batches(config.dataset, 'test', n_examples)
-  batch = next(batches)
-  batches.close()
-  valid = batch['valid']
   # The model as built from the config: sync batch norm only differs in
   # training, and this state is one host copy.
   model = models.get_model(config.model, config.dtype, config.param_dtype)
-  apply = jax.jit(functools.partial(model.apply, train=False),
-                  compiler_options=models.init_compiler_options())
   # One replica on this host (the state may be replicated over all hosts).
   state = jax.tree.map(lambda x: np.asarray(x.addressable_data(0))
                        if isinstance(x, jax.Array) else x, best_state)
-  logits = apply({'params': state.params, 'batch_stats': state.batch_stats},
-                 preprocess(batch['image'][valid]))
-  predictions = metrics.predict_classes(logits, config.metrics.threshold)
-  plots.plot_predictions(os.path.join(workdir, PREDICTIONS_FILE),
-                         batch['image'][valid], batch['mask'][valid],
-                         np.asarray(predictions), len(info.class_names))
+  variables = {'params': state.params, 'batch_stats': state.batch_stats}
+  sampling = pipeline.patch_sampling(config.dataset)
+  threshold = config.metrics.threshold
+  if sampling is None:
+    batches = pipeline.eval_batches(config.dataset, 'test', n_examples)
+    batch = next(batches)
+    batches.close()
+    valid = batch['valid']
+    images, labels = batch['image'][valid], batch['mask'][valid]
+    logits = evaluation.forward(model, variables, preprocess(images))
+    predictions = np.asarray(metrics.predict_classes(logits, threshold))
+  else:  # whole images of their own sizes, one at a time
+    apply_fn, n_devices = evaluation.local_apply_fn(model, variables)
+    examples = list(itertools.islice(
+        pipeline.examples(config.dataset, 'test'), n_examples))
+    images = [ex['image'] for ex in examples]
+    labels = [ex['mask'] for ex in examples]
+    predictions = [np.asarray(metrics.predict_classes(
+        sliding_window.sliding_window_logits(
+            apply_fn, np.asarray(preprocess(image)), sampling.size,
+            config.dataset.eval_overlap, batch_size=n_devices,
+            batch_multiple=n_devices)[None], threshold))[0] for image in images]
+  plots.plot_predictions(os.path.join(workdir, PREDICTIONS_FILE), images,
+                         labels, predictions, len(info.class_names))
 
 
 def format_summary(final: dict[str, Any], best_metric: str) -> str:

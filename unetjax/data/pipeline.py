@@ -6,10 +6,16 @@ Datasets are written as array_record files and read by random access through
 per epoch reshuffled) dataset, so a resumed run starts at its step and sees
 exactly the batches an uninterrupted run would have seen.
 
+Datasets kept at their own resolution (`native` configs) are trained on
+random patches (`unetjax.data.patches`), drawn per example from the seed and
+the example's position in the stream, and evaluated one whole image at a
+time (`examples`).
+
 With several processes, each reads its own share of every batch.
 """
 
 import dataclasses
+import functools
 import math
 import os
 from typing import Iterator
@@ -22,8 +28,9 @@ import tensorflow_datasets as tfds
 from jax.experimental import multihost_utils
 
 from unetjax.data import builders  # registers the builders with tfds
+from unetjax.data import patches
 from unetjax.data.builders import image_folder
-from unetjax.errors import DataError
+from unetjax.errors import ConfigError, DataError
 
 Batch = dict[str, np.ndarray]
 
@@ -32,12 +39,24 @@ Batch = dict[str, np.ndarray]
 class DatasetInfo:
   """What the model and metrics need to know about a prepared dataset."""
   name: str
-  image_shape: tuple[int, int, int]
+  # (height, width, channels); height and width are None for datasets that
+  # keep every image at its own size.
+  image_shape: tuple[int | None, int | None, int]
   class_names: tuple[str, ...]
   split_sizes: dict[str, int]
   has_roi: bool = False  # examples carry 'roi', the pixels to score
   # Binary mask files: foreground above it (lossy masks); None: exactly {0, max}.
   mask_threshold: int | None = None
+  # Native-size datasets: (height, width) of each image, per split.
+  image_sizes: dict[str, tuple[tuple[int, int], ...]] = dataclasses.field(
+      default_factory=dict)
+
+  def smallest_image(self, split: str) -> tuple[int, int]:
+    """The smallest height and width among `split`'s images."""
+    if self.image_shape[0] is not None:
+      return self.image_shape[:2]
+    sizes = np.asarray(self.image_sizes[split])
+    return tuple(int(v) for v in sizes.min(axis=0))
 
 
 def _data_dir(dataset_config: ml_collections.ConfigDict) -> str:
@@ -107,7 +126,8 @@ def _dataset_info(dataset_config: ml_collections.ConfigDict,
     if key not in features:
       raise DataError(f'Dataset {dataset_config.name!r} has no {key!r} feature; '
                       f'segmentation datasets need "image" and "mask".')
-  class_names = tuple(info.metadata.get('class_names', ())) if info.metadata else ()
+  metadata = info.metadata or {}
+  class_names = tuple(metadata.get('class_names', ()))
   if len(class_names) < 2:
     raise DataError(f'Dataset {dataset_config.name!r} lists no class names '
                     '(metadata "class_names", background first).')
@@ -117,7 +137,9 @@ def _dataset_info(dataset_config: ml_collections.ConfigDict,
       class_names=class_names,
       split_sizes={name: split.num_examples for name, split in info.splits.items()},
       has_roi='roi' in features,
-      mask_threshold=getattr(builder, 'MASK_THRESHOLD', None))
+      mask_threshold=getattr(builder, 'MASK_THRESHOLD', None),
+      image_sizes={split: tuple(map(tuple, sizes)) for split, sizes
+                   in metadata.get('image_sizes', {}).items()})
 
 
 def _standardize(example: dict) -> dict[str, np.ndarray]:
@@ -145,6 +167,47 @@ def _read_options(dataset_config: ml_collections.ConfigDict) -> grain.ReadOption
                            prefetch_buffer_size=dataset_config.prefetch_batches)
 
 
+def patch_sampling(dataset_config: ml_collections.ConfigDict
+                   ) -> patches.PatchSampling | None:
+  """How config.dataset samples training patches; None: whole images."""
+  size = patches.patch_shape(dataset_config.get('patch_size', 0))
+  if size is None:
+    return None
+  return patches.PatchSampling(
+      size=size, foreground_share=dataset_config.foreground_oversampling,
+      pad=dataset_config.pad_patches)
+
+
+def model_input_shape(dataset_config: ml_collections.ConfigDict,
+                      info: DatasetInfo) -> tuple[int, int, int]:
+  """The (height, width, channels) a model of this dataset trains on: the
+  patch, or the stored images' one size."""
+  sampling = patch_sampling(dataset_config)
+  if sampling is not None:
+    return sampling.size + info.image_shape[2:]
+  if info.image_shape[0] is None:
+    raise DataError(
+        f'Dataset {info.name!r} keeps every image at its own size, so it is '
+        'trained on patches: set config.dataset.patch_size (e.g. 128).')
+  return info.image_shape
+
+
+def check_patches_fit(dataset_config: ml_collections.ConfigDict,
+                      info: DatasetInfo) -> None:
+  """ConfigError if padding is off and a training image is smaller than the
+  patch."""
+  sampling = patch_sampling(dataset_config)
+  if sampling is None or sampling.pad:
+    return
+  smallest = info.smallest_image('train')
+  if smallest[0] < sampling.size[0] or smallest[1] < sampling.size[1]:
+    raise ConfigError(
+        f'config.dataset.patch_size={dataset_config.patch_size} is larger than '
+        f'the smallest training image of {info.name} ({smallest[1]}x'
+        f'{smallest[0]}) and config.dataset.pad_patches is False: pad the '
+        'patches or choose a smaller patch.')
+
+
 def train_batches(dataset_config: ml_collections.ConfigDict, batch_size: int,
                   seed: int, start_step: int = 0, process_index: int | None = None,
                   process_count: int | None = None) -> Iterator[Batch]:
@@ -153,14 +216,28 @@ def train_batches(dataset_config: ml_collections.ConfigDict, batch_size: int,
   The global batch of step k is elements [k * B, (k + 1) * B) of one shuffled
   stream (B = batch_size * process_count) and process p reads the p-th slice
   of it, so the global batches do not depend on how many processes read them.
+  With config.dataset.patch_size, element i of the stream is a random patch
+  drawn with a generator seeded by (seed, i).
   """
   if process_index is None:
     process_index, process_count = jax.process_index(), jax.process_count()
   stream = _source(dataset_config, 'train').shuffle(seed=seed).repeat()
+  sampling = patch_sampling(dataset_config)
+  if sampling is not None:
+    stream = stream.random_map(
+        functools.partial(patches.sample_patch, sampling=sampling), seed=seed)
   host_batches = stream.batch(batch_size, drop_remainder=True)[
       process_index::process_count]
   return iter(host_batches[start_step:].to_iter_dataset(
       _read_options(dataset_config)))
+
+
+def examples(dataset_config: ml_collections.ConfigDict, split: str
+             ) -> Iterator[dict[str, np.ndarray]]:
+  """This process's share of `split`, one example at a time, in order (for
+  whole images of their own sizes, which do not batch)."""
+  source = _source(dataset_config, split)[jax.process_index()::jax.process_count()]
+  return iter(source.to_iter_dataset(_read_options(dataset_config)))
 
 
 def _pad(batch: Batch, size: int) -> Batch:

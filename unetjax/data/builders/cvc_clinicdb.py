@@ -11,7 +11,8 @@ class CvcClinicDb(image_masks.ImageMaskBuilder):
 
   name = 'cvc_clinicdb'
 
-  BUILDER_CONFIGS = image_masks.sized_configs((256, 128), '384x288 RGB frames')
+  BUILDER_CONFIGS = image_masks.sized_configs((256, 128), '384x288 RGB frames',
+                                               native=True)
   CLASS_NAMES = ('background', 'polyp')
   MASK_THRESHOLD = 127
   HOMEPAGE = 'https://polyp.grand-challenge.org/CVCClinicDB/'

@@ -14,7 +14,7 @@ class Drive(image_masks.ImageMaskBuilder):
   name = 'drive'
 
   BUILDER_CONFIGS = image_masks.sized_configs(
-      (512, 256, 128), '565x584 RGB fundus images')
+      (512, 256, 128), '565x584 RGB fundus images', native=True)
   CLASS_NAMES = ('background', 'vessel')
   HAS_ROI = True
   MASK_THRESHOLD = 127

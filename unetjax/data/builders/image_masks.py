@@ -3,7 +3,9 @@
 A subclass says where the files are (`_find_pairs`) and what the masks mean
 (`CLASS_NAMES`, `_mask_to_classes`); this module reads, checks, resizes and
 encodes them. Images are resized bilinearly and masks with nearest neighbour
-to a square `image_size`, and both are stored as PNG. Splits that a dataset
+to a square `image_size`, or kept at their own size when it is 0 (the
+`native` configs; each example then has its own shape, and the sizes are in
+the metadata), and both are stored as PNG. Splits that a dataset
 does not define are drawn with a fixed seed and their file names written to
 the dataset's metadata. Every problem with a file raises DataError naming it.
 """
@@ -24,7 +26,9 @@ IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.tif', '.tiff', '.bmp', '.gif')
 
 @dataclasses.dataclass(eq=False)
 class ImageMaskConfig(tfds.core.BuilderConfig):
-  image_size: int = 256  # side of the square images and masks after resizing
+  # Side of the square images and masks after resizing; 0 keeps each image's
+  # own size.
+  image_size: int = 256
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,10 +40,26 @@ class Pair:
   roi: str | None = None
 
 
-def sized_configs(sizes: Iterable[int], what: str) -> list[ImageMaskConfig]:
-  return [ImageMaskConfig(name=f'{size}px', image_size=size,
-                          description=f'{what}, resized to {size}x{size}.')
-          for size in sizes]
+def sized_configs(sizes: Iterable[int], what: str,
+                  native: bool = False) -> list[ImageMaskConfig]:
+  """A '<size>px' config per size, and with `native` a 'native' one that
+  keeps every image at its own size."""
+  configs = [ImageMaskConfig(name=f'{size}px', image_size=size,
+                             description=f'{what}, resized to {size}x{size}.')
+             for size in sizes]
+  if native:
+    configs.append(ImageMaskConfig(name='native', image_size=0,
+                                   description=f'{what}, at their own size.'))
+  return configs
+
+
+def image_size(path: str) -> tuple[int, int]:
+  """(height, width) of an image file, from its header."""
+  try:
+    with Image.open(path) as image:
+      return image.height, image.width
+  except (OSError, UnidentifiedImageError, ValueError) as e:
+    raise DataError(f'Cannot read {path}: {e}. Replace or remove the file.') from e
 
 
 def list_images(folder: str) -> list[str]:
@@ -123,7 +143,7 @@ def binary_mask(values: np.ndarray, path: str, threshold: int | None) -> np.ndar
 
 
 def _resize(array: np.ndarray, size: int, resample: int) -> np.ndarray:
-  if array.shape[:2] == (size, size):
+  if size == 0 or array.shape[:2] == (size, size):
     return array
   image = Image.fromarray(array)
   return np.asarray(image.resize((size, size), resample=resample))
@@ -161,7 +181,7 @@ class ImageMaskBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     return read_image(path, None)
 
   def _info(self) -> tfds.core.DatasetInfo:
-    size = self.builder_config.image_size
+    size = self.builder_config.image_size or None  # None: each its own
     features = {
         'image': tfds.features.Image(shape=(size, size, self.N_CHANNELS)),
         'mask': tfds.features.Image(shape=(size, size, 1)),
@@ -183,6 +203,10 @@ class ImageMaskBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     splits = self._find_pairs(os.fspath(dl_manager.manual_dir))
     self.info.metadata['split_files'] = {
         name: [pair.key for pair in pairs] for name, pairs in splits.items()}
+    if not self.builder_config.image_size:
+      self.info.metadata['image_sizes'] = {
+          name: [list(image_size(pair.image)) for pair in pairs]
+          for name, pairs in splits.items()}
     return {name: self._generate_examples(pairs) for name, pairs in splits.items()}
 
   def _generate_examples(self, pairs: Sequence[Pair]):

@@ -12,7 +12,8 @@ class KvasirSeg(image_masks.ImageMaskBuilder):
 
   name = 'kvasir_seg'
 
-  BUILDER_CONFIGS = image_masks.sized_configs((256, 128, 64), 'RGB frames')
+  BUILDER_CONFIGS = image_masks.sized_configs((256, 128, 64), 'RGB frames',
+                                               native=True)
   CLASS_NAMES = ('background', 'polyp')
   MASK_THRESHOLD = 127
   HOMEPAGE = 'https://datasets.simula.no/kvasir-seg/'
