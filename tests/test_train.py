@@ -100,6 +100,19 @@ def test_warmup_cosine_schedule_peaks_then_decays_to_zero():
   assert float(schedule(1000)) == pytest.approx(0.0, abs=1e-9)
 
 
+def test_poly_schedule_is_nnunets_decay_after_the_warmup():
+  config = default.get_config()
+  config.optimizer.schedule = 'poly'
+  schedule = train.create_learning_rate_schedule(config.optimizer, 1000)
+  peak, warmup = config.optimizer.learning_rate, config.optimizer.warmup_steps
+  assert float(schedule(0)) == 0.0
+  assert float(schedule(warmup // 2)) == pytest.approx(peak / 2)
+  for step in (warmup, 300, 700, 999):
+    expected = peak * (1 - (step - warmup) / (1000 - warmup)) ** 0.9
+    assert float(schedule(step)) == pytest.approx(expected, rel=1e-4)
+  assert float(schedule(1000)) == pytest.approx(0.0, abs=1e-9)
+
+
 def test_default_config_is_valid():
   configuration.validate(default.get_config())
 
