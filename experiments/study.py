@@ -11,7 +11,15 @@ Settings (environment variables):
                     8), 200 steps: the whole study in ~90 min on a 2-core CPU
                     as two processes, one per core (README, Experiments);
                     'gpu': 256 px and the step counts of configs/membranes.py,
-                    drive.py and kvasir.py scaled up, for one accelerator.
+                    drive.py and kvasir.py scaled up, for one accelerator;
+                    'long': each dataset at its own resolution with its
+                    recipe (configs/drive_native.py, membranes_native.py,
+                    kvasir_native.py: patches, whole-image evaluation, poly
+                    schedule, per-dataset augmentation), trained to
+                    convergence; the U-Net, seed 0, about an hour per dataset
+                    on one core of a CPU (experiments/study_long.sh);
+                    'long_gpu': the same recipes, all four networks and three
+                    seeds, for one accelerator.
   UNETJAX_DATA      folder holding isbi2012_em/, drive/ and kvasir_seg/
                     (default ../shared/data).
 The protocol is recorded in every result row (tags) with the device.
@@ -20,6 +28,7 @@ The protocol is recorded in every result row (tags) with the device.
 import os
 
 from configs import augmented, resunet, resunet_pp, unet, unet_pp
+from configs import drive_native, kvasir_native, membranes_native
 from unetjax import pixel_forest
 from unetjax.errors import ConfigError
 
@@ -51,25 +60,57 @@ def dataset_choice(name: str, data: str, side: int, batch_size: int,
   }
 
 
+# The long protocols: dataset -> its native-resolution recipe.
+LONG_RECIPES = {'isbi2012_em': membranes_native, 'drive': drive_native,
+                'kvasir_seg': kvasir_native}
+# Fields a recipe sets; everything else (the model, the loss) is the base's.
+RECIPE_FIELDS = ('dataset', 'augment', 'optimizer', 'batch_size',
+                 'eval_batch_size', 'num_train_steps', 'eval_every_steps',
+                 'checkpoint_every_steps', 'log_every_steps')
+MODELS = {'unet': unet, 'unet_pp': unet_pp, 'resunet': resunet,
+          'resunet_pp': resunet_pp}
+
+
+def recipe_choice(name: str, data: str) -> tuple[str, dict]:
+  config = LONG_RECIPES[name].get_config()
+  config.dataset.manual_dir = os.path.join(data, name)
+  return name, {f'config.{field}': config[field] for field in RECIPE_FIELDS}
+
+
+def long_sweep(protocol: str, data: str) -> dict:
+  """One run per dataset x network x seed, each dataset with its recipe."""
+  models = ['unet'] if protocol == 'long' else list(MODELS)
+  return {
+      'base': 'configs/default.py',
+      'fixed': {'config.progress_bar': False},
+      'axes': {
+          'dataset': [recipe_choice(name, data) for name in LONG_RECIPES],
+          'model': [(m, {'config.model': MODELS[m].get_config().model})
+                    for m in models],
+      },
+      'seeds': [0] if protocol == 'long' else [0, 1, 2],
+      'tags': {'protocol': protocol},
+      'main_metric': 'dice',
+  }
+
+
 def get_sweep():
   protocol = os.environ.get('UNETJAX_PROTOCOL', 'cpu')
-  if protocol not in PROTOCOLS:
+  if protocol not in (*PROTOCOLS, 'long', 'long_gpu'):
     raise ConfigError(f'UNETJAX_PROTOCOL={protocol!r}: choose one of '
-                      f'{", ".join(PROTOCOLS)}.')
+                      f'{", ".join(PROTOCOLS)}, long, long_gpu.')
   data = os.environ.get('UNETJAX_DATA', os.path.join('..', 'shared', 'data'))
+  if protocol.startswith('long'):
+    return long_sweep(protocol, data)
   return {
       'base': 'configs/default.py',  # base_filters 16, cross_entropy_dice
       'fixed': {'config.progress_bar': False},
       'axes': {
           'dataset': [dataset_choice(name, data, *settings)
                       for name, settings in PROTOCOLS[protocol].items()],
-          'model': [
-              ('unet', {'config.model': unet.get_config().model}),
-              ('unet_pp', {'config.model': unet_pp.get_config().model}),
-              ('resunet', {'config.model': resunet.get_config().model}),
-              ('resunet_pp', {'config.model': resunet_pp.get_config().model}),
-              ('pixel_forest', {'config.model': pixel_forest.default_config()}),
-          ],
+          'model': [(m, {'config.model': module.get_config().model})
+                    for m, module in MODELS.items()] + [
+              ('pixel_forest', {'config.model': pixel_forest.default_config()})],
           'aug': [('off', {}),
                   ('on', {'config.augment': augmented.get_config().augment})],
       },
