@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # Packs the study's data small, for an accelerator host that receives it
 # over a limited upload: ISBI 2012 EM and DRIVE already prepared as TFDS
-# datasets at the gpu protocol's sizes (a few MB, where their source files
-# take 36 MB), Kvasir-SEG as its source JPEGs (32 MB; prepared it is ~90 MB,
-# so the host prepares it). experiments/study_gpu.sh takes DEST as its DATA.
+# datasets at the sizes of the protocol in UNETJAX_PROTOCOL (gpu by default:
+# a few MB, where their source files take 36 MB; long_gpu: the native
+# datasets of the long recipes, ~20 MB), Kvasir-SEG as its source JPEGs
+# (32 MB; prepared it is ~90 MB, so the host prepares it).
+# experiments/study_gpu.sh takes DEST as its DATA.
 #
-#   bash experiments/pack_study_data.sh DEST [SOURCE]   (SOURCE: ../shared/data)
+#   [UNETJAX_PROTOCOL=long_gpu] bash experiments/pack_study_data.sh DEST [SOURCE]
+#   (SOURCE: ../shared/data)
 set -euo pipefail
 dest=$(realpath -m "${1:?usage: bash experiments/pack_study_data.sh DEST [SOURCE]}")
 src=$(realpath -m "${2:-../shared/data}")
@@ -19,10 +22,12 @@ data_dir, source = sys.argv[1:]
 spec = importlib.util.spec_from_file_location('study', 'experiments/study.py')
 study = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(study)
+long = os.environ.get('UNETJAX_PROTOCOL', 'gpu').startswith('long')
 for name in ('isbi2012_em', 'drive'):
-  side = study.PROTOCOLS['gpu'][name][0]
+  dataset = (study.LONG_RECIPES[name].get_config().dataset.name if long
+             else f'{name}/{study.PROTOCOLS["gpu"][name][0]}px')
   info = pipeline.prepare(ml_collections.ConfigDict({
-      'name': f'{name}/{side}px', 'data_dir': data_dir,
+      'name': dataset, 'data_dir': data_dir,
       'manual_dir': os.path.join(source, name)}))
   print(info.name, info.split_sizes)
 PY

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from configs import default
-from unetjax import evaluation, losses, metrics, models, train
+from unetjax import evaluation, losses, metrics, models, predict, train
 from unetjax.data import patches, pipeline
 from unetjax.errors import ConfigError, InputShapeError
 
@@ -94,6 +94,14 @@ def test_patches_have_the_patch_size_and_leave_padding_unscored(native_info):
       # Padding (zeros) lies outside the roi; every patch has real pixels.
       assert roi.sum() >= fewest
       assert not np.any(image[roi == 0])
+
+
+def test_previews_show_patches_of_the_first_examples(native_info):
+  config, _ = native_info
+  batch = pipeline.patch_examples(config.dataset, 'train', 3, seed=1)
+  assert batch['image'].shape == (3, PATCH, PATCH, 3)
+  again = pipeline.patch_examples(config.dataset, 'train', 3, seed=1)
+  np.testing.assert_array_equal(batch['image'], again['image'])
 
 
 def test_padding_is_outside_the_roi_of_a_small_image():
@@ -257,3 +265,12 @@ def test_training_on_patches_evaluates_whole_images(native_folder, native_info,
     assert 0 <= final[split]['pixel_accuracy'] <= 1
     assert np.isfinite(final[split]['loss'])
   assert os.path.exists(tmp_path / 'run' / train.PREDICTIONS_FILE)
+  # Prediction slides the patch-sized window over images of any size.
+  result = predict.predict_folder(
+      str(tmp_path / 'run'), str(native_folder / 'images'),
+      str(tmp_path / 'predicted'), str(native_folder / 'masks'))
+  assert predict.load_run(str(tmp_path / 'run')).window == (PATCH, PATCH)
+  assert result['images'] == len(SIZES)
+  for i, (height, width) in enumerate(SIZES):
+    mask = Image.open(tmp_path / 'predicted' / 'masks' / f'case{i:02d}.png')
+    assert mask.size == (width, height)

@@ -112,7 +112,10 @@ def main(argv):
   try:
     configuration.validate(config)  # augment fields included, as training does
     pipeline.prepare(config.dataset)
-    batch = next(pipeline.eval_batches(config.dataset, FLAGS.split, FLAGS.n))
+    if pipeline.patch_sampling(config.dataset) is not None:  # what training sees
+      batch = pipeline.patch_examples(config.dataset, FLAGS.split, FLAGS.n)
+    else:
+      batch = next(pipeline.eval_batches(config.dataset, FLAGS.split, FLAGS.n))
   except UserInputError as e:
     sys.exit(f'error: {e}')
   images = np.asarray(train.preprocess(batch['image'][:FLAGS.n]))

@@ -240,6 +240,17 @@ def examples(dataset_config: ml_collections.ConfigDict, split: str
   return iter(source.to_iter_dataset(_read_options(dataset_config)))
 
 
+def patch_examples(dataset_config: ml_collections.ConfigDict, split: str,
+                   n: int, seed: int = 0) -> Batch:
+  """The first `n` examples of `split`, each cut to a random training patch,
+  as one batch (for previews of what training sees)."""
+  sampling = patch_sampling(dataset_config)
+  source = _source(dataset_config, split)
+  patches_of_split = source[:min(n, len(source))].random_map(
+      functools.partial(patches.sample_patch, sampling=sampling), seed=seed)
+  return next(iter(patches_of_split.batch(n)))
+
+
 def _pad(batch: Batch, size: int) -> Batch:
   n = len(batch['valid'])
   return {k: np.concatenate([v, np.zeros((size - n,) + v.shape[1:], v.dtype)])
