@@ -36,6 +36,7 @@ from PIL import Image
 from unetjax import checkpoints
 from unetjax import metrics
 from unetjax import models
+from unetjax import outputs
 from unetjax import train
 from unetjax import workdir as workdir_lib
 from unetjax.data import pipeline
@@ -384,6 +385,8 @@ def predict_folder(workdir: str, images_dir: str, out_dir: str,
     if out_real == folder or out_real.startswith(folder + os.sep):
       raise UserInputError(f'--out={out_dir} is inside the run\'s {kept}/ '
                            'folder; write predictions elsewhere.')
+  outputs.check_separate('out', out_dir, {'images': images_dir,
+                                          'masks': masks_dir})
   image_files = _image_files(images_dir, 'images')
   if masks_dir is not None:
     _image_files(masks_dir, 'masks')
@@ -394,6 +397,10 @@ def predict_folder(workdir: str, images_dir: str, out_dir: str,
   threshold = run.config.metrics.threshold if threshold is None else threshold
   if mask_threshold is None:
     mask_threshold = run.mask_threshold
+  stems = [image_masks.stem(path) for path in image_files]
+  outputs.claim(out_dir, [os.path.join(sub, f'{name}.png') for name in stems
+                          for sub in ('masks', 'overlays')] +
+                ([METRICS_FILE] if masks_dir is not None else []))
   for sub in ('masks', 'overlays'):
     os.makedirs(os.path.join(out_dir, sub), exist_ok=True)
   rows, total = {}, None
