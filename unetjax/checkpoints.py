@@ -87,6 +87,12 @@ class Checkpoints:
     self._latest.wait_until_finished()
     self._best.wait_until_finished()
 
-  def close(self) -> None:
-    self._latest.close()
-    self._best.close()
+  def close(self, raise_errors: bool = True) -> None:
+    """Waits for the saves and closes; with `raise_errors` False (when another
+    error is on its way) a failed save is not raised again."""
+    for manager in (self._latest, self._best):
+      try:
+        manager.close()
+      except Exception:  # noqa: BLE001
+        if raise_errors:
+          raise

@@ -13,8 +13,8 @@ import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from unetjax import parallel, train
-from unetjax.errors import UserInputError
+from unetjax import logs, parallel, train
+from unetjax.errors import UserInputError, storage_error, storage_message
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file(
@@ -48,6 +48,7 @@ def main(argv):
   if not FLAGS['verbosity'].present:
     # Orbax and TFDS log every step at INFO; --verbosity=0 shows them.
     logging.set_verbosity(logging.WARNING)
+    logs.quiet_orbax_errors()
   if jax.process_index() == 0:
     print(f'JAX {jax.__version__}, process {jax.process_index() + 1} of '
           f'{jax.process_count()}, devices: {jax.devices()}')
@@ -64,6 +65,11 @@ def main(argv):
     print('Interrupted; re-run the same command to resume from the last '
           'checkpoint.', file=sys.stderr)
     sys.exit(128 + signal.SIGINT)
+  except Exception as e:  # noqa: BLE001 - storage errors as one line
+    error = storage_error(e)
+    if error is None:
+      raise
+    sys.exit(f'error: {storage_message(error, error.filename or FLAGS.workdir)}')
 
 
 if __name__ == '__main__':

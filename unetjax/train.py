@@ -225,8 +225,7 @@ def _is_better(score: float, best: float | None, mode: str) -> bool:
   return best is None or (score > best if mode == 'max' else score < best)
 
 
-def _fit_for_training(config: ml_collections.ConfigDict, workdir: str,
-                      allow_config_change: bool):
+def _fit_for_training(config: ml_collections.ConfigDict):
   """Every check that can fail on user input, before the workdir is touched.
   Returns the model, the loss function and the prepared dataset's info."""
   configuration.validate(config)
@@ -240,7 +239,6 @@ def _fit_for_training(config: ml_collections.ConfigDict, workdir: str,
   # cannot take.
   jax.eval_shape(functools.partial(model.init, train=False), jax.random.key(0),
                  jax.ShapeDtypeStruct((1,) + info.image_shape, jnp.float32))
-  workdir_lib.record_config(workdir, config, allow_config_change)
   return model, loss_fn, info
 
 
@@ -262,7 +260,17 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   non-finite and config.on_nonfinite_loss is 'stop'.
   """
   invocation_start = time.time()
-  model, loss_fn, info = _fit_for_training(config, workdir, allow_config_change)
+  model, loss_fn, info = _fit_for_training(config)
+  with workdir_lib.hold(workdir):  # one run writes to a workdir
+    workdir_lib.record_config(workdir, config, allow_config_change)
+    return _train_and_evaluate(config, workdir, model, loss_fn, info,
+                               invocation_start)
+
+
+def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
+                        model: nn.Module, loss_fn: losses.LossFn,
+                        info: pipeline.DatasetInfo,
+                        invocation_start: float) -> dict[str, Any]:
   strategy = parallel.get_strategy(config.parallel)
   model = model_for_strategy(model, config.parallel, config.sync_batch_norm)
   schedule = create_learning_rate_schedule(config.optimizer, config.num_train_steps)
@@ -380,9 +388,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
               f'Stopped by {stop_requests.signal_name or "a stop request"} at '
               f'step {step}, after saving its checkpoint. Re-run the same '
               'command to resume.', stop_requests.signal_name)
-    finally:
+    except BaseException:
       bar.close()
-      ckpts.wait()
+      ckpts.close(raise_errors=False)  # saves end before the error is reported
+      raise
+    bar.close()
+    ckpts.wait()
 
   best_state, best_step = restore_best_state(template, ckpts)
   final = final_evaluation(p_eval_step, strategy.place_state(best_state),
