@@ -6,6 +6,7 @@ resumed run repeats the steps after its checkpoint and logs them again;
 `read_metrics` keeps the last record for each (event, split, step).
 """
 
+import asyncio
 import json
 import logging
 import math
@@ -37,10 +38,19 @@ def json_safe(value: Any) -> Any:
 def quiet_orbax_errors() -> None:
   """Drops orbax's log records. Orbax logs an error with its traceback from
   each thread it passes through (dozens for one full disk) and then raises
-  it, and the command reports what it raises; --verbosity=0 keeps them."""
+  it, and the command reports what it raises; --verbosity=0 keeps them.
+
+  Also drops the callbacks that TensorStore's threads still send, after a
+  failed write, to the event loop orbax closed: each printed a traceback."""
   marker = f'{os.sep}orbax{os.sep}'
   logging.getLogger('absl').addFilter(
       lambda record: marker not in record.pathname)
+  call_soon_threadsafe = asyncio.BaseEventLoop.call_soon_threadsafe
+
+  def call_unless_closed(loop, *args, **kwargs):
+    if not loop.is_closed():
+      return call_soon_threadsafe(loop, *args, **kwargs)
+  asyncio.BaseEventLoop.call_soon_threadsafe = call_unless_closed
 
 
 def repair_partial_line(path: str) -> None:

@@ -6,6 +6,7 @@ Re-running the same command resumes the run in --workdir. Any config field
 can be overridden, e.g. --config.batch_size=32 --config.model.depth=3.
 """
 
+import os
 import signal
 import sys
 
@@ -69,7 +70,13 @@ def main(argv):
     error = storage_error(e)
     if error is None:
       raise
-    sys.exit(f'error: {storage_message(error, error.filename or FLAGS.workdir)}')
+    print(f'error: {storage_message(error, error.filename or FLAGS.workdir)}',
+          file=sys.stderr)
+    # Not sys.exit: interpreter shutdown wakes the failed writes' callbacks
+    # into closed event loops, each printing a traceback.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(1)
 
 
 if __name__ == '__main__':
