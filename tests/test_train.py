@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from configs import default
-from unetjax import configuration, logs, losses, metrics, models, train
+from unetjax import (checkpoints, configuration, logs, losses, metrics, models,
+                     predict, train)
 from unetjax.data import pipeline
 from unetjax.errors import (ConfigError, DataError, DivergenceError,
                             InputShapeError, WorkdirError)
@@ -241,3 +242,94 @@ def test_a_save_cut_short_is_ignored_and_the_run_resumes_before_it(tfds_dir,
   assert resumed == [2]
   assert again['validation'] == complete['validation']
   assert sorted(os.listdir(workdir / 'checkpoints')) == ['2', '4']
+
+
+@pytest.fixture(scope='module')
+def complete_run(tfds_dir, tmp_path_factory):
+  workdir = tmp_path_factory.mktemp('complete') / 'run'
+  final = train.train_and_evaluate(small_config(tfds_dir), str(workdir))
+  return workdir, final
+
+
+def largest_file(folder):
+  files = [p for p in folder.rglob('*') if p.is_file()]
+  return max(files, key=lambda p: p.stat().st_size)
+
+
+def damage_file(step_dir, how):
+  """Damages a real checkpoint as a disk or a person might."""
+  data = largest_file(step_dir / 'state')
+  if how == 'delete':
+    data.unlink()
+  elif how == 'truncate':
+    data.write_bytes(data.read_bytes()[:data.stat().st_size // 2])
+  elif how == 'flip':
+    raw = bytearray(data.read_bytes())
+    for i in range(len(raw) // 2, len(raw) // 2 + 8):
+      raw[i] ^= 0xFF
+    data.write_bytes(bytes(raw))
+  else:
+    (step_dir / 'meta' / 'metadata').write_text('{"wall_time')
+
+
+def tree_files(folder):
+  return sorted(str(p.relative_to(folder)) for p in folder.rglob('*'))
+
+
+@pytest.mark.parametrize('how', ['delete', 'truncate', 'flip', 'meta'])
+def test_a_damaged_checkpoint_is_reported_and_set_aside_for_an_older_one(
+    tfds_dir, tmp_path, complete_run, how):
+  workdir = tmp_path / 'run'
+  shutil.copytree(complete_run[0], workdir)
+  step_4 = workdir / 'checkpoints' / '4'
+  damage_file(step_4, how)
+  files = tree_files(step_4)
+  config = small_config(tfds_dir)
+  template = predict._state_template(config, models.get_model(config.model),
+                                     (64, 64, 1))
+  messages = []
+  reader = checkpoints.Checkpoints(str(workdir), read_only=True)
+  state, meta, step = reader._restore_intact(reader._latest, 'checkpoints',
+                                             template, report=messages.append)
+  assert step == 2 and int(state.step) == 2 and meta['state_crc32']
+  assert messages == [messages[0]] and messages[0].startswith(
+      f'Checkpoint step 4 ({step_4}) is damaged: ')
+  assert tree_files(step_4) == files  # a reader moves nothing
+  reader.close()
+  writer = checkpoints.Checkpoints(str(workdir))
+  messages.clear()
+  _, _, step = writer._restore_intact(writer._latest, 'checkpoints', template,
+                                      report=messages.append)
+  aside = workdir / 'damaged' / 'checkpoints-4'
+  assert step == 2 and f'Moved it to {aside}' in messages[0]
+  assert tree_files(aside) == files and not step_4.exists()
+  assert writer.restore_latest(template)[2] == 2  # no message the next time
+  writer.close()
+
+
+@pytest.mark.slow
+def test_a_run_resumes_before_a_checkpoint_with_flipped_bytes(
+    tfds_dir, tmp_path, complete_run, capsys):
+  source, complete = complete_run
+  workdir = tmp_path / 'run'
+  shutil.copytree(source, workdir)
+  damage_file(workdir / 'checkpoints' / '4', 'flip')
+  capsys.readouterr()
+  again = train.train_and_evaluate(small_config(tfds_dir), str(workdir))
+  err = capsys.readouterr().err
+  assert 'Checkpoint step 4' in err and 'is damaged' in err, err
+  resumed = [r['step'] for r in logs.read_metrics(str(workdir))
+             if r['event'] == 'resume']
+  assert resumed == [2]
+  assert again['validation'] == complete['validation']
+  assert sorted(os.listdir(workdir / 'checkpoints')) == ['2', '4']
+
+
+def test_a_nonfinite_checkpoint_is_damaged():
+  state = {'w': np.array([1.0, np.inf], np.float32), 'step': np.int32(3)}
+  assert checkpoints.damage(state, {}) == 'it holds non-finite values'
+  state['w'][1] = 2.0
+  meta = {'state_crc32': checkpoints.checksum(state)}
+  assert checkpoints.damage(state, meta) is None
+  state['w'][0] = np.nextafter(np.float32(1), np.float32(2))  # one bit
+  assert 'do not match the checksum' in checkpoints.damage(state, meta)

@@ -251,18 +251,19 @@ def load_run(workdir: str) -> Run:
   window, channels = tuple(info.image_shape[:2]), info.image_shape[2]
   ckpts = checkpoints.Checkpoints(workdir, best_mode=config.best_metric_mode,
                                   read_only=True)
+  template = _state_template(config, model, window + (channels,))
   try:
-    if ckpts.best_step() is not None:
-      name, step = 'best', ckpts.best_step()
-    elif ckpts.latest_step() is not None:
-      name, step = 'latest', ckpts.latest_step()
-    else:
-      raise WorkdirError(f'{workdir} has no complete checkpoint yet: train it '
-                         'until it saves one.')
-    state = (ckpts.restore_best if name == 'best' else ckpts.restore_latest)(
-        _state_template(config, model, window + (channels,)))[0]
+    # Each tolerates a damaged step and one that a training run in the same
+    # workdir deletes while it is read.
+    name, restored = 'best', ckpts.restore_best(template)
+    if restored is None:
+      name, restored = 'latest', ckpts.restore_latest(template)
   finally:
     ckpts.close()
+  if restored is None:
+    raise WorkdirError(f'{workdir} has no complete checkpoint yet: train it '
+                       'until it saves one.')
+  state, _, step = restored
   variables = {'params': state.params, 'batch_stats': state.batch_stats}
   return Run(config=config,
              apply_fn=functools.partial(forward, model, variables),

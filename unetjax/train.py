@@ -283,8 +283,9 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   ckpts = checkpoints.Checkpoints(workdir, config.max_checkpoints_to_keep,
                                   config.best_metric_mode)
   meta = {'wall_time_s': 0.0, 'best_score': None, 'best_step': None}
-  if ckpts.latest_step() is not None:
-    state, meta = ckpts.restore_latest(state)
+  restored = ckpts.restore_latest(state)
+  if restored is not None:
+    state, meta, _ = restored
     if jax.process_index() == 0:
       print(f'Resuming from step {int(state.step)} of {workdir}.')
     logger.write('resume', int(state.step))
@@ -412,11 +413,9 @@ def restore_best_state(template: TrainState, ckpts: checkpoints.Checkpoints
                        ) -> tuple[TrainState, int]:
   """The best checkpoint's state (one copy, laid out as `template`) and step;
   the latest checkpoint if no validation score was ever finite."""
-  if ckpts.best_step() is not None:
-    state, meta = ckpts.restore_best(template)
-    return state, meta['best_step']
-  state, _ = ckpts.restore_latest(template)
-  return state, ckpts.latest_step()
+  restored = ckpts.restore_best(template) or ckpts.restore_latest(template)
+  state, _, step = restored
+  return state, step
 
 
 def final_evaluation(eval_step_fn: Callable, best_state: TrainState,
