@@ -172,6 +172,25 @@ class Checkpoints:
     """(state, meta, step) of the intact best checkpoint, or None."""
     return self._restore_intact(self._best, 'best', state_template)
 
+  def on_disk(self) -> str:
+    """What a process ending now leaves: the newest complete checkpoint and
+    any save still being written (abandoned; removed when the run resumes)."""
+    complete, partial = [], []
+    for kind in ('checkpoints', 'best'):
+      folder = os.path.join(self._workdir, kind)
+      for name in os.listdir(folder) if os.path.isdir(folder) else ():
+        step = name.split('.')[0]
+        if name.isdigit():
+          if kind == 'checkpoints':  # the one a run resumes from
+            complete.append(int(step))
+        elif step.isdigit() and 'tmp' in name:
+          partial.append(f'{kind}/{step}')
+    saved = (f'the newest complete checkpoint is step {max(complete)}'
+             if complete else 'no checkpoint was saved yet')
+    abandoned = (f'; the save of {", ".join(sorted(partial))} was abandoned'
+                 if partial else '')
+    return f'{saved} (in {self._workdir}){abandoned}.'
+
   def wait(self) -> None:
     """Blocks until asynchronous saves are on disk."""
     self._latest.wait_until_finished()

@@ -335,7 +335,10 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                        'interval_skipped': interval['skipped']})
 
   pending = None
-  with signals.StopRequests() as stop_requests:
+  exit_message = lambda: ('Interrupted again: exited at once; ' +
+                          ckpts.on_disk() + ' Re-run the same command to '
+                          'resume from that checkpoint.')
+  with signals.StopRequests(exit_message) as stop_requests:
     try:
       while step < config.num_train_steps:
         state, outputs = p_train_step(state, next(batches))
