@@ -43,3 +43,27 @@ def test_a_workdir_that_is_a_file_or_not_writable_is_one_message(tmp_path,
                      'is read-only: use a writable folder'):
     with workdir_lib.hold(str(tmp_path / 'run')):
       pass
+
+
+def test_a_cut_config_json_is_one_message_and_stays(tmp_path):
+  from configs import default
+  workdir = tmp_path / 'run'
+  workdir.mkdir()
+  (workdir / 'config.json').write_text('{"batch_size": 8, "mod')
+  with pytest.raises(WorkdirError, match=r'config.json is damaged \(.*\), so '
+                     "the run's config is unknown"):
+    workdir_lib.record_config(str(workdir), default.get_config())
+  assert (workdir / 'config.json').read_text() == '{"batch_size": 8, "mod'
+
+
+def test_a_partial_last_metrics_line_is_skipped_and_repaired(tmp_path):
+  from unetjax import logs
+  path = tmp_path / logs.METRICS_FILE
+  path.write_text('{"event": "train", "step": 2, "loss": 1.0}\n{"event": "ev')
+  assert logs.read_metrics(str(tmp_path)) == [
+      {'event': 'train', 'step': 2, 'loss': 1.0}]
+  logger = logs.MetricLogger(str(tmp_path))
+  logger.write('train', 4, loss=0.5)
+  logger.close()
+  assert [r['step'] for r in logs.read_metrics(str(tmp_path))] == [2, 4]
+  assert path.read_text().count('\n') == 2

@@ -54,6 +54,36 @@ def damage(state: Any, meta: dict[str, Any]) -> str | None:
   return None
 
 
+def _path(keys: tuple) -> str:
+  """'params/Conv_0/kernel' for a tree path, as written or as saved."""
+  return '/'.join(str(getattr(k, 'key', getattr(k, 'idx', getattr(k, 'name', k))))
+                  for k in keys)
+
+
+def misfit(workdir: str, template: Any) -> str | None:
+  """How the arrays of `workdir`'s latest checkpoint differ from those of
+  `template` (shapes and dtypes), or None if they match or there is none."""
+  ckpts = Checkpoints(workdir, read_only=True)
+  try:
+    step = ckpts.latest_step()
+    if step is None:
+      return None
+    saved = ocp.StandardCheckpointer().metadata(os.path.join(
+        ckpts._workdir, 'checkpoints', str(step), 'state')).item_metadata
+  finally:
+    ckpts.close()
+  shapes = lambda tree: {
+      _path(keys): (tuple(leaf.shape), np.dtype(leaf.dtype).name)
+      for keys, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]}
+  saved, wanted = shapes(saved), shapes(template)
+  for name in sorted(set(saved) | set(wanted)):
+    if saved.get(name) != wanted.get(name):
+      describe = lambda v: f'{v[0]} {v[1]}' if v else 'absent'
+      return (f'step {step}: {name} is {describe(saved.get(name))} there, '
+              f'{describe(wanted.get(name))} in the new config')
+  return None
+
+
 def _stderr(message: str) -> None:
   if jax.process_index() == 0:
     print(message, file=sys.stderr, flush=True)

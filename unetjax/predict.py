@@ -20,7 +20,6 @@ size are predicted by a sliding window of the training image size
 import csv
 import dataclasses
 import functools
-import json
 import os
 import sys
 from typing import Any, Callable, Sequence
@@ -244,8 +243,7 @@ def load_run(workdir: str) -> Run:
   """The model of `workdir`'s best (else latest) checkpoint, compiled per
   window shape; WorkdirError if the workdir holds no trained run."""
   check_workdir(workdir)
-  with open(os.path.join(workdir, workdir_lib.CONFIG_FILE)) as f:
-    config = ml_collections.ConfigDict(_tuples(json.load(f)))
+  config = ml_collections.ConfigDict(_tuples(workdir_lib.read_config(workdir)))
   model = models.get_model(config.model, config.dtype, config.param_dtype)
   info = pipeline.describe(config.dataset)
   window, channels = tuple(info.image_shape[:2]), info.image_shape[2]

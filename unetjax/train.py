@@ -34,7 +34,7 @@ from unetjax import plots
 from unetjax import signals
 from unetjax import workdir as workdir_lib
 from unetjax.data import pipeline
-from unetjax.errors import DataError, DivergenceError
+from unetjax.errors import DataError, DivergenceError, WorkdirError
 
 
 # Figures written into the workdir at the end of a run.
@@ -242,6 +242,25 @@ def _fit_for_training(config: ml_collections.ConfigDict):
   return model, loss_fn, info
 
 
+def check_checkpoint_fits(config: ml_collections.ConfigDict, model: nn.Module,
+                          info: pipeline.DatasetInfo, workdir: str) -> None:
+  """WorkdirError unless the workdir's latest checkpoint (if any) has the
+  arrays of `config`'s model and optimizer, so that a changed config is
+  refused before anything is written."""
+  schedule = create_learning_rate_schedule(config.optimizer,
+                                           config.num_train_steps)
+  shapes = jax.eval_shape(functools.partial(
+      create_train_state, model=model,
+      tx=create_optimizer(config.optimizer, schedule),
+      image_shape=info.image_shape), jax.random.key(0))
+  problem = checkpoints.misfit(workdir, shapes)
+  if problem:
+    raise WorkdirError(
+        f'--allow_config_change: the checkpoint in {workdir} does not fit the '
+        f'new config ({problem}); nothing was changed. Keep the saved '
+        'config.json\'s model and optimizer fields, or use a new --workdir.')
+
+
 class Stopped(Exception):
   """Training stopped early on request (SIGTERM, Ctrl-C) after checkpointing."""
 
@@ -262,6 +281,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   invocation_start = time.time()
   model, loss_fn, info = _fit_for_training(config)
   with workdir_lib.hold(workdir):  # one run writes to a workdir
+    if allow_config_change:
+      check_checkpoint_fits(config, model, info, workdir)
     workdir_lib.record_config(workdir, config, allow_config_change)
     return _train_and_evaluate(config, workdir, model, loss_fn, info,
                                invocation_start)

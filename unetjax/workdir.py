@@ -44,6 +44,25 @@ def config_differences(saved: dict[str, Any], current: dict[str, Any]) -> list[s
           if key not in RESULT_NEUTRAL_FIELDS and saved.get(key) != current.get(key)]
 
 
+def read_config(workdir: str) -> dict[str, Any] | None:
+  """The saved config.json as a dict, None if there is none; WorkdirError if
+  it cannot be read (cut short, not JSON)."""
+  path = os.path.join(workdir, CONFIG_FILE)
+  try:
+    with open(path) as f:
+      return json.load(f)
+  except FileNotFoundError:
+    return None
+  except OSError as e:
+    raise WorkdirError(storage_message(e, path)) from None
+  except ValueError as e:
+    raise WorkdirError(
+        f'{path} is damaged ({e}), so the run\'s config is unknown. Restore it '
+        'from a copy, or move it away: the next run then records its own '
+        'config, and resumes from the checkpoints if its arrays fit them.'
+    ) from None
+
+
 def record_config(workdir: str, config: ml_collections.ConfigDict,
                   allow_change: bool = False) -> None:
   """Saves the config as workdir/config.json, or checks it against the saved one.
@@ -54,9 +73,8 @@ def record_config(workdir: str, config: ml_collections.ConfigDict,
   """
   path = os.path.join(workdir, CONFIG_FILE)
   current = config_to_dict(config)
-  if os.path.exists(path):
-    with open(path) as f:
-      saved = json.load(f)
+  saved = read_config(workdir)
+  if saved is not None:
     differences = config_differences(saved, current)
     if not differences:
       return
