@@ -2,6 +2,7 @@ import functools
 import json
 import os
 import shutil
+import struct
 
 import jax
 import jax.numpy as jnp
@@ -226,11 +227,31 @@ def test_nonfinite_steps_are_flagged_and_optionally_skipped(tfds_dir, skip):
       np.testing.assert_array_equal(a, b)
 
 
-def test_a_save_cut_short_is_ignored_and_the_run_resumes_before_it(tfds_dir,
-                                                                 tmp_path):
+def tensorboard_points(folder):
+  """(tag, step) of the scalars TensorBoard shows: the event files in order,
+  each one's purge_step (a SessionLog START) dropping earlier points at or
+  after it, as TensorBoard does."""
+  from tensorboardX.proto import event_pb2
+  points = []
+  for path in sorted(folder.iterdir(), key=lambda p: p.stat().st_mtime_ns):
+    data, offset = path.read_bytes(), 0
+    while offset < len(data):  # TFRecords: length, its CRC, data, its CRC
+      length = struct.unpack('<Q', data[offset:offset + 8])[0]
+      event = event_pb2.Event.FromString(data[offset + 12:offset + 12 + length])
+      offset += 16 + length
+      if event.session_log.status == event_pb2.SessionLog.START:
+        points = [p for p in points if p[1] < event.step]
+      for value in event.summary.value:
+        points.append((value.tag, event.step))
+  return points
+
+
+def test_a_save_cut_short_is_ignored_and_the_run_resumes_before_it(
+    tfds_dir, tmp_path, complete_run):
+  source, complete = complete_run
   workdir = tmp_path / 'run'
+  shutil.copytree(source, workdir)
   config = small_config(tfds_dir)
-  complete = train.train_and_evaluate(config, str(workdir))
   # As if killed while writing step 4: orbax only renames a finished save.
   shutil.rmtree(workdir / 'checkpoints' / '4')
   partial = workdir / 'checkpoints' / '4.orbax-checkpoint-tmp'
@@ -242,6 +263,9 @@ def test_a_save_cut_short_is_ignored_and_the_run_resumes_before_it(tfds_dir,
   assert resumed == [2]
   assert again['validation'] == complete['validation']
   assert sorted(os.listdir(workdir / 'checkpoints')) == ['2', '4']
+  # Steps 3-4 were logged twice, but TensorBoard draws each point once.
+  points = tensorboard_points(workdir / 'tensorboard')
+  assert len(points) == len(set(points)) and ('train/train/loss', 4) in points
 
 
 @pytest.fixture(scope='module')

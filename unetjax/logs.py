@@ -68,13 +68,18 @@ def repair_partial_line(path: str) -> None:
 class MetricLogger:
   """Writes one event to the JSON log and its scalars to TensorBoard."""
 
-  def __init__(self, workdir: str):
+  def __init__(self, workdir: str, resumed_at: int = 0):
+    """`resumed_at`: the step of the checkpoint a run resumes from. TensorBoard
+    then drops the points after it from the earlier event files (purge_step),
+    so the steps this run repeats are drawn once."""
     self._enabled = jax.process_index() == 0
     if not self._enabled:
       return
     self._path = os.path.join(workdir, METRICS_FILE)
     repair_partial_line(self._path)
-    self._tensorboard = SummaryWriter(os.path.join(workdir, 'tensorboard'))
+    self._tensorboard = SummaryWriter(os.path.join(workdir, 'tensorboard'),
+                                      purge_step=resumed_at + 1 if resumed_at
+                                      else None)
 
   def write(self, event: str, step: int, **fields: Any) -> None:
     if not self._enabled:

@@ -300,13 +300,14 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                            create_optimizer(config.optimizer, schedule),
                            info.image_shape, strategy.init_sharding)
 
-  logger = logs.MetricLogger(workdir)
   ckpts = checkpoints.Checkpoints(workdir, config.max_checkpoints_to_keep,
                                   config.best_metric_mode)
   meta = {'wall_time_s': 0.0, 'best_score': None, 'best_step': None}
   restored = ckpts.restore_latest(state)
   if restored is not None:
     state, meta, _ = restored
+  logger = logs.MetricLogger(workdir, resumed_at=int(state.step))
+  if restored is not None:
     if jax.process_index() == 0:
       print(f'Resuming from step {int(state.step)} of {workdir}.')
     logger.write('resume', int(state.step))
