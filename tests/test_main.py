@@ -281,3 +281,30 @@ def test_a_second_ctrl_c_exits_at_once_with_one_line(tfds_dir, tmp_path):
                          'complete checkpoint is step '), stderr
   step = int(last.split(' is step ')[1].split(' ')[0])
   assert str(step) in os.listdir(workdir / 'checkpoints')
+
+
+def test_a_full_disk_is_one_line_and_the_saved_checkpoints_stay(tfds_dir,
+                                                               tmp_path):
+  disk = tmp_path / 'small_disk'
+  disk.mkdir()
+  if subprocess.run(['mount', '-t', 'tmpfs', '-o', 'size=600k', 'tmpfs',
+                     str(disk)], capture_output=True).returncode != 0:
+    pytest.skip('mounting a small tmpfs needs root')
+  try:
+    workdir = disk / 'run'
+    overrides = ('--config.model.base_filters=4', '--config.model.depth=2',
+                 '--config.model.dropout_rates=(0.,0.,0.)',
+                 '--config.num_train_steps=20', '--config.eval_every_steps=6',
+                 '--config.checkpoint_every_steps=2')
+    for attempt in range(2):  # the re-run finds the disk still full
+      result = run_main(workdir, tfds_dir, *overrides)
+      assert result.returncode == 1
+      assert result.stderr.strip().splitlines() == [
+          f'error: Cannot use {workdir}: the disk is full: free some space (or '
+          'use a folder on another disk), then re-run the same command.'], \
+          result.stderr
+      assert {'2', '4'} <= set(os.listdir(workdir / 'checkpoints'))
+      assert [r['step'] for r in logs.read_metrics(str(workdir))
+              if r['event'] == 'train'][:2] == [2, 4]
+  finally:
+    subprocess.run(['umount', str(disk)], check=True)
