@@ -167,7 +167,8 @@ class Checkpoints:
         manager.reload()
         if step not in manager.all_steps():
           continue  # rotated away meanwhile: the listing is read again
-        first_line = (str(e).strip().splitlines() or [''])[0][:200]
+        first_line = (str(e).strip().splitlines() or [''])[0]
+        first_line = first_line.split('. See ')[0][:200]  # TensorStore's detail
         problem = f'does not load ({type(e).__name__}: {first_line})'
       if problem is None:
         return state, meta, step
