@@ -70,6 +70,8 @@ def misfit(workdir: str, template: Any) -> str | None:
       return None
     saved = ocp.StandardCheckpointer().metadata(os.path.join(
         ckpts._workdir, 'checkpoints', str(step), 'state')).item_metadata
+  except Exception:  # noqa: BLE001 - damaged: restoring reports and skips it
+    return None
   finally:
     ckpts.close()
   shapes = lambda tree: {
