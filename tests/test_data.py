@@ -1,4 +1,5 @@
 import itertools
+import os
 import subprocess
 import sys
 
@@ -113,3 +114,39 @@ def test_unknown_dataset_or_split_is_a_clear_error(tfds_dir):
     pipeline.prepare(dataset_config(tfds_dir, 'synthetic_cellz/binary'))
   with pytest.raises(DataError, match="no split 'valid'.*validation"):
     next(pipeline.eval_batches(dataset_config(tfds_dir), 'valid', 8))
+
+
+PREPARE = '''
+import sys
+from configs import default
+from unetjax.data import pipeline
+config = default.get_config().dataset
+config.data_dir = sys.argv[1]
+print(pipeline.prepare(config).split_sizes)
+'''
+
+
+@pytest.mark.slow
+def test_two_processes_preparing_one_dataset_take_turns_and_both_succeed(
+    tmp_path):
+  data_dir = tmp_path / 'tfds'
+  stale = data_dir / 'synthetic_cells' / 'binary' / 'incomplete.KILLED_1.0.0'
+  stale.mkdir(parents=True)  # as a killed build leaves it
+  (stale / 'synthetic_cells-train.array_record-00000-of-00001').write_bytes(b'x')
+  repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  processes = [subprocess.Popen(
+      [sys.executable, '-c', PREPARE, str(data_dir)], cwd=repo,
+      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+               for _ in range(2)]
+  outputs = [p.communicate(timeout=300) for p in processes]
+  for process, (out, err) in zip(processes, outputs):
+    assert process.returncode == 0, err
+    assert "'train'" in out and 'Traceback' not in err
+  sizes = [out.strip().splitlines()[-1] for out, _ in outputs]
+  assert sizes[0] == sizes[1]
+  assert sum('Downloading and preparing' in out for out, _ in outputs) == 1
+  assert sum('Removed' in err and 'incomplete.KILLED_1.0.0' in err
+             for _, err in outputs) == 1
+  assert not stale.exists()
+  assert sorted(p.name for p in stale.parent.iterdir()
+                if not p.name.startswith('.')) == ['1.0.0']

@@ -189,3 +189,122 @@ def test_two_processes_train_like_one(tfds_dir, tmp_path):
           np.testing.assert_allclose(ours[key], reference[key], rtol=1e-3,
                                      err_msg=f'{run}: {key}')
   assert sorted(os.listdir(tmp_path / 'multi' / 'checkpoints')) == ['2', '4']
+
+
+def wait_for(path, process, timeout=300):
+  deadline = time.time() + timeout
+  while not path.exists():
+    assert process.poll() is None, process.communicate()
+    assert time.time() < deadline
+    time.sleep(0.05)
+
+
+def strip_volatile(records):
+  return [{k: v for k, v in r.items()
+           if k not in ('time', 'images_per_s', 'wall_time_s')}
+          for r in records if r['event'] != 'resume']
+
+
+def assert_refused(process, holder_pid):
+  _, stderr = process.communicate(timeout=300)
+  assert process.returncode == 1, stderr
+  assert 'Traceback' not in stderr
+  assert stderr.strip().splitlines()[-1].startswith(
+      f'error: --workdir=') and f'is in use by process {holder_pid} on ' \
+      f'{socket.gethostname()}' in stderr, stderr
+
+
+def test_one_run_per_workdir_and_predict_beside_it(tfds_dir, tmp_path,
+                                                   uninterrupted_run):
+  """Two runs started together: one trains, the other stops with one line,
+  as does a third started later; predict reads the training workdir in a
+  loop meanwhile; the run that trained ends as an uninterrupted run."""
+  from PIL import Image
+  from unetjax.data import synthetic
+  workdir = tmp_path / 'run'
+  command = main_command(workdir, tfds_dir, *RESUME_OVERRIDES)
+  started = [subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
+             for _ in range(2)]
+  deadline = time.time() + 300
+  while all(p.poll() is None for p in started):
+    assert time.time() < deadline
+    time.sleep(0.05)
+  loser = next(p for p in started if p.poll() is not None)
+  winner = next(p for p in started if p is not loser)
+  assert_refused(loser, winner.pid)
+
+  wait_for(workdir / 'checkpoints' / '5', winner)
+  late = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True)
+  assert_refused(late, winner.pid)
+
+  images = tmp_path / 'images'
+  images.mkdir()
+  image, _ = synthetic.render_cells(np.random.default_rng(0), 64, 1, False)
+  Image.fromarray(image[..., 0]).save(images / 'cells.png')
+  predictions = 0
+  while winner.poll() is None:
+    result = subprocess.run(
+        [sys.executable, '-m', 'unetjax.predict', f'--workdir={workdir}',
+         f'--images={images}', f'--out={tmp_path / "out"}'],
+        cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0 and 'Traceback' not in result.stderr, \
+        result.stderr
+    predictions += 1
+  assert predictions >= 1
+  _, stderr = winner.communicate()
+  assert winner.returncode == 0, stderr
+  assert (strip_volatile(logs.read_metrics(str(workdir))) ==
+          strip_volatile(logs.read_metrics(str(uninterrupted_run))))
+
+
+def test_a_second_ctrl_c_exits_at_once_with_one_line(tfds_dir, tmp_path):
+  workdir = tmp_path / 'run'
+  process = subprocess.Popen(
+      main_command(workdir, tfds_dir, '--config.model.base_filters=4',
+                   '--config.num_train_steps=100000',
+                   '--config.checkpoint_every_steps=2',
+                   '--config.eval_every_steps=100000'),
+      cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+  wait_for(workdir / 'checkpoints' / '4', process)
+  process.send_signal(signal.SIGINT)
+  time.sleep(0.1)
+  second = time.time()
+  process.send_signal(signal.SIGINT)
+  _, stderr = process.communicate(timeout=60)
+  assert time.time() - second < 5
+  assert process.returncode == 128 + signal.SIGINT
+  assert 'Traceback' not in stderr
+  last = stderr.strip().splitlines()[-1]
+  assert last.startswith('Interrupted again: exited at once; the newest '
+                         'complete checkpoint is step '), stderr
+  step = int(last.split(' is step ')[1].split(' ')[0])
+  assert str(step) in os.listdir(workdir / 'checkpoints')
+
+
+def test_a_full_disk_is_one_line_and_the_saved_checkpoints_stay(tfds_dir,
+                                                               tmp_path):
+  disk = tmp_path / 'small_disk'
+  disk.mkdir()
+  if subprocess.run(['mount', '-t', 'tmpfs', '-o', 'size=600k', 'tmpfs',
+                     str(disk)], capture_output=True).returncode != 0:
+    pytest.skip('mounting a small tmpfs needs root')
+  try:
+    workdir = disk / 'run'
+    overrides = ('--config.model.base_filters=4', '--config.model.depth=2',
+                 '--config.model.dropout_rates=(0.,0.,0.)',
+                 '--config.num_train_steps=20', '--config.eval_every_steps=6',
+                 '--config.checkpoint_every_steps=2')
+    for attempt in range(2):  # the re-run finds the disk still full
+      result = run_main(workdir, tfds_dir, *overrides)
+      assert result.returncode == 1
+      assert result.stderr.strip().splitlines() == [
+          f'error: Cannot use {workdir}: the disk is full: free some space (or '
+          'use a folder on another disk), then re-run the same command.'], \
+          result.stderr
+      assert {'2', '4'} <= set(os.listdir(workdir / 'checkpoints'))
+      assert [r['step'] for r in logs.read_metrics(str(workdir))
+              if r['event'] == 'train'][:2] == [2, 4]
+  finally:
+    subprocess.run(['umount', str(disk)], check=True)

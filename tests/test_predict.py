@@ -333,3 +333,39 @@ def test_the_command_prints_one_error_line_and_exits_1(tmp_path):
   assert result.returncode == 1
   assert result.stderr.strip().splitlines()[-1].startswith('error: --workdir=')
   assert 'Traceback' not in result.stderr
+
+
+def file_bytes(folder):
+  return {os.path.relpath(os.path.join(d, f), folder):
+          open(os.path.join(d, f), 'rb').read()
+          for d, _, files in os.walk(folder) for f in files}
+
+
+@pytest.mark.parametrize('out', ['dataset', 'masks', 'images'])
+def test_an_out_folder_that_is_or_holds_an_input_is_refused(run_dir, folders,
+                                                            out):
+  before = file_bytes(folders)
+  out_dir = folders if out == 'dataset' else folders / out
+  flag = {'dataset': '(images|masks)', 'images': 'images', 'masks': 'masks'}[out]
+  with pytest.raises(UserInputError, match=rf'--out=.* (is|holds) the --{flag} '
+                     'folder'):
+    predict.predict_folder(run_dir, str(folders / 'images'), str(out_dir),
+                           str(folders / 'masks'))
+  assert file_bytes(folders) == before  # the ground truth is untouched
+
+
+def test_predict_replaces_its_own_files_but_no_other(run_dir, folders, tmp_path):
+  out = tmp_path / 'out'
+  images = str(folders / 'small')
+  predict.predict_folder(run_dir, images, str(out))
+  first = file_bytes(out)
+  assert 'masks/small.png' in first
+  predict.predict_folder(run_dir, images, str(out))  # its own outputs: replaced
+  assert file_bytes(out) == first
+  mine = tmp_path / 'mine'
+  (mine / 'masks').mkdir(parents=True)
+  (mine / 'masks' / 'small.png').write_text('a file the user put here')
+  with pytest.raises(UserInputError, match=r'masks/small.png already exists and '
+                     'unetjax did not write it'):
+    predict.predict_folder(run_dir, images, str(mine))
+  assert file_bytes(mine) == {'masks/small.png': b'a file the user put here'}

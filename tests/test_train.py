@@ -2,6 +2,7 @@ import functools
 import json
 import os
 import shutil
+import struct
 
 import jax
 import jax.numpy as jnp
@@ -9,7 +10,8 @@ import numpy as np
 import pytest
 
 from configs import default
-from unetjax import configuration, logs, losses, metrics, models, train
+from unetjax import (checkpoints, configuration, logs, losses, metrics, models,
+                     predict, train)
 from unetjax.data import pipeline
 from unetjax.errors import (ConfigError, DataError, DivergenceError,
                             InputShapeError, WorkdirError)
@@ -238,11 +240,31 @@ def test_nonfinite_steps_are_flagged_and_optionally_skipped(tfds_dir, skip):
       np.testing.assert_array_equal(a, b)
 
 
-def test_a_save_cut_short_is_ignored_and_the_run_resumes_before_it(tfds_dir,
-                                                                 tmp_path):
+def tensorboard_points(folder):
+  """(tag, step) of the scalars TensorBoard shows: the event files in order,
+  each one's purge_step (a SessionLog START) dropping earlier points at or
+  after it, as TensorBoard does."""
+  from tensorboardX.proto import event_pb2
+  points = []
+  for path in sorted(folder.iterdir(), key=lambda p: p.stat().st_mtime_ns):
+    data, offset = path.read_bytes(), 0
+    while offset < len(data):  # TFRecords: length, its CRC, data, its CRC
+      length = struct.unpack('<Q', data[offset:offset + 8])[0]
+      event = event_pb2.Event.FromString(data[offset + 12:offset + 12 + length])
+      offset += 16 + length
+      if event.session_log.status == event_pb2.SessionLog.START:
+        points = [p for p in points if p[1] < event.step]
+      for value in event.summary.value:
+        points.append((value.tag, event.step))
+  return points
+
+
+def test_a_save_cut_short_is_ignored_and_the_run_resumes_before_it(
+    tfds_dir, tmp_path, complete_run):
+  source, complete = complete_run
   workdir = tmp_path / 'run'
+  shutil.copytree(source, workdir)
   config = small_config(tfds_dir)
-  complete = train.train_and_evaluate(config, str(workdir))
   # As if killed while writing step 4: orbax only renames a finished save.
   shutil.rmtree(workdir / 'checkpoints' / '4')
   partial = workdir / 'checkpoints' / '4.orbax-checkpoint-tmp'
@@ -254,3 +276,112 @@ def test_a_save_cut_short_is_ignored_and_the_run_resumes_before_it(tfds_dir,
   assert resumed == [2]
   assert again['validation'] == complete['validation']
   assert sorted(os.listdir(workdir / 'checkpoints')) == ['2', '4']
+  # Steps 3-4 were logged twice, but TensorBoard draws each point once.
+  points = tensorboard_points(workdir / 'tensorboard')
+  assert len(points) == len(set(points)) and ('train/train/loss', 4) in points
+
+
+@pytest.fixture(scope='module')
+def complete_run(tfds_dir, tmp_path_factory):
+  workdir = tmp_path_factory.mktemp('complete') / 'run'
+  final = train.train_and_evaluate(small_config(tfds_dir), str(workdir))
+  return workdir, final
+
+
+def largest_file(folder):
+  files = [p for p in folder.rglob('*') if p.is_file()]
+  return max(files, key=lambda p: p.stat().st_size)
+
+
+def damage_file(step_dir, how):
+  """Damages a real checkpoint as a disk or a person might."""
+  data = largest_file(step_dir / 'state')
+  if how == 'delete':
+    data.unlink()
+  elif how == 'truncate':
+    data.write_bytes(data.read_bytes()[:data.stat().st_size // 2])
+  elif how == 'flip':
+    raw = bytearray(data.read_bytes())
+    for i in range(len(raw) // 2, len(raw) // 2 + 8):
+      raw[i] ^= 0xFF
+    data.write_bytes(bytes(raw))
+  else:
+    (step_dir / 'meta' / 'metadata').write_text('{"wall_time')
+
+
+def tree_files(folder):
+  return sorted(str(p.relative_to(folder)) for p in folder.rglob('*'))
+
+
+@pytest.mark.parametrize('how', ['delete', 'truncate', 'flip', 'meta'])
+def test_a_damaged_checkpoint_is_reported_and_set_aside_for_an_older_one(
+    tfds_dir, tmp_path, complete_run, how):
+  workdir = tmp_path / 'run'
+  shutil.copytree(complete_run[0], workdir)
+  step_4 = workdir / 'checkpoints' / '4'
+  damage_file(step_4, how)
+  files = tree_files(step_4)
+  config = small_config(tfds_dir)
+  template = predict._state_template(config, models.get_model(config.model),
+                                     (64, 64, 1))
+  messages = []
+  reader = checkpoints.Checkpoints(str(workdir), read_only=True)
+  state, meta, step = reader._restore_intact(reader._latest, 'checkpoints',
+                                             template, report=messages.append)
+  assert step == 2 and int(state.step) == 2 and meta['state_crc32']
+  assert messages == [messages[0]] and messages[0].startswith(
+      f'Checkpoint step 4 ({step_4}) is damaged: ')
+  assert tree_files(step_4) == files  # a reader moves nothing
+  reader.close()
+  writer = checkpoints.Checkpoints(str(workdir))
+  messages.clear()
+  _, _, step = writer._restore_intact(writer._latest, 'checkpoints', template,
+                                      report=messages.append)
+  aside = workdir / 'damaged' / 'checkpoints-4'
+  assert step == 2 and f'Moved it to {aside}' in messages[0]
+  assert tree_files(aside) == files and not step_4.exists()
+  assert writer.restore_latest(template)[2] == 2  # no message the next time
+  writer.close()
+
+
+@pytest.mark.slow
+def test_a_run_resumes_before_a_checkpoint_with_flipped_bytes(
+    tfds_dir, tmp_path, complete_run, capsys):
+  source, complete = complete_run
+  workdir = tmp_path / 'run'
+  shutil.copytree(source, workdir)
+  damage_file(workdir / 'checkpoints' / '4', 'flip')
+  capsys.readouterr()
+  again = train.train_and_evaluate(small_config(tfds_dir), str(workdir))
+  err = capsys.readouterr().err
+  assert 'Checkpoint step 4' in err and 'is damaged' in err, err
+  resumed = [r['step'] for r in logs.read_metrics(str(workdir))
+             if r['event'] == 'resume']
+  assert resumed == [2]
+  assert again['validation'] == complete['validation']
+  assert sorted(os.listdir(workdir / 'checkpoints')) == ['2', '4']
+
+
+def test_a_nonfinite_checkpoint_is_damaged():
+  state = {'w': np.array([1.0, np.inf], np.float32), 'step': np.int32(3)}
+  assert checkpoints.damage(state, {}) == 'it holds non-finite values'
+  state['w'][1] = 2.0
+  meta = {'state_crc32': checkpoints.checksum(state)}
+  assert checkpoints.damage(state, meta) is None
+  state['w'][0] = np.nextafter(np.float32(1), np.float32(2))  # one bit
+  assert 'do not match the checksum' in checkpoints.damage(state, meta)
+
+
+def test_allow_config_change_refuses_a_model_the_checkpoint_does_not_fit(
+    tfds_dir, tmp_path, complete_run):
+  workdir = tmp_path / 'run'
+  shutil.copytree(complete_run[0], workdir)
+  before = {str(p): p.read_bytes() for p in workdir.rglob('*') if p.is_file()}
+  config = small_config(tfds_dir, **{'model.base_filters': 16})
+  with pytest.raises(WorkdirError, match=r'--allow_config_change: the checkpoint '
+                     r'in .* does not fit the new config \(step 4: '
+                     r'batch_stats/.* is \(8,\) float32 there, \(16,\) float32 in '
+                     r'the new config\); nothing was changed'):
+    train.train_and_evaluate(config, str(workdir), allow_config_change=True)
+  after = {str(p): p.read_bytes() for p in workdir.rglob('*') if p.is_file()}
+  assert after == before

@@ -46,7 +46,7 @@ import numpy as np
 from unetjax import configuration
 from unetjax import logs
 from unetjax import plots
-from unetjax.errors import ConfigError, UserInputError
+from unetjax.errors import ConfigError, UserInputError, WorkdirInUseError
 
 RESULT_FILE = 'result.json'
 ERROR_FILE = 'error.json'
@@ -284,8 +284,8 @@ def execute(sweep: dict[str, Any], out: str, only: str | None = None,
       raise
     except Exception as e:  # noqa: BLE001 - recorded, then the sweep goes on
       from unetjax import train
-      if isinstance(e, train.Stopped):
-        raise
+      if isinstance(e, (train.Stopped, WorkdirInUseError)):
+        raise  # stops the sweep; another process trains this run
       message = f'{type(e).__name__}: {e}'
       traceback.print_exc()
       write_json(error_path, {'run': run.name, 'error': message,

@@ -14,6 +14,7 @@ to move with the image too.
 """
 
 import functools
+import os
 import sys
 
 import jax
@@ -22,7 +23,7 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 from PIL import Image, ImageDraw
 
-from unetjax import augment, configuration, train
+from unetjax import augment, configuration, outputs, train
 from unetjax.data import pipeline
 from unetjax.errors import UserInputError
 
@@ -116,6 +117,7 @@ def main(argv):
       batch = pipeline.patch_examples(config.dataset, FLAGS.split, FLAGS.n)
     else:
       batch = next(pipeline.eval_batches(config.dataset, FLAGS.split, FLAGS.n))
+    outputs.claim(os.path.dirname(FLAGS.out) or '.', [os.path.basename(FLAGS.out)])
   except UserInputError as e:
     sys.exit(f'error: {e}')
   images = np.asarray(train.preprocess(batch['image'][:FLAGS.n]))

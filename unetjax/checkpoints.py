@@ -11,18 +11,84 @@ Each checkpoint is a composite of the TrainState pytree and a small JSON
 `meta` record (wall time so far, best score so far), so resuming restores
 both. Orbax writes to a temporary directory and renames it when complete, so
 a run killed during a save resumes from the previous complete checkpoint.
+
+A checkpoint can still be damaged later (a disk error, a deleted or cut
+file). `meta` holds a CRC-32 of the state's bytes; a checkpoint that does not
+load, does not match it or holds non-finite values is reported, moved to
+`workdir/damaged/` (never deleted) and the next older one is used instead.
 """
 
 import os
-from typing import Any
+import sys
+import zlib
+from typing import Any, Callable
 
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
+
+DAMAGED_DIR = 'damaged'
 
 
 def _abstract(state: Any) -> Any:
   """Shapes, dtypes and shardings to restore into, without the values."""
   return jax.tree.map(ocp.utils.to_shape_dtype_struct, state)
+
+
+def checksum(state: Any) -> int:
+  """CRC-32 of the bytes of every array of `state`, in tree order."""
+  crc = 0
+  for leaf in jax.tree.leaves(state):
+    crc = zlib.crc32(np.ascontiguousarray(leaf).reshape(-1).view(np.uint8), crc)
+  return crc
+
+
+def damage(state: Any, meta: dict[str, Any]) -> str | None:
+  """What is wrong with a restored checkpoint, or None."""
+  if 'state_crc32' in meta and checksum(state) != meta['state_crc32']:
+    return 'its arrays do not match the checksum saved with them'
+  for leaf in jax.tree.leaves(state):
+    leaf = np.asarray(leaf)
+    if np.issubdtype(leaf.dtype, np.inexact) and not np.isfinite(leaf).all():
+      return 'it holds non-finite values'
+  return None
+
+
+def _path(keys: tuple) -> str:
+  """'params/Conv_0/kernel' for a tree path, as written or as saved."""
+  return '/'.join(str(getattr(k, 'key', getattr(k, 'idx', getattr(k, 'name', k))))
+                  for k in keys)
+
+
+def misfit(workdir: str, template: Any) -> str | None:
+  """How the arrays of `workdir`'s latest checkpoint differ from those of
+  `template` (shapes and dtypes), or None if they match or there is none."""
+  ckpts = Checkpoints(workdir, read_only=True)
+  try:
+    step = ckpts.latest_step()
+    if step is None:
+      return None
+    saved = ocp.StandardCheckpointer().metadata(os.path.join(
+        ckpts._workdir, 'checkpoints', str(step), 'state')).item_metadata
+  except Exception:  # noqa: BLE001 - damaged: restoring reports and skips it
+    return None
+  finally:
+    ckpts.close()
+  shapes = lambda tree: {
+      _path(keys): (tuple(leaf.shape), np.dtype(leaf.dtype).name)
+      for keys, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]}
+  saved, wanted = shapes(saved), shapes(template)
+  for name in sorted(set(saved) | set(wanted)):
+    if saved.get(name) != wanted.get(name):
+      describe = lambda v: f'{v[0]} {v[1]}' if v else 'absent'
+      return (f'step {step}: {name} is {describe(saved.get(name))} there, '
+              f'{describe(wanted.get(name))} in the new config')
+  return None
+
+
+def _stderr(message: str) -> None:
+  if jax.process_index() == 0:
+    print(message, file=sys.stderr, flush=True)
 
 
 class Checkpoints:
@@ -34,6 +100,8 @@ class Checkpoints:
     a run training in the same workdir is left alone."""
     # cleanup_tmp_directories removes the partial save of a killed run.
     writable = not read_only
+    self._workdir = os.path.abspath(workdir)
+    self._writable = writable
     options = ocp.CheckpointManagerOptions(
         max_to_keep=max_to_keep if writable else None, create=writable,
         cleanup_tmp_directories=writable)
@@ -58,6 +126,7 @@ class Checkpoints:
     # Orbax names its multi-process barriers by step: two managers saving
     # the same step at once would collide, so one waits for the other.
     self._best.wait_until_finished()
+    meta = {**meta, 'state_crc32': checksum(state)}
     self._latest.save(step, args=ocp.args.Composite(
         state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)))
 
@@ -66,6 +135,7 @@ class Checkpoints:
     if step in self._best.all_steps():  # already saved before an interruption
       return
     self._latest.wait_until_finished()
+    meta = {**meta, 'state_crc32': checksum(state)}
     self._best.save(step, metrics={'score': score}, args=ocp.args.Composite(
         state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)))
 
@@ -76,17 +146,95 @@ class Checkpoints:
         meta=ocp.args.JsonRestore()))
     return restored['state'], dict(restored['meta'])
 
-  def restore_latest(self, state_template: Any) -> tuple[Any, dict[str, Any]]:
-    return self._restore(self._latest, self.latest_step(), state_template)
+  def _restore_intact(self, manager: ocp.CheckpointManager, kind: str,
+                      state_template: Any,
+                      report: Callable[[str], None] = _stderr,
+                      attempts: int = 20) -> tuple[Any, dict[str, Any], int] | None:
+    """(state, meta, step) of the newest checkpoint of `manager` that loads
+    and is intact, or None if there is none. Damaged ones are reported (and
+    set aside unless read-only); a step that vanished while being read
+    (another process rotating its checkpoints) is skipped silently."""
+    folder = os.path.join(self._workdir, kind)
+    skipped = set()
+    for _ in range(attempts):
+      manager.reload()
+      steps = sorted(set(manager.all_steps()) - skipped, reverse=True)
+      if not steps:
+        return None
+      step = steps[0]
+      try:
+        state, meta = self._restore(manager, step, state_template)
+        problem = damage(state, meta)
+      except Exception as e:  # noqa: BLE001 - any failure to read it
+        manager.reload()
+        if step not in manager.all_steps():
+          continue  # rotated away meanwhile: the listing is read again
+        first_line = (str(e).strip().splitlines() or [''])[0]
+        first_line = first_line.split('. See ')[0][:200]  # TensorStore's detail
+        problem = f'does not load ({type(e).__name__}: {first_line})'
+      if problem is None:
+        return state, meta, step
+      skipped.add(step)
+      path = os.path.join(folder, str(step))
+      if self._writable and jax.process_index() == 0:
+        aside = self._set_aside(path, f'{kind}-{step}')
+        report(f'Checkpoint step {step} ({path}) is damaged: {problem}. Moved '
+               f'it to {aside}; using the next older checkpoint.')
+      else:
+        report(f'Checkpoint step {step} ({path}) is damaged: {problem}; '
+               'using the next older checkpoint.')
+    return None
 
-  def restore_best(self, state_template: Any) -> tuple[Any, dict[str, Any]]:
-    return self._restore(self._best, self.best_step(), state_template)
+  def _set_aside(self, path: str, name: str) -> str:
+    folder = os.path.join(self._workdir, DAMAGED_DIR)
+    os.makedirs(folder, exist_ok=True)
+    aside, n = os.path.join(folder, name), 1
+    while os.path.exists(aside):
+      n += 1
+      aside = os.path.join(folder, f'{name}-{n}')
+    os.rename(path, aside)
+    return aside
+
+  def restore_latest(self, state_template: Any
+                     ) -> tuple[Any, dict[str, Any], int] | None:
+    """(state, meta, step) of the newest intact latest checkpoint, or None."""
+    return self._restore_intact(self._latest, 'checkpoints', state_template)
+
+  def restore_best(self, state_template: Any
+                   ) -> tuple[Any, dict[str, Any], int] | None:
+    """(state, meta, step) of the intact best checkpoint, or None."""
+    return self._restore_intact(self._best, 'best', state_template)
+
+  def on_disk(self) -> str:
+    """What a process ending now leaves: the newest complete checkpoint and
+    any save still being written (abandoned; removed when the run resumes)."""
+    complete, partial = [], []
+    for kind in ('checkpoints', 'best'):
+      folder = os.path.join(self._workdir, kind)
+      for name in os.listdir(folder) if os.path.isdir(folder) else ():
+        step = name.split('.')[0]
+        if name.isdigit():
+          if kind == 'checkpoints':  # the one a run resumes from
+            complete.append(int(step))
+        elif step.isdigit() and 'tmp' in name:
+          partial.append(f'{kind}/{step}')
+    saved = (f'the newest complete checkpoint is step {max(complete)}'
+             if complete else 'no checkpoint was saved yet')
+    abandoned = (f'; the save of {", ".join(sorted(partial))} was abandoned'
+                 if partial else '')
+    return f'{saved} (in {self._workdir}){abandoned}.'
 
   def wait(self) -> None:
     """Blocks until asynchronous saves are on disk."""
     self._latest.wait_until_finished()
     self._best.wait_until_finished()
 
-  def close(self) -> None:
-    self._latest.close()
-    self._best.close()
+  def close(self, raise_errors: bool = True) -> None:
+    """Waits for the saves and closes; with `raise_errors` False (when another
+    error is on its way) a failed save is not raised again."""
+    for manager in (self._latest, self._best):
+      try:
+        manager.close()
+      except Exception:  # noqa: BLE001
+        if raise_errors:
+          raise

@@ -6,7 +6,9 @@ resumed run repeats the steps after its checkpoint and logs them again;
 `read_metrics` keeps the last record for each (event, split, step).
 """
 
+import asyncio
 import json
+import logging
 import math
 import os
 import time
@@ -33,15 +35,51 @@ def json_safe(value: Any) -> Any:
   return value
 
 
+def quiet_orbax_errors() -> None:
+  """Drops orbax's log records. Orbax logs an error with its traceback from
+  each thread it passes through (dozens for one full disk) and then raises
+  it, and the command reports what it raises; --verbosity=0 keeps them.
+
+  Also drops the callbacks that TensorStore's threads still send, after a
+  failed write, to the event loop orbax closed: each printed a traceback."""
+  marker = f'{os.sep}orbax{os.sep}'
+  logging.getLogger('absl').addFilter(
+      lambda record: marker not in record.pathname)
+  call_soon_threadsafe = asyncio.BaseEventLoop.call_soon_threadsafe
+
+  def call_unless_closed(loop, *args, **kwargs):
+    if not loop.is_closed():
+      return call_soon_threadsafe(loop, *args, **kwargs)
+  asyncio.BaseEventLoop.call_soon_threadsafe = call_unless_closed
+
+
+def repair_partial_line(path: str) -> None:
+  """Cuts a last line without its newline (a write cut short by a kill or a
+  full disk), so the next record starts on a line of its own."""
+  try:
+    with open(path, 'rb+') as f:
+      data = f.read()
+      if data and not data.endswith(b'\n'):
+        f.truncate(data.rfind(b'\n') + 1)
+  except FileNotFoundError:
+    pass
+
+
 class MetricLogger:
   """Writes one event to the JSON log and its scalars to TensorBoard."""
 
-  def __init__(self, workdir: str):
+  def __init__(self, workdir: str, resumed_at: int = 0):
+    """`resumed_at`: the step of the checkpoint a run resumes from. TensorBoard
+    then drops the points after it from the earlier event files (purge_step),
+    so the steps this run repeats are drawn once."""
     self._enabled = jax.process_index() == 0
     if not self._enabled:
       return
     self._path = os.path.join(workdir, METRICS_FILE)
-    self._tensorboard = SummaryWriter(os.path.join(workdir, 'tensorboard'))
+    repair_partial_line(self._path)
+    self._tensorboard = SummaryWriter(os.path.join(workdir, 'tensorboard'),
+                                      purge_step=resumed_at + 1 if resumed_at
+                                      else None)
 
   def write(self, event: str, step: int, **fields: Any) -> None:
     if not self._enabled:
@@ -64,7 +102,13 @@ def read_metrics(workdir: str) -> list[dict[str, Any]]:
   """The records of `metrics.jsonl`, with re-logged steps of resumed runs
   deduplicated (the later record wins), in file order."""
   with open(os.path.join(workdir, METRICS_FILE)) as f:
-    records = [json.loads(line) for line in f if line.strip()]
+    lines = [line for line in f if line.strip()]
+  records = [json.loads(line) for line in lines[:-1]]
+  if lines:
+    try:
+      records.append(json.loads(lines[-1]))
+    except ValueError:
+      pass  # cut short by a kill or a full disk; the writer cuts it off
   latest = {}
   for index, record in enumerate(records):
     latest[(record['event'], record.get('split'), record['step'])] = index

@@ -6,6 +6,7 @@ Re-running the same command resumes the run in --workdir. Any config field
 can be overridden, e.g. --config.batch_size=32 --config.model.depth=3.
 """
 
+import os
 import signal
 import sys
 
@@ -13,8 +14,8 @@ import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from unetjax import parallel, train
-from unetjax.errors import UserInputError
+from unetjax import logs, parallel, train
+from unetjax.errors import UserInputError, storage_error, storage_message
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file(
@@ -48,6 +49,7 @@ def main(argv):
   if not FLAGS['verbosity'].present:
     # Orbax and TFDS log every step at INFO; --verbosity=0 shows them.
     logging.set_verbosity(logging.WARNING)
+    logs.quiet_orbax_errors()
   if jax.process_index() == 0:
     print(f'JAX {jax.__version__}, process {jax.process_index() + 1} of '
           f'{jax.process_count()}, devices: {jax.devices()}')
@@ -64,6 +66,17 @@ def main(argv):
     print('Interrupted; re-run the same command to resume from the last '
           'checkpoint.', file=sys.stderr)
     sys.exit(128 + signal.SIGINT)
+  except Exception as e:  # noqa: BLE001 - storage errors as one line
+    error = storage_error(e)
+    if error is None:
+      raise
+    print(f'error: {storage_message(error, error.filename or FLAGS.workdir)}',
+          file=sys.stderr)
+    # Not sys.exit: interpreter shutdown wakes the failed writes' callbacks
+    # into closed event loops, each printing a traceback.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(1)
 
 
 if __name__ == '__main__':

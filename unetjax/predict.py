@@ -20,7 +20,6 @@ size are predicted by a sliding window of the training image size
 import csv
 import dataclasses
 import functools
-import json
 import os
 import sys
 from typing import Any, Sequence
@@ -37,6 +36,7 @@ from unetjax import checkpoints
 from unetjax import evaluation
 from unetjax import metrics
 from unetjax import models
+from unetjax import outputs
 from unetjax import sliding_window
 from unetjax import train
 from unetjax import workdir as workdir_lib
@@ -173,26 +173,26 @@ def load_run(workdir: str) -> Run:
   """The model of `workdir`'s best (else latest) checkpoint, compiled per
   window shape; WorkdirError if the workdir holds no trained run."""
   check_workdir(workdir)
-  with open(os.path.join(workdir, workdir_lib.CONFIG_FILE)) as f:
-    config = ml_collections.ConfigDict(_tuples(json.load(f)))
+  config = ml_collections.ConfigDict(_tuples(workdir_lib.read_config(workdir)))
   model = models.get_model(config.model, config.dtype, config.param_dtype)
   info = pipeline.describe(config.dataset)
   shape = pipeline.model_input_shape(config.dataset, info)
   window, channels = tuple(shape[:2]), shape[2]
   ckpts = checkpoints.Checkpoints(workdir, best_mode=config.best_metric_mode,
                                   read_only=True)
+  template = _state_template(config, model, window + (channels,))
   try:
-    if ckpts.best_step() is not None:
-      name, step = 'best', ckpts.best_step()
-    elif ckpts.latest_step() is not None:
-      name, step = 'latest', ckpts.latest_step()
-    else:
-      raise WorkdirError(f'{workdir} has no complete checkpoint yet: train it '
-                         'until it saves one.')
-    state = (ckpts.restore_best if name == 'best' else ckpts.restore_latest)(
-        _state_template(config, model, window + (channels,)))[0]
+    # Each tolerates a damaged step and one that a training run in the same
+    # workdir deletes while it is read.
+    name, restored = 'best', ckpts.restore_best(template)
+    if restored is None:
+      name, restored = 'latest', ckpts.restore_latest(template)
   finally:
     ckpts.close()
+  if restored is None:
+    raise WorkdirError(f'{workdir} has no complete checkpoint yet: train it '
+                       'until it saves one.')
+  state, _, step = restored
   variables = {'params': state.params, 'batch_stats': state.batch_stats}
   return Run(config=config,
              apply_fn=functools.partial(evaluation.forward, model, variables),
@@ -308,6 +308,8 @@ def predict_folder(workdir: str, images_dir: str, out_dir: str,
     if out_real == folder or out_real.startswith(folder + os.sep):
       raise UserInputError(f'--out={out_dir} is inside the run\'s {kept}/ '
                            'folder; write predictions elsewhere.')
+  outputs.check_separate('out', out_dir, {'images': images_dir,
+                                          'masks': masks_dir})
   image_files = _image_files(images_dir, 'images')
   if masks_dir is not None:
     _image_files(masks_dir, 'masks')
@@ -318,6 +320,10 @@ def predict_folder(workdir: str, images_dir: str, out_dir: str,
   threshold = run.config.metrics.threshold if threshold is None else threshold
   if mask_threshold is None:
     mask_threshold = run.mask_threshold
+  stems = [image_masks.stem(path) for path in image_files]
+  outputs.claim(out_dir, [os.path.join(sub, f'{name}.png') for name in stems
+                          for sub in ('masks', 'overlays')] +
+                ([METRICS_FILE] if masks_dir is not None else []))
   for sub in ('masks', 'overlays'):
     os.makedirs(os.path.join(out_dir, sub), exist_ok=True)
   rows, total = {}, None

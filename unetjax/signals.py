@@ -1,9 +1,13 @@
 """Stop requests: SIGTERM (how Colab and cluster schedulers preempt a job)
 and Ctrl-C ask the training loop to checkpoint and exit at the next step.
-A second Ctrl-C interrupts at once."""
+A second Ctrl-C interrupts at once: the process exits with one line saying
+what was saved (see `StopRequests`)."""
 
+import os
 import signal
+import sys
 import threading
+from typing import Callable
 
 import numpy as np
 import jax
@@ -13,14 +17,27 @@ from jax.experimental import multihost_utils
 class StopRequests:
   """Context manager catching SIGTERM and SIGINT while the loop runs."""
 
-  def __init__(self):
+  def __init__(self, exit_message: Callable[[], str] | None = None):
+    """With `exit_message`, a second Ctrl-C prints what it returns and ends
+    the process at once (no clean-up that could hang or print tracebacks;
+    files being written are left as a kill leaves them); without it, it
+    raises KeyboardInterrupt."""
     self.signal_name: str | None = None
     self._previous = {}
+    self._exit_message = exit_message
 
   def _handle(self, signum, frame):
     del frame
     if signum == signal.SIGINT and self.signal_name == 'SIGINT':
-      raise KeyboardInterrupt  # second Ctrl-C: stop now
+      if self._exit_message is None:
+        raise KeyboardInterrupt  # second Ctrl-C: stop now
+      try:
+        message = self._exit_message()
+      except Exception as e:  # noqa: BLE001 - exiting matters more
+        message = f'Interrupted again ({e}).'
+      print(f'\n{message}', file=sys.stderr, flush=True)
+      sys.stdout.flush()
+      os._exit(128 + signal.SIGINT)
     self.signal_name = signal.Signals(signum).name
 
   def __enter__(self) -> 'StopRequests':

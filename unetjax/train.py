@@ -37,7 +37,8 @@ from unetjax import signals
 from unetjax import sliding_window
 from unetjax import workdir as workdir_lib
 from unetjax.data import pipeline
-from unetjax.errors import DataError, DivergenceError, InputShapeError
+from unetjax.errors import (DataError, DivergenceError, InputShapeError,
+                            WorkdirError)
 
 
 # Figures written into the workdir at the end of a run.
@@ -279,10 +280,10 @@ def _is_better(score: float, best: float | None, mode: str) -> bool:
   return best is None or (score > best if mode == 'max' else score < best)
 
 
-def _fit_for_training(config: ml_collections.ConfigDict, workdir: str,
-                      allow_config_change: bool):
+def _fit_for_training(config: ml_collections.ConfigDict):
   """Every check that can fail on user input, before the workdir is touched.
-  Returns the model, the loss function and the prepared dataset's info."""
+  Returns the model, the loss function, the prepared dataset's info and
+  the shape the model trains on."""
   configuration.validate(config)
   model = models.get_model(config.model, config.dtype, config.param_dtype)
   loss_fn = losses.get_loss(config.loss)
@@ -302,8 +303,26 @@ def _fit_for_training(config: ml_collections.ConfigDict, workdir: str,
       raise
     raise InputShapeError(
         f'config.dataset.patch_size={config.dataset.patch_size}: {e}') from e
-  workdir_lib.record_config(workdir, config, allow_config_change)
   return model, loss_fn, info, input_shape
+
+
+def check_checkpoint_fits(config: ml_collections.ConfigDict, model: nn.Module,
+                          input_shape: tuple[int, int, int], workdir: str) -> None:
+  """WorkdirError unless the workdir's latest checkpoint (if any) has the
+  arrays of `config`'s model and optimizer, so that a changed config is
+  refused before anything is written."""
+  schedule = create_learning_rate_schedule(config.optimizer,
+                                           config.num_train_steps)
+  shapes = jax.eval_shape(functools.partial(
+      create_train_state, model=model,
+      tx=create_optimizer(config.optimizer, schedule),
+      image_shape=input_shape), jax.random.key(0))
+  problem = checkpoints.misfit(workdir, shapes)
+  if problem:
+    raise WorkdirError(
+        f'--allow_config_change: the checkpoint in {workdir} does not fit the '
+        f'new config ({problem}); nothing was changed. Keep the saved '
+        'config.json\'s model and optimizer fields, or use a new --workdir.')
 
 
 class Stopped(Exception):
@@ -324,8 +343,20 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   non-finite and config.on_nonfinite_loss is 'stop'.
   """
   invocation_start = time.time()
-  model, loss_fn, info, input_shape = _fit_for_training(config, workdir,
-                                                        allow_config_change)
+  model, loss_fn, info, input_shape = _fit_for_training(config)
+  with workdir_lib.hold(workdir):  # one run writes to a workdir
+    if allow_config_change:
+      check_checkpoint_fits(config, model, input_shape, workdir)
+    workdir_lib.record_config(workdir, config, allow_config_change)
+    return _train_and_evaluate(config, workdir, model, loss_fn, info,
+                               input_shape, invocation_start)
+
+
+def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
+                        model: nn.Module, loss_fn: losses.LossFn,
+                        info: pipeline.DatasetInfo,
+                        input_shape: tuple[int, int, int],
+                        invocation_start: float) -> dict[str, Any]:
   strategy = parallel.get_strategy(config.parallel)
   evaluate_split = make_evaluator(config, info, strategy, model, loss_fn)
   model = model_for_strategy(model, config.parallel, config.sync_batch_norm)
@@ -335,12 +366,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                            create_optimizer(config.optimizer, schedule),
                            input_shape, strategy.init_sharding)
 
-  logger = logs.MetricLogger(workdir)
   ckpts = checkpoints.Checkpoints(workdir, config.max_checkpoints_to_keep,
                                   config.best_metric_mode)
   meta = {'wall_time_s': 0.0, 'best_score': None, 'best_step': None}
-  if ckpts.latest_step() is not None:
-    state, meta = ckpts.restore_latest(state)
+  restored = ckpts.restore_latest(state)
+  if restored is not None:
+    state, meta, _ = restored
+  logger = logs.MetricLogger(workdir, resumed_at=int(state.step))
+  if restored is not None:
     if jax.process_index() == 0:
       print(f'Resuming from step {int(state.step)} of {workdir}.')
     logger.write('resume', int(state.step))
@@ -388,7 +421,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                        'interval_skipped': interval['skipped']})
 
   pending = None
-  with signals.StopRequests() as stop_requests:
+  exit_message = lambda: ('Interrupted again: exited at once; ' +
+                          ckpts.on_disk() + ' Re-run the same command to '
+                          'resume from that checkpoint.')
+  with signals.StopRequests(exit_message) as stop_requests:
     try:
       while step < config.num_train_steps:
         state, outputs = p_train_step(state, next(batches))
@@ -441,9 +477,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
               f'Stopped by {stop_requests.signal_name or "a stop request"} at '
               f'step {step}, after saving its checkpoint. Re-run the same '
               'command to resume.', stop_requests.signal_name)
-    finally:
+    except BaseException:
       bar.close()
-      ckpts.wait()
+      ckpts.close(raise_errors=False)  # saves end before the error is reported
+      raise
+    bar.close()
+    ckpts.wait()
 
   best_state, best_step = restore_best_state(template, ckpts)
   final = final_evaluation(evaluate_split, strategy.place_state(best_state),
@@ -462,11 +501,9 @@ def restore_best_state(template: TrainState, ckpts: checkpoints.Checkpoints
                        ) -> tuple[TrainState, int]:
   """The best checkpoint's state (one copy, laid out as `template`) and step;
   the latest checkpoint if no validation score was ever finite."""
-  if ckpts.best_step() is not None:
-    state, meta = ckpts.restore_best(template)
-    return state, meta['best_step']
-  state, _ = ckpts.restore_latest(template)
-  return state, ckpts.latest_step()
+  restored = ckpts.restore_best(template) or ckpts.restore_latest(template)
+  state, _, step = restored
+  return state, step
 
 
 def final_evaluation(evaluate_split: Evaluator, best_state: TrainState,

@@ -1,16 +1,21 @@
-"""The run's config, saved in the workdir so the run can be reproduced and
-resumed from the workdir alone."""
+"""The workdir of a run: its config, saved so the run can be reproduced and
+resumed from the workdir alone, and the lock that gives it one writer."""
 
+import contextlib
 import json
 import os
-from typing import Any
+from typing import Any, Iterator
 
 import jax
 import ml_collections
+import numpy as np
+from jax.experimental import multihost_utils
 
-from unetjax.errors import WorkdirError
+from unetjax import locks
+from unetjax.errors import WorkdirError, WorkdirInUseError, storage_message
 
 CONFIG_FILE = 'config.json'
+LOCK_FILE = 'run.lock'
 # Fields that change how a run is executed but not its numbers.
 RESULT_NEUTRAL_FIELDS = ('progress_bar', 'dataset.data_dir',
                          'dataset.manual_dir', 'dataset.reader_threads',
@@ -39,6 +44,25 @@ def config_differences(saved: dict[str, Any], current: dict[str, Any]) -> list[s
           if key not in RESULT_NEUTRAL_FIELDS and saved.get(key) != current.get(key)]
 
 
+def read_config(workdir: str) -> dict[str, Any] | None:
+  """The saved config.json as a dict, None if there is none; WorkdirError if
+  it cannot be read (cut short, not JSON)."""
+  path = os.path.join(workdir, CONFIG_FILE)
+  try:
+    with open(path) as f:
+      return json.load(f)
+  except FileNotFoundError:
+    return None
+  except OSError as e:
+    raise WorkdirError(storage_message(e, path)) from None
+  except ValueError as e:
+    raise WorkdirError(
+        f'{path} is damaged ({e}), so the run\'s config is unknown. Restore it '
+        'from a copy, or move it away: the next run then records its own '
+        'config, and resumes from the checkpoints if its arrays fit them.'
+    ) from None
+
+
 def record_config(workdir: str, config: ml_collections.ConfigDict,
                   allow_change: bool = False) -> None:
   """Saves the config as workdir/config.json, or checks it against the saved one.
@@ -49,9 +73,8 @@ def record_config(workdir: str, config: ml_collections.ConfigDict,
   """
   path = os.path.join(workdir, CONFIG_FILE)
   current = config_to_dict(config)
-  if os.path.exists(path):
-    with open(path) as f:
-      saved = json.load(f)
+  saved = read_config(workdir)
+  if saved is not None:
     differences = config_differences(saved, current)
     if not differences:
       return
@@ -71,3 +94,47 @@ def record_config(workdir: str, config: ml_collections.ConfigDict,
     with open(path + '.tmp', 'w') as f:
       json.dump(current, f, indent=2)
     os.replace(path + '.tmp', path)
+
+
+def _lock(workdir: str) -> locks.FileLock:
+  """The workdir's lock, taken; WorkdirError if it is not a writable folder
+  or another process holds it."""
+  if os.path.exists(workdir) and not os.path.isdir(workdir):
+    raise WorkdirError(f'--workdir={workdir} is a file, not a folder: pass the '
+                       'path of a folder (a new one starts a new run).')
+  lock = locks.FileLock(os.path.join(workdir, LOCK_FILE))
+  try:
+    os.makedirs(workdir, exist_ok=True)
+    acquired = lock.acquire(blocking=False)
+  except OSError as e:
+    raise WorkdirError(storage_message(e, workdir) +
+                       ' (--workdir)') from None
+  if not acquired:
+    raise WorkdirInUseError(
+        f'--workdir={workdir} is in use by {lock.holder()}, which is training '
+        'in it; wait for it to finish (or stop it), or pass another --workdir.')
+  return lock
+
+
+@contextlib.contextmanager
+def hold(workdir: str) -> Iterator[None]:
+  """Holds the workdir's lock while a run writes to it: process 0 takes it,
+  and every process raises WorkdirError if process 0 cannot."""
+  lock, error = None, None
+  if jax.process_index() == 0:
+    try:
+      lock = _lock(workdir)
+    except WorkdirError as e:
+      error = e
+  if jax.process_count() > 1:
+    ok = multihost_utils.process_allgather(np.int32(error is None))
+    if not np.all(ok) and error is None:
+      error = WorkdirInUseError(f'Process 0 could not take --workdir={workdir}; '
+                                'its message says why.')
+  if error is not None:
+    raise error
+  try:
+    yield
+  finally:
+    if lock is not None:
+      lock.release()

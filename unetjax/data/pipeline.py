@@ -16,8 +16,11 @@ With several processes, each reads its own share of every batch.
 
 import dataclasses
 import functools
+import glob
 import math
 import os
+import shutil
+import sys
 from typing import Iterator
 
 import grain
@@ -27,6 +30,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 from jax.experimental import multihost_utils
 
+from unetjax import locks
 from unetjax.data import builders  # registers the builders with tfds
 from unetjax.data import patches
 from unetjax.data.builders import image_folder
@@ -92,9 +96,23 @@ def manual_dir(dataset_config: ml_collections.ConfigDict, builder_name: str) -> 
       _data_dir(dataset_config), 'downloads', 'manual', builder_name)
 
 
+def _remove_unfinished_builds(builder) -> None:
+  """Deletes the folders that TFDS builds in before renaming them, left by
+  builds that were killed (called under the build lock, so none is live)."""
+  version_dir = builder.data_dir
+  pattern = os.path.join(os.path.dirname(version_dir), glob.escape(
+      tfds.core.constants.INCOMPLETE_PREFIX) + '*_' +
+                         glob.escape(os.path.basename(version_dir)))
+  for folder in glob.glob(pattern):
+    shutil.rmtree(folder, ignore_errors=True)
+    print(f'Removed {folder}, an unfinished build of {builder.name} left by a '
+          'stopped process.', file=sys.stderr)
+
+
 def prepare(dataset_config: ml_collections.ConfigDict) -> DatasetInfo:
   """Builds the dataset into the TFDS data dir unless it is already there
-  (process 0 builds, the others wait)."""
+  (process 0 builds, the others wait). Builds of one dataset by several
+  processes on one machine take turns: the later ones find it built."""
   builder = _builder(dataset_config)
   if jax.process_index() == 0 and not builder.is_prepared():
     files = manual_dir(dataset_config, builder.name)
@@ -104,8 +122,15 @@ def prepare(dataset_config: ml_collections.ConfigDict) -> DatasetInfo:
           f'{builder.name}: no folder {files} with the dataset files. Set '
           f'config.dataset.manual_dir to the folder that holds them. '
           f'{instructions}')
-    builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
-        manual_dir=files, try_download_gcs=False))
+    parent, version = os.path.split(builder.data_dir)
+    os.makedirs(parent, exist_ok=True)
+    with locks.FileLock(os.path.join(parent, f'.build-{version}.lock')):
+      builder = _builder(dataset_config)
+      if not builder.is_prepared():  # else built while this process waited
+        _remove_unfinished_builds(builder)
+        builder.download_and_prepare(
+            download_config=tfds.download.DownloadConfig(
+                manual_dir=files, try_download_gcs=False))
   if jax.process_count() > 1:
     multihost_utils.sync_global_devices(f'prepared {dataset_config.name}')
     builder = _builder(dataset_config)
