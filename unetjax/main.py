@@ -13,7 +13,7 @@ import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from unetjax import parallel, train
+from unetjax import command_line, parallel, train
 from unetjax.errors import UserInputError
 
 FLAGS = flags.FLAGS
@@ -67,4 +67,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  app.run(main)
+  app.run(main, flags_parser=command_line.parse_flags)

@@ -244,7 +244,9 @@ def load_run(workdir: str) -> Run:
   window shape; WorkdirError if the workdir holds no trained run."""
   check_workdir(workdir)
   with open(os.path.join(workdir, workdir_lib.CONFIG_FILE)) as f:
-    config = ml_collections.ConfigDict(_tuples(json.load(f)))
+    saved = json.load(f)
+  saved.pop(workdir_lib.DATASET_BUILD, None)
+  config = ml_collections.ConfigDict(_tuples(saved))
   model = models.get_model(config.model, config.dtype, config.param_dtype)
   info = pipeline.describe(config.dataset)
   window, channels = tuple(info.image_shape[:2]), info.image_shape[2]

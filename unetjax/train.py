@@ -192,14 +192,23 @@ def evaluate(eval_step_fn: Callable, state: TrainState,
              info: pipeline.DatasetInfo,
              strategy: parallel.Strategy) -> dict[str, float]:
   """Metrics of `state` on one pass over `split`."""
-  batches = pipeline.eval_batches(
-      config.dataset, split, parallel.host_batch_size(config.eval_batch_size))
+  batches = pipeline.eval_batches(config.dataset, split, parallel.host_batch_size(
+      eval_batch_size(config.eval_batch_size, info.split_sizes.get(split))))
   total = None
   for batch in strategy.prefetch(batches):
     total = metrics.merge(total, strategy.fetch(eval_step_fn(state, batch)))
   result = metrics.summarize(total, info.class_names)
   result['loss'] = float(total['loss_sum'] / total['images'])
   return result
+
+
+def eval_batch_size(batch_size: int, split_size: int | None) -> int:
+  """`batch_size`, capped at the split's size rounded up to a multiple of the
+  devices: a larger batch would only be padding (and memory)."""
+  if not split_size:
+    return batch_size
+  n_devices = jax.device_count()
+  return min(batch_size, math.ceil(split_size / n_devices) * n_devices)
 
 
 def check_dataset_fits(config: ml_collections.ConfigDict,
@@ -240,7 +249,7 @@ def _fit_for_training(config: ml_collections.ConfigDict, workdir: str,
   # cannot take.
   jax.eval_shape(functools.partial(model.init, train=False), jax.random.key(0),
                  jax.ShapeDtypeStruct((1,) + info.image_shape, jnp.float32))
-  workdir_lib.record_config(workdir, config, allow_config_change)
+  workdir_lib.record_config(workdir, config, allow_config_change, info.build)
   return model, loss_fn, info
 
 
@@ -311,13 +320,20 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
       interval['losses'].append(float(loss))
     elif config.on_nonfinite_loss == 'skip':
       interval['skipped'] += 1
+      meta['skipped_steps'] = meta.get('skipped_steps', 0) + 1
     else:
-      raise DivergenceError(
+      raise untrusted(step_number, (
           f'The training loss or its gradient became non-finite at step '
           f'{step_number} (loss {float(loss)}). Lower '
           'config.optimizer.learning_rate, set config.optimizer.grad_clip_norm, '
           "or set config.on_nonfinite_loss='skip'; the checkpoints saved "
-          f'before are kept in {workdir}.')
+          f'before are kept in {workdir}.'))
+
+  def untrusted(step_number: int, reason: str) -> DivergenceError:
+    """The error that stops a run whose results cannot be trusted, its
+    reason logged to metrics.jsonl as a 'stopped' event."""
+    logger.write('stopped', step_number, reason=reason)
+    return DivergenceError(reason)
 
   def save_latest() -> None:
     ckpts.save_latest(step, strategy.host_state(state),
@@ -360,6 +376,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
           bar.set_postfix(loss=f'{loss:.4f}', img_s=f'{images_per_s:.1f}')
           interval = {'start': time.time(), 'first_step': step, 'losses': [],
                       'skipped': 0}
+          skipped = meta.get('skipped_steps', 0)
+          if skipped > config.max_skipped_fraction * step:
+            raise untrusted(step, (
+                f'{skipped} of the {step} training steps so far were skipped '
+                'for a non-finite loss or gradient, more than '
+                f'config.max_skipped_fraction={config.max_skipped_fraction}: '
+                'the model did not learn from its data. Lower '
+                'config.optimizer.learning_rate or set '
+                'config.optimizer.grad_clip_norm.'))
 
         if eval_now:
           result = evaluate(p_eval_step, state, config, 'validation', info,
@@ -367,6 +392,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
           logger.write('eval', step, split='validation', **result)
           bar.write(f'step {step}: validation ' + ', '.join(
               f'{k} {result[k]:.4f}' for k in ('loss', 'dice', 'iou')))
+          if not math.isfinite(result['loss']):
+            raise untrusted(step, (
+                f'The validation loss is {result["loss"]} at step {step}: the '
+                'model outputs non-finite values. Lower '
+                'config.optimizer.learning_rate or set '
+                'config.optimizer.grad_clip_norm.'))
           score = result[config.best_metric]
           if _is_better(score, meta['best_score'], config.best_metric_mode):
             meta = {**meta, 'best_score': score, 'best_step': step}

@@ -38,6 +38,7 @@ class DatasetInfo:
   has_roi: bool = False  # examples carry 'roi', the pixels to score
   # Binary mask files: foreground above it (lossy masks); None: exactly {0, max}.
   mask_threshold: int | None = None
+  build: str = ''  # name/config/version of the prepared data, e.g. for config.json
 
 
 def _data_dir(dataset_config: ml_collections.ConfigDict) -> str:
@@ -81,10 +82,12 @@ def prepare(dataset_config: ml_collections.ConfigDict) -> DatasetInfo:
     files = manual_dir(dataset_config, builder.name)
     instructions = builder.MANUAL_DOWNLOAD_INSTRUCTIONS
     if instructions and not (os.path.isdir(files) and os.listdir(files)):
-      raise DataError(
-          f'{builder.name}: no folder {files} with the dataset files. Set '
-          f'config.dataset.manual_dir to the folder that holds them. '
-          f'{instructions}')
+      problem = (f'the folder {files} is empty' if os.path.isdir(files)
+                 else f'no folder {files}')
+      if 'config.dataset.manual_dir' not in instructions:
+        instructions = ('Set config.dataset.manual_dir to the folder that holds '
+                        f'the dataset files. {instructions}')
+      raise DataError(f'{builder.name}: {problem}. {instructions}')
     builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
         manual_dir=files, try_download_gcs=False))
   if jax.process_count() > 1:
@@ -117,7 +120,8 @@ def _dataset_info(dataset_config: ml_collections.ConfigDict,
       class_names=class_names,
       split_sizes={name: split.num_examples for name, split in info.splits.items()},
       has_roi='roi' in features,
-      mask_threshold=getattr(builder, 'MASK_THRESHOLD', None))
+      mask_threshold=getattr(builder, 'MASK_THRESHOLD', None),
+      build=info.full_name)
 
 
 def _standardize(example: dict) -> dict[str, np.ndarray]:
