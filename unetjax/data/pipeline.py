@@ -10,6 +10,7 @@ With several processes, each reads its own share of every batch.
 """
 
 import dataclasses
+import logging
 import math
 import os
 from typing import Iterator
@@ -19,6 +20,7 @@ import jax
 import ml_collections
 import numpy as np
 import tensorflow_datasets as tfds
+from absl import logging as absl_logging
 from jax.experimental import multihost_utils
 
 from unetjax.data import builders  # registers the builders with tfds
@@ -26,6 +28,18 @@ from unetjax.data.builders import image_folder
 from unetjax.errors import DataError
 
 Batch = dict[str, np.ndarray]
+
+
+def _expected_tfds_warning(record: logging.LogRecord) -> bool:
+  """TFDS warns that every image_folder config is custom and that a build's
+  folder is new; both are how image_folder works, not news for the user."""
+  message = record.getMessage()
+  return not (message.startswith('Using custom data configuration')
+              or (message.startswith('Variant folder') and
+                  'has no dataset_info.json' in message))
+
+
+absl_logging.get_absl_handler().addFilter(_expected_tfds_warning)
 
 
 @dataclasses.dataclass(frozen=True)
