@@ -591,7 +591,9 @@ def run_command(tmp_path, *args, config='configs/folder.py'):
   (workdir / 'notes.txt').write_text('keep me')
   command = [sys.executable, '-m', 'unetjax.main', f'--config={config}',
              f'--workdir={workdir}', f'--config.dataset.data_dir={tmp_path / "tfds"}',
-             '--config.progress_bar=False', *args]
+             '--config.progress_bar=False', '--config.num_train_steps=2',
+             '--config.eval_every_steps=2', '--config.checkpoint_every_steps=2',
+             *args]
   result = subprocess.run(command, cwd=REPO, capture_output=True, text=True,
                           timeout=300)
   return result, workdir

@@ -5,8 +5,8 @@ A subclass says where the files are (`_find_pairs`) and what the masks mean
 encodes them. Files are read upright by their EXIF orientation; images of
 more than 8 bits per pixel are scaled to 8 bits by `to_uint8` (the 16-bit
 range, or an intensity window), never clipped silently, and masks are read
-as what they show (`read_mask`). Images are resized bilinearly and masks with nearest neighbour
-to a square `image_size`, and both are stored as PNG. Splits that a dataset
+as what they show (`read_mask`). Images are resized bilinearly and masks
+with nearest neighbour to a square `image_size`, and both are stored as PNG. Splits that a dataset
 does not define are drawn with a fixed seed and their file names written to
 the dataset's metadata. Every problem with a file raises DataError naming it.
 """
