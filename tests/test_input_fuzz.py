@@ -574,6 +574,30 @@ def test_a_non_finite_validation_loss_stops_the_run(synthetic, tmp_path,
   assert records[-1]['event'] == 'stopped'
 
 
+def test_a_huge_learning_rate_does_not_end_as_a_normal_run(synthetic, tmp_path):
+  root, folder = synthetic
+  config = tiny_run_config(
+      dataset_config(root, folder, n_channels=1, image_size=32,
+                     split_fractions=(0.5, 0.25, 0.25)),
+      **{'optimizer.learning_rate': 1e3, 'optimizer.schedule': 'constant',
+         'num_train_steps': 4, 'log_every_steps': 4, 'eval_every_steps': 4,
+         'checkpoint_every_steps': 4, 'model.base_filters': 8,
+         'model.depth': 3, 'model.dropout_rates': (0.0,) * 4})
+  # The losses stay finite (validation loss ~1e13), so only their size tells.
+  with pytest.raises(UserInputError, match='training diverged'):
+    train.train_and_evaluate(config, str(tmp_path))
+  records = [json.loads(line) for line in open(tmp_path / 'metrics.jsonl')]
+  assert records[-1]['event'] == 'stopped'
+
+
+@pytest.mark.parametrize('loss, first, expected', [
+    (0.3, 0.7, False), (699.0, 0.7, False), (701.0, 0.7, True),
+    (math.nan, 0.7, True), (math.inf, None, True), (1e9, None, False)])
+def test_divergence_is_a_non_finite_or_exploded_validation_loss(loss, first,
+                                                                expected):
+  assert train.diverged(loss, first) == expected
+
+
 def test_config_ranges_are_checked_with_the_config():
   config = default.get_config()
   config.max_skipped_fraction = 1.5
@@ -656,3 +680,31 @@ def test_a_bad_config_file_is_one_line(tmp_path, text, expected):
     path.write_text(text)
   result, workdir = run_command(tmp_path, config=str(path))
   assert_one_error_line(result, workdir, expected)
+
+
+@pytest.mark.slow
+def test_every_accepted_input_trains_from_the_command(tmp_path):
+  """The accepted inputs above that need no special option, all in one
+  folder (names prefixed by case), through the real command."""
+  mixed = Folder(str(tmp_path / 'mixed'))
+  count = 0
+  for name in sorted(set(CASES) - REFUSED):
+    folder = Folder(str(tmp_path / 'cases' / name))
+    options, _, _ = CASES[name](folder)
+    if set(options) - {'n_channels', 'mask_threshold'}:
+      continue
+    for sub in ('images', 'masks'):
+      for file in os.listdir(getattr(folder, sub)):
+        shutil.copy2(os.path.join(getattr(folder, sub), file),
+                     os.path.join(getattr(mixed, sub), f'{name}-{file}'))
+    count += len(os.listdir(folder.images))
+  assert count >= 30
+  result, workdir = run_command(
+      tmp_path, *folder_flags(mixed, {'n_channels': 3, 'mask_threshold': 127}))
+  assert result.returncode == 0, result.stderr
+  assert 'Traceback' not in result.stderr and 'error:' not in result.stderr
+  assert 'Best checkpoint: step 2' in result.stdout
+  saved = json.load(open(workdir / 'config.json'))
+  info = tfds.builder_from_directory(str(
+      tmp_path / 'tfds' / saved['dataset_build'])).info
+  assert sum(split.num_examples for split in info.splits.values()) == count

@@ -228,6 +228,17 @@ def check_dataset_fits(config: ml_collections.ConfigDict,
         f'({", ".join(info.class_names)}); set config.model.n_classes={hint}.')
 
 
+# A validation loss this many times the untrained model's has diverged.
+DIVERGED_FACTOR = 1000.0
+
+
+def diverged(validation_loss: float, first_loss: float | None) -> bool:
+  """Whether a validation loss says the model blew up: non-finite, or (for
+  runs that know their first training loss) DIVERGED_FACTOR times it."""
+  return not math.isfinite(validation_loss) or (
+      first_loss is not None and validation_loss > DIVERGED_FACTOR * first_loss)
+
+
 def _is_better(score: float, best: float | None, mode: str) -> bool:
   if not math.isfinite(score):
     return False
@@ -318,6 +329,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     loss, finite = strategy.fetch((outputs['loss'], outputs['finite']))
     if finite:
       interval['losses'].append(float(loss))
+      if step_number == 1:  # the untrained model's loss, for `diverged`
+        meta['first_loss'] = float(loss)
     elif config.on_nonfinite_loss == 'skip':
       interval['skipped'] += 1
       meta['skipped_steps'] = meta.get('skipped_steps', 0) + 1
@@ -392,12 +405,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
           logger.write('eval', step, split='validation', **result)
           bar.write(f'step {step}: validation ' + ', '.join(
               f'{k} {result[k]:.4f}' for k in ('loss', 'dice', 'iou')))
-          if not math.isfinite(result['loss']):
+          if diverged(result['loss'], meta.get('first_loss')):
             raise untrusted(step, (
-                f'The validation loss is {result["loss"]} at step {step}: the '
-                'model outputs non-finite values. Lower '
-                'config.optimizer.learning_rate or set '
-                'config.optimizer.grad_clip_norm.'))
+                f'The validation loss is {result["loss"]:.6g} at step {step} '
+                f'(the untrained model had {meta.get("first_loss", math.nan):.4g}): '
+                'training diverged. Lower config.optimizer.learning_rate or '
+                'set config.optimizer.grad_clip_norm.'))
           score = result[config.best_metric]
           if _is_better(score, meta['best_score'], config.best_metric_mode):
             meta = {**meta, 'best_score': score, 'best_step': step}
