@@ -708,3 +708,26 @@ def test_every_accepted_input_trains_from_the_command(tmp_path):
   info = tfds.builder_from_directory(str(
       tmp_path / 'tfds' / saved['dataset_build'])).info
   assert sum(split.num_examples for split in info.splits.values()) == count
+
+
+def test_a_16_bit_copy_of_real_data_stores_the_same_dataset(shared_data, tmp_path):
+  """ISBI 2012 slices and their copies as value * 257 in 16-bit PNGs build
+  into identical datasets, so training on them gives identical results."""
+  source = os.path.join(shared_data, 'isbi2012_em')
+  eight, sixteen = Folder(str(tmp_path / 'eight')), Folder(str(tmp_path / 'sixteen'))
+  for name in sorted(os.listdir(os.path.join(source, 'images')))[:6]:
+    pixels = np.asarray(Image.open(os.path.join(source, 'images', name)))
+    assert pixels.dtype == np.uint8
+    eight.image(name, pixels)
+    sixteen.image(name, pixels.astype(np.uint16) * 257)
+    for folder in (eight, sixteen):
+      shutil.copy(os.path.join(source, 'masks', name), folder.masks)
+  assert Image.open(os.path.join(sixteen.images, name)).mode == 'I;16'
+  options = {'n_channels': 1, 'image_size': 64, 'mask_threshold': 127}
+  built = [build(tmp_path, folder, **options) for folder in (eight, sixteen)]
+  assert set(built[0]) == set(built[1]) and len(built[0]) == 6
+  for name, example in built[0].items():
+    assert example['split'] == built[1][name]['split']
+    np.testing.assert_array_equal(example['image'], built[1][name]['image'])
+    np.testing.assert_array_equal(example['mask'], built[1][name]['mask'])
+  assert len({e['image'].tobytes() for e in built[0].values()}) == 6
