@@ -108,6 +108,8 @@ def get_config() -> ml_collections.ConfigDict:
   # (jit always uses the global batch).
   config.sync_batch_norm = True
   config.on_nonfinite_loss = 'stop'  # 'stop' the run, or 'skip' the update
+  # 'skip': the run stops once more than this share of its steps were skipped.
+  config.max_skipped_fraction = 0.05
   config.batch_size = 16  # global batch, split over all devices
   config.eval_batch_size = 64  # global batch for evaluation
   config.num_train_steps = 500

@@ -19,10 +19,16 @@ def get_config():
   config.dataset.folder.n_channels = 3  # 1 = greyscale, 3 = RGB
   config.dataset.folder.mask_suffix = ''  # mask stem = image stem + suffix
   config.dataset.folder.mask_values = (0, 255)  # pixel value of each class
+  # Colour masks: the (R, G, B) of each class, background first, e.g.
+  # ((0, 0, 0), (0, 255, 0)); () = grey masks read by mask_values.
+  config.dataset.folder.mask_colors = ()
   config.dataset.folder.mask_threshold = -1  # >= 0: binary, value > threshold
   config.dataset.folder.class_names = ('background', 'foreground')
   config.dataset.folder.split_fractions = (0.8, 0.1, 0.1)  # train, val, test
   config.dataset.folder.split_seed = 0
+  # Images of more than 8 bits (16-bit, float): (low, high) values shown as
+  # black and white; () = the 16-bit range 0..65535, or 0..1 for float images.
+  config.dataset.folder.intensity_window = ()
   config.batch_size = 8
   config.eval_batch_size = 8
   return config

@@ -30,3 +30,32 @@ def test_colab_notebook_runs_on_a_tiny_config(tfds_dir, tmp_path):
   assert '| unet | 2 |' in markdown[0] and '| resunet_pp | 2 |' in markdown[0]
   assert any('image/png' in o.get('data', {}) for o in outputs)
   assert os.path.exists(tmp_path / 'validation_curves.png')
+
+
+def test_colab_install_keeps_the_runtimes_jax(tmp_path, monkeypatch):
+  """Outside a checkout the install cell pins the installed jax and jaxlib
+  (on Colab: the TPU build) for pip, which then cannot swap in a CPU one."""
+  import importlib.metadata
+  import importlib.util
+  import subprocess
+  import sys
+
+  notebook = nbformat.read(NOTEBOOK, as_version=4)
+  cell = next(c for c in notebook.cells
+              if c.cell_type == 'code' and 'pip' in c.source)
+  commands = []
+
+  def run(command, **kwargs):
+    commands.append(command)
+    return subprocess.CompletedProcess(command, 0)
+  monkeypatch.chdir(tmp_path)
+  (tmp_path / 'unetjax-repo').mkdir()  # as if cloned
+  monkeypatch.setattr(subprocess, 'run', run)
+  monkeypatch.setattr(sys, 'path', list(sys.path))  # the cell adds the clone
+  monkeypatch.setattr(importlib.util, 'find_spec', lambda name: None)
+  exec(cell.source, {'REPO_URL': 'unused', '__name__': 'notebook'})
+  (pip,) = commands
+  assert pip[pip.index('-c') + 1] == 'runtime-constraints.txt'
+  pins = (tmp_path / 'unetjax-repo' / 'runtime-constraints.txt').read_text().split()
+  for name in ('jax', 'jaxlib'):
+    assert f'{name}=={importlib.metadata.version(name)}' in pins

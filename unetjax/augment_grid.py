@@ -23,7 +23,7 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 from PIL import Image, ImageDraw
 
-from unetjax import augment, configuration, outputs, train
+from unetjax import augment, command_line, configuration, outputs, train
 from unetjax.data import pipeline
 from unetjax.errors import UserInputError
 
@@ -147,4 +147,4 @@ if __name__ == '__main__':
   flags.DEFINE_string('split', 'validation', 'Dataset split to read.')
   flags.DEFINE_integer('seed', 0, 'Augmentation key.')
   flags.mark_flags_as_required(['config'])
-  app.run(main)
+  app.run(main, flags_parser=command_line.parse_flags)

@@ -116,6 +116,7 @@ FIELDS: dict[str, tuple[tuple[type, ...], Check | None]] = {
     'optimizer.grad_clip_norm': ((int, float), non_negative),
     'parallel': ((str,), one_of('jit', 'pmap')),
     'on_nonfinite_loss': ((str,), one_of('stop', 'skip')),
+    'max_skipped_fraction': ((int, float), unit_interval),
     'sync_batch_norm': ((bool,), None),
     'batch_size': ((int,), positive),
     'eval_batch_size': ((int,), positive),
@@ -179,6 +180,11 @@ def _type_ok(value: Any, types: tuple[type, ...]) -> bool:
 
 def validate(config: ml_collections.ConfigDict) -> None:
   """Raises ConfigError listing every problem found in `config`."""
+  if not isinstance(config, ml_collections.ConfigDict):
+    raise ConfigError(
+        f'The config is a {type(config).__name__}, not an '
+        'ml_collections.ConfigDict: get_config() must return one, as '
+        'configs/default.py does (experiment configs start from it).')
   flat = _flatten(config)
   problems = []
   for path, (types, check) in FIELDS.items():

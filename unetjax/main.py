@@ -14,7 +14,7 @@ import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from unetjax import logs, parallel, train
+from unetjax import command_line, logs, parallel, train
 from unetjax.errors import UserInputError, storage_error, storage_message
 
 FLAGS = flags.FLAGS
@@ -80,4 +80,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  app.run(main)
+  app.run(main, flags_parser=command_line.parse_flags)

@@ -173,7 +173,9 @@ def load_run(workdir: str) -> Run:
   """The model of `workdir`'s best (else latest) checkpoint, compiled per
   window shape; WorkdirError if the workdir holds no trained run."""
   check_workdir(workdir)
-  config = ml_collections.ConfigDict(_tuples(workdir_lib.read_config(workdir)))
+  saved = workdir_lib.read_config(workdir)
+  saved.pop(workdir_lib.DATASET_BUILD, None)
+  config = ml_collections.ConfigDict(_tuples(saved))
   model = models.get_model(config.model, config.dtype, config.param_dtype)
   info = pipeline.describe(config.dataset)
   shape = pipeline.model_input_shape(config.dataset, info)
@@ -227,11 +229,15 @@ def _image_files(folder: str, flag: str) -> list[str]:
 
 
 def read_label(path: str, n_classes: int, threshold: int | None,
-               shape: tuple[int, int]) -> np.ndarray:
+               shape: tuple[int, int],
+               colors: Sequence[Sequence[int]] = ()) -> np.ndarray:
   """Class ids (H, W) of a mask file: binary masks as the dataset builders
-  read them (`image_masks.binary_mask`), multi-class masks hold class ids."""
-  values = image_masks.read_image(path, None)
-  if n_classes == 2:
+  read them (`image_masks.binary_mask`), colour masks by the dataset's
+  `colors` table, other multi-class masks hold class ids."""
+  values = image_masks.read_mask(path, colors=bool(colors))
+  if colors and threshold is None:
+    label = image_masks.color_classes(values, path, colors)
+  elif n_classes == 2:
     try:
       label = image_masks.binary_mask(values, path, threshold)
     except DataError as e:
@@ -326,10 +332,14 @@ def predict_folder(workdir: str, images_dir: str, out_dir: str,
                 ([METRICS_FILE] if masks_dir is not None else []))
   for sub in ('masks', 'overlays'):
     os.makedirs(os.path.join(out_dir, sub), exist_ok=True)
+  folder = run.config.dataset.get('folder', {})  # image_folder's reading options
+  window = tuple(folder.get('intensity_window', ())) or None
+  colors = tuple(folder.get('mask_colors', ()))
   rows, total = {}, None
   for path in image_files:
     name = image_masks.stem(path)
-    image = image_masks.read_image(path, 'RGB' if run.channels == 3 else 'L')
+    image = image_masks.read_image(path, 'RGB' if run.channels == 3 else 'L',
+                                   window)
     image = image.reshape(image.shape[:2] + (run.channels,))
     logits = predict_image(run.apply_fn, image, run.window, overlap=overlap,
                            blend=blend, tta=tta, resize=resize,
@@ -338,7 +348,7 @@ def predict_folder(workdir: str, images_dir: str, out_dir: str,
     label = None
     if masks_dir is not None:
       label = read_label(mask_files[name], n_classes, mask_threshold,
-                         image.shape[:2])
+                         image.shape[:2], colors)
       stats = image_metrics(logits, label, threshold=threshold,
                             boundary_tolerance=run.config.metrics.boundary_tolerance)
       total = metrics.merge(total, stats)

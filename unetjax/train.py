@@ -214,8 +214,8 @@ def evaluate(eval_step_fn: Callable, state: TrainState,
              info: pipeline.DatasetInfo,
              strategy: parallel.Strategy) -> dict[str, float]:
   """Metrics of `state` on one pass over `split`."""
-  batches = pipeline.eval_batches(
-      config.dataset, split, parallel.host_batch_size(config.eval_batch_size))
+  batches = pipeline.eval_batches(config.dataset, split, parallel.host_batch_size(
+      eval_batch_size(config.eval_batch_size, info.split_sizes.get(split))))
   total = None
   for batch in strategy.prefetch(batches):
     total = metrics.merge(total, strategy.fetch(eval_step_fn(state, batch)))
@@ -257,6 +257,15 @@ def make_evaluator(config: ml_collections.ConfigDict, info: pipeline.DatasetInfo
   return lambda state, split: evaluate(step, state, config, split, info, strategy)
 
 
+def eval_batch_size(batch_size: int, split_size: int | None) -> int:
+  """`batch_size`, capped at the split's size rounded up to a multiple of the
+  devices: a larger batch would only be padding (and memory)."""
+  if not split_size:
+    return batch_size
+  n_devices = jax.device_count()
+  return min(batch_size, math.ceil(split_size / n_devices) * n_devices)
+
+
 def check_dataset_fits(config: ml_collections.ConfigDict,
                        info: pipeline.DatasetInfo) -> None:
   n_classes = len(info.class_names)
@@ -272,6 +281,17 @@ def check_dataset_fits(config: ml_collections.ConfigDict,
         f'config.model.n_classes={config.model.n_classes} does not match '
         f'dataset {info.name}, which has {n_classes} classes '
         f'({", ".join(info.class_names)}); set config.model.n_classes={hint}.')
+
+
+# A validation loss this many times the untrained model's has diverged.
+DIVERGED_FACTOR = 1000.0
+
+
+def diverged(validation_loss: float, first_loss: float | None) -> bool:
+  """Whether a validation loss says the model blew up: non-finite, or (for
+  runs that know their first training loss) DIVERGED_FACTOR times it."""
+  return not math.isfinite(validation_loss) or (
+      first_loss is not None and validation_loss > DIVERGED_FACTOR * first_loss)
 
 
 def _is_better(score: float, best: float | None, mode: str) -> bool:
@@ -347,7 +367,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   with workdir_lib.hold(workdir):  # one run writes to a workdir
     if allow_config_change:
       check_checkpoint_fits(config, model, input_shape, workdir)
-    workdir_lib.record_config(workdir, config, allow_config_change)
+    workdir_lib.record_config(workdir, config, allow_config_change, info.build)
     return _train_and_evaluate(config, workdir, model, loss_fn, info,
                                input_shape, invocation_start)
 
@@ -404,15 +424,24 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     loss, finite = strategy.fetch((outputs['loss'], outputs['finite']))
     if finite:
       interval['losses'].append(float(loss))
+      if step_number == 1:  # the untrained model's loss, for `diverged`
+        meta['first_loss'] = float(loss)
     elif config.on_nonfinite_loss == 'skip':
       interval['skipped'] += 1
+      meta['skipped_steps'] = meta.get('skipped_steps', 0) + 1
     else:
-      raise DivergenceError(
+      raise untrusted(step_number, (
           f'The training loss or its gradient became non-finite at step '
           f'{step_number} (loss {float(loss)}). Lower '
           'config.optimizer.learning_rate, set config.optimizer.grad_clip_norm, '
           "or set config.on_nonfinite_loss='skip'; the checkpoints saved "
-          f'before are kept in {workdir}.')
+          f'before are kept in {workdir}.'))
+
+  def untrusted(step_number: int, reason: str) -> DivergenceError:
+    """The error that stops a run whose results cannot be trusted, its
+    reason logged to metrics.jsonl as a 'stopped' event."""
+    logger.write('stopped', step_number, reason=reason)
+    return DivergenceError(reason)
 
   def save_latest() -> None:
     ckpts.save_latest(step, strategy.host_state(state),
@@ -458,12 +487,27 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
           bar.set_postfix(loss=f'{loss:.4f}', img_s=f'{images_per_s:.1f}')
           interval = {'start': time.time(), 'first_step': step, 'losses': [],
                       'skipped': 0}
+          skipped = meta.get('skipped_steps', 0)
+          if skipped > config.max_skipped_fraction * step:
+            raise untrusted(step, (
+                f'{skipped} of the {step} training steps so far were skipped '
+                'for a non-finite loss or gradient, more than '
+                f'config.max_skipped_fraction={config.max_skipped_fraction}: '
+                'the model did not learn from its data. Lower '
+                'config.optimizer.learning_rate or set '
+                'config.optimizer.grad_clip_norm.'))
 
         if eval_now:
           result = evaluate_split(state, 'validation')
           logger.write('eval', step, split='validation', **result)
           bar.write(f'step {step}: validation ' + ', '.join(
               f'{k} {result[k]:.4f}' for k in ('loss', 'dice', 'iou')))
+          if diverged(result['loss'], meta.get('first_loss')):
+            raise untrusted(step, (
+                f'The validation loss is {result["loss"]:.6g} at step {step} '
+                f'(the untrained model had {meta.get("first_loss", math.nan):.4g}): '
+                'training diverged. Lower config.optimizer.learning_rate or '
+                'set config.optimizer.grad_clip_norm.'))
           score = result[config.best_metric]
           if _is_better(score, meta['best_score'], config.best_metric_mode):
             meta = {**meta, 'best_score': score, 'best_step': step}

@@ -16,6 +16,9 @@ from unetjax.errors import WorkdirError, WorkdirInUseError, storage_message
 
 CONFIG_FILE = 'config.json'
 LOCK_FILE = 'run.lock'
+# config.json's record of the prepared dataset the run used (TFDS
+# name/config/version; an image_folder's config name hashes its files).
+DATASET_BUILD = 'dataset_build'
 # Fields that change how a run is executed but not its numbers.
 RESULT_NEUTRAL_FIELDS = ('progress_bar', 'dataset.data_dir',
                          'dataset.manual_dir', 'dataset.reader_threads',
@@ -39,6 +42,8 @@ def _flat(tree: dict[str, Any], prefix: str = '') -> dict[str, Any]:
 def config_differences(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
   """'field: saved -> current' for each field that affects results."""
   saved, current = _flat(saved), _flat(current)
+  if DATASET_BUILD not in saved:  # a run recorded before builds were
+    current.pop(DATASET_BUILD, None)
   return [f'{key}: {saved.get(key, "<absent>")!r} -> {current.get(key, "<absent>")!r}'
           for key in sorted(set(saved) | set(current))
           if key not in RESULT_NEUTRAL_FIELDS and saved.get(key) != current.get(key)]
@@ -64,8 +69,10 @@ def read_config(workdir: str) -> dict[str, Any] | None:
 
 
 def record_config(workdir: str, config: ml_collections.ConfigDict,
-                  allow_change: bool = False) -> None:
+                  allow_change: bool = False, dataset_build: str = '') -> None:
   """Saves the config as workdir/config.json, or checks it against the saved one.
+  `dataset_build` (the prepared dataset's name) is saved with it, so a run
+  on changed files is a different run.
 
   A workdir holds one run: resuming it with a config that would change the
   results raises WorkdirError, unless `allow_change`, in which case the old
@@ -73,6 +80,8 @@ def record_config(workdir: str, config: ml_collections.ConfigDict,
   """
   path = os.path.join(workdir, CONFIG_FILE)
   current = config_to_dict(config)
+  if dataset_build:
+    current[DATASET_BUILD] = dataset_build
   saved = read_config(workdir)
   if saved is not None:
     differences = config_differences(saved, current)

@@ -17,6 +17,7 @@ With several processes, each reads its own share of every batch.
 import dataclasses
 import functools
 import glob
+import logging
 import math
 import os
 import shutil
@@ -28,6 +29,7 @@ import jax
 import ml_collections
 import numpy as np
 import tensorflow_datasets as tfds
+from absl import logging as absl_logging
 from jax.experimental import multihost_utils
 
 from unetjax import locks
@@ -37,6 +39,18 @@ from unetjax.data.builders import image_folder
 from unetjax.errors import ConfigError, DataError
 
 Batch = dict[str, np.ndarray]
+
+
+def _expected_tfds_warning(record: logging.LogRecord) -> bool:
+  """TFDS warns that every image_folder config is custom and that a build's
+  folder is new; both are how image_folder works, not news for the user."""
+  message = record.getMessage()
+  return not (message.startswith('Using custom data configuration')
+              or (message.startswith('Variant folder') and
+                  'has no dataset_info.json' in message))
+
+
+absl_logging.get_absl_handler().addFilter(_expected_tfds_warning)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,6 +68,7 @@ class DatasetInfo:
   # Native-size datasets: (height, width) of each image, per split.
   image_sizes: dict[str, tuple[tuple[int, int], ...]] = dataclasses.field(
       default_factory=dict)
+  build: str = ''  # name/config/version of the prepared data, e.g. for config.json
 
   def smallest_image(self, split: str) -> tuple[int, int]:
     """The smallest height and width among `split`'s images."""
@@ -118,10 +133,12 @@ def prepare(dataset_config: ml_collections.ConfigDict) -> DatasetInfo:
     files = manual_dir(dataset_config, builder.name)
     instructions = builder.MANUAL_DOWNLOAD_INSTRUCTIONS
     if instructions and not (os.path.isdir(files) and os.listdir(files)):
-      raise DataError(
-          f'{builder.name}: no folder {files} with the dataset files. Set '
-          f'config.dataset.manual_dir to the folder that holds them. '
-          f'{instructions}')
+      problem = (f'the folder {files} is empty' if os.path.isdir(files)
+                 else f'no folder {files}')
+      if 'config.dataset.manual_dir' not in instructions:
+        instructions = ('Set config.dataset.manual_dir to the folder that holds '
+                        f'the dataset files. {instructions}')
+      raise DataError(f'{builder.name}: {problem}. {instructions}')
     parent, version = os.path.split(builder.data_dir)
     os.makedirs(parent, exist_ok=True)
     with locks.FileLock(os.path.join(parent, f'.build-{version}.lock')):
@@ -164,7 +181,8 @@ def _dataset_info(dataset_config: ml_collections.ConfigDict,
       has_roi='roi' in features,
       mask_threshold=getattr(builder, 'MASK_THRESHOLD', None),
       image_sizes={split: tuple(map(tuple, sizes)) for split, sizes
-                   in metadata.get('image_sizes', {}).items()})
+                   in metadata.get('image_sizes', {}).items()},
+      build=info.full_name)
 
 
 def _standardize(example: dict) -> dict[str, np.ndarray]:

@@ -49,6 +49,24 @@ def model_fields(cls: type[nn.Module]) -> set[str]:
           - {'parent', 'name', 'dtype', 'param_dtype'})
 
 
+def _check_ranges(fields: dict[str, Any]) -> None:
+  """ConfigError for values of the fields the architectures share that no
+  model can take (a zero width, a dropout rate of 1)."""
+  problems = []
+  for name in ('base_filters', 'depth'):
+    value = fields.get(name, 1)
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+      problems.append(f'config.model.{name}={value!r} must be a whole number >= 1')
+  rates = fields.get('dropout_rates', 0.0)
+  rates = rates if isinstance(rates, (tuple, list)) else (rates,)
+  if not all(isinstance(r, (int, float)) and not isinstance(r, bool)
+             and 0 <= r < 1 for r in rates):
+    problems.append(f'config.model.dropout_rates={fields["dropout_rates"]!r} '
+                    'must hold rates in [0, 1)')
+  if problems:
+    raise ConfigError('; '.join(problems) + '.')
+
+
 def _build(registry: dict[str, type[nn.Module]], model_config: ml_collections.ConfigDict,
            dtype: str, param_dtype: str) -> nn.Module:
   cls = registry[model_config.name]
@@ -58,6 +76,7 @@ def _build(registry: dict[str, type[nn.Module]], model_config: ml_collections.Co
     raise ConfigError(
         f'Model {model_config.name!r} has no field(s) {", ".join(unknown)} '
         f'(config.model); it takes: {", ".join(sorted(model_fields(cls)))}.')
+  _check_ranges(kwargs)
   return cls(**kwargs, dtype=_dtype(dtype, 'config.dtype'),
              param_dtype=_dtype(param_dtype, 'config.param_dtype'))
 

@@ -42,7 +42,8 @@ def check_input_size(shape: tuple[int, ...], depth: int) -> None:
 
 
 def expand_per_level(values: Any, depth: int, name: str) -> tuple[float, ...]:
-  """A scalar or a sequence of depth+1 values -> one value per level.
+  """A scalar (or a sequence of one) or a sequence of depth+1 values -> one
+  value per level.
 
   Levels are the `depth` encoder stages plus the bottleneck; a decoder stage
   uses the value of the encoder stage at its resolution.
@@ -50,6 +51,8 @@ def expand_per_level(values: Any, depth: int, name: str) -> tuple[float, ...]:
   if isinstance(values, (int, float)):
     return (float(values),) * (depth + 1)
   values = tuple(float(v) for v in values)
+  if len(values) == 1:  # what --config.model.dropout_rates=0.1 gives
+    return values * (depth + 1)
   if len(values) != depth + 1:
     raise ConfigError(
         f'{name} has {len(values)} entries, but a model of depth {depth} needs '

@@ -1,0 +1,127 @@
+"""Command-line flags of the programs that take a --config file: a mistake
+in them (a misspelt --config.<field>, a missing config file, a config file
+that fails to load) is one `error:` line, not a traceback from flag parsing.
+
+  app.run(main, flags_parser=command_line.parse_flags)
+"""
+
+import difflib
+import importlib.util
+import os
+import sys
+from typing import Any, Sequence
+
+import ml_collections
+from absl import flags
+
+
+def parse_flags(argv: Sequence[str]) -> list[str]:
+  """absl's flag parsing; on failure prints one `error:` line and exits 1."""
+  try:
+    remaining = flags.FLAGS(list(argv))
+  except Exception as e:  # the config file runs here: its errors are the user's
+    _exit(explain(argv, e))
+  config = flags.FLAGS['config'].value if 'config' in flags.FLAGS else None
+  if config is not None and not isinstance(config, ml_collections.ConfigDict):
+    # ml_collections defers some errors (a missing file) to the first use.
+    problem = load_config(_flag_value(argv, 'config') or '')
+    _exit(problem if isinstance(problem, str) else
+          f'--config: {type(config).__name__} is not a config')
+  return remaining
+
+
+def _exit(message: str) -> None:
+  sys.stderr.write(f'error: {message}\n')
+  sys.exit(1)
+
+
+def explain(argv: Sequence[str], error: Exception) -> str:
+  """One line saying which flag is wrong and how, for `error` raised while
+  parsing `argv`."""
+  path = _flag_value(argv, 'config')
+  if path is not None:
+    config = load_config(path)
+    if isinstance(config, str):
+      return config
+    for name in _overrides(argv):
+      problem = unknown_field(config, name)
+      if problem:
+        return problem
+  return ' '.join(str(error).split())
+
+
+def load_config(path: str) -> ml_collections.ConfigDict | str:
+  """The ConfigDict of the config file `path` (an ml_collections
+  `path:argument` passes the argument to get_config), or what is wrong."""
+  file, _, argument = path.partition(':')
+  if not os.path.isfile(file):
+    return f'--config={path}: no such file (e.g. --config=configs/default.py).'
+  try:
+    spec = importlib.util.spec_from_file_location('unetjax_user_config', file)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    get_config = getattr(module, 'get_config', None)
+    if get_config is None:
+      return (f'--config={path}: the file defines no get_config() function '
+              'returning the config (see configs/default.py).')
+    config = get_config(argument) if argument else get_config()
+  except Exception as e:  # noqa: BLE001 (the user's file, reported in one line)
+    where = (f' (line {e.lineno})' if isinstance(e, SyntaxError) and e.lineno
+             else '')
+    return (f'--config={path}: loading it failed{where}: '
+            f'{type(e).__name__}: {" ".join(str(e).split())}')
+  if not isinstance(config, ml_collections.ConfigDict):
+    return (f'--config={path}: get_config() returned a {type(config).__name__}, '
+            'not an ml_collections.ConfigDict (see configs/default.py).')
+  return config
+
+
+def unknown_field(config: ml_collections.ConfigDict, name: str) -> str | None:
+  """What is wrong with the override --config.`name`, or None if `config`
+  has that field; suggests the closest field name."""
+  node: Any = config
+  for i, key in enumerate(name.split('.')):
+    if isinstance(node, ml_collections.ConfigDict) and key in node:
+      node = node[key]
+      continue
+    if not isinstance(node, ml_collections.ConfigDict):
+      parent = '.'.join(name.split('.')[:i])
+      return (f'--config.{name}: config.{parent} is a value, not a section '
+              'with fields.')
+    section = '.'.join(name.split('.')[:i])
+    close = [f'{section}.{k}' if section else k for k in
+             difflib.get_close_matches(key, list(node.keys()), n=1, cutoff=0.75)]
+    close = close or difflib.get_close_matches(name, _paths(config), n=1,
+                                               cutoff=0.8)
+    if close:
+      return f'--config.{name}: no such config field; did you mean --config.{close[0]}?'
+
+    where = f'config.{section}' if section else 'the config'
+    return (f'--config.{name}: no such config field; {where} has: '
+            f'{", ".join(sorted(node.keys()))}.')
+  return None
+
+
+def _paths(config: ml_collections.ConfigDict, prefix: str = '') -> list[str]:
+  paths = []
+  for key, value in config.items():
+    paths.append(prefix + key)
+    if isinstance(value, ml_collections.ConfigDict):
+      paths += _paths(value, f'{prefix}{key}.')
+  return paths
+
+
+def _flag_value(argv: Sequence[str], name: str) -> str | None:
+  for i, arg in enumerate(argv):
+    for dashes in ('--', '-'):
+      if arg.startswith(f'{dashes}{name}='):
+        return arg.split('=', 1)[1]
+      if arg == f'{dashes}{name}' and i + 1 < len(argv):
+        return argv[i + 1]
+  return None
+
+
+def _overrides(argv: Sequence[str]) -> list[str]:
+  """The field names of the --config.<field>[=value] arguments."""
+  return [arg.lstrip('-').split('=', 1)[0][len('config.'):] for arg in argv
+          if arg.lstrip('-').startswith('config.')]
