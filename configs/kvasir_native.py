@@ -28,8 +28,8 @@ def get_config():
   augment.contrast_range = (0.8, 1.2)
   config.optimizer.schedule = 'poly'
   config.optimizer.warmup_steps = 100
-  config.num_train_steps = 1200
-  config.eval_every_steps = 100
-  config.checkpoint_every_steps = 100
+  config.num_train_steps = 1000
+  config.eval_every_steps = 200
+  config.checkpoint_every_steps = 200
   config.log_every_steps = 25
   return config
