@@ -138,7 +138,7 @@ def test_two_processes_preparing_one_dataset_take_turns_and_both_succeed(
       [sys.executable, '-c', PREPARE, str(data_dir)], cwd=repo,
       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
                for _ in range(2)]
-  outputs = [p.communicate(timeout=300) for p in processes]
+  outputs = [p.communicate(timeout=900) for p in processes]  # builds in turn
   for process, (out, err) in zip(processes, outputs):
     assert process.returncode == 0, err
     assert "'train'" in out and 'Traceback' not in err
