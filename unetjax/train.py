@@ -229,9 +229,8 @@ def evaluate_whole_images(state: TrainState, split: str, *, model: nn.Module,
                           strategy: parallel.Strategy) -> dict[str, float]:
   """Metrics of `state` on `split`, every image predicted at its own size by
   a sliding window of the training patch (`unetjax.evaluation`)."""
-  host = strategy.host_state(state)
-  apply_fn, n_devices = evaluation.local_apply_fn(
-      model, {'params': host.params, 'batch_stats': host.batch_stats})
+  apply_fn, n_devices = evaluation.local_apply_fn(model, strategy.host_state(
+      {'params': state.params, 'batch_stats': state.batch_stats}))
   total = evaluation.whole_image_statistics(
       apply_fn, pipeline.examples(config.dataset, split),
       lambda image: np.asarray(preprocess(image)),
