@@ -12,6 +12,7 @@ import json
 import os
 import platform
 import statistics
+import time
 from typing import Any
 
 Shape = tuple[int, int, int]
@@ -150,3 +151,30 @@ def emit(record: dict[str, Any], out: str | None = None) -> None:
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     with open(path, 'a') as f:
       f.write(line + '\n')
+
+
+def train_step_seconds(config, image_shape: Shape, batch_size: int,
+                       steps: int) -> float:
+  """Seconds per training step of `config`'s model on one batch of its
+  training data, jitted on the first device, timed after a compiling call."""
+  import jax
+  from unetjax import losses, models, parallel, train
+  from unetjax.data import pipeline
+  strategy = parallel.JitStrategy(jax.devices()[:1])
+  model = models.get_model(config.model)
+  schedule = train.create_learning_rate_schedule(config.optimizer, 1000)
+  state = strategy.place_state(train.init_train_state(
+      jax.random.key(0), model, train.create_optimizer(config.optimizer, schedule),
+      image_shape, strategy.init_sharding))
+  step = strategy.compile(lambda s, b, axis_name: train.train_step(
+      s, b, loss_fn=losses.get_loss(config.loss), dropout_rng=jax.random.key(1),
+      axis_name=axis_name), donate_state=True)
+  batch = strategy.place_batch(next(pipeline.train_batches(
+      config.dataset, batch_size, seed=0)))
+  state, out = step(state, batch)  # compile
+  jax.block_until_ready(out)
+  start = time.perf_counter()
+  for _ in range(steps):
+    state, out = step(state, batch)
+  jax.block_until_ready(out)
+  return (time.perf_counter() - start) / steps

@@ -22,7 +22,6 @@ from absl import app, flags  # noqa: E402
 import common  # noqa: E402
 
 from configs import default  # noqa: E402
-from unetjax import losses, models, parallel, train  # noqa: E402
 from unetjax.data import pipeline  # noqa: E402
 
 flags.DEFINE_string('dataset', 'kvasir_seg/256px', 'TFDS name/config.')
@@ -45,27 +44,6 @@ def pipeline_images_per_s(config) -> float:
   return FLAGS.batches * FLAGS.batch_size / (time.perf_counter() - start)
 
 
-def train_step_images_per_s(config, image_shape) -> float:
-  strategy = parallel.JitStrategy(jax.devices()[:1])
-  model = models.get_model(config.model)
-  schedule = train.create_learning_rate_schedule(config.optimizer, 1000)
-  state = strategy.place_state(train.init_train_state(
-      jax.random.key(0), model, train.create_optimizer(config.optimizer, schedule),
-      image_shape, strategy.init_sharding))
-  step = strategy.compile(lambda s, b, axis_name: train.train_step(
-      s, b, loss_fn=losses.get_loss(config.loss), dropout_rng=jax.random.key(1),
-      axis_name=axis_name), donate_state=True)
-  batch = strategy.place_batch(next(pipeline.train_batches(
-      config.dataset, FLAGS.batch_size, seed=0)))
-  state, out = step(state, batch)  # compile
-  jax.block_until_ready(out)
-  start = time.perf_counter()
-  for _ in range(FLAGS.steps):
-    state, out = step(state, batch)
-  jax.block_until_ready(out)
-  return FLAGS.steps * FLAGS.batch_size / (time.perf_counter() - start)
-
-
 def main(argv):
   del argv
   config = default.get_config()
@@ -75,7 +53,8 @@ def main(argv):
   config.dataset.reader_threads = FLAGS.reader_threads
   info = pipeline.prepare(config.dataset)
   pipeline_rate = pipeline_images_per_s(config)
-  step_rate = train_step_images_per_s(config, info.image_shape)
+  step_rate = FLAGS.batch_size / common.train_step_seconds(
+      config, info.image_shape, FLAGS.batch_size, FLAGS.steps)
   common.emit({
       'benchmark': 'input_pipeline', 'dataset': FLAGS.dataset,
       'image_shape': info.image_shape, 'batch_size': FLAGS.batch_size,

@@ -30,7 +30,7 @@ from absl import app, flags  # noqa: E402
 
 import common  # noqa: E402
 from configs import drive_native  # noqa: E402
-from unetjax import evaluation, losses, models, parallel, sliding_window, train  # noqa: E402
+from unetjax import evaluation, losses, models, sliding_window, train  # noqa: E402
 from unetjax.data import patches, pipeline  # noqa: E402
 
 flags.DEFINE_string('manual_dir', '../shared/data/drive', 'DRIVE files.')
@@ -48,26 +48,6 @@ def patch_ms(config, examples) -> float:
   for i in range(FLAGS.patches):
     patches.sample_patch(examples[i % len(examples)], rng, sampling)
   return (time.perf_counter() - start) / FLAGS.patches * 1e3
-
-
-def step_ms_per_example(config, model, input_shape) -> float:
-  strategy = parallel.JitStrategy(jax.devices()[:1])
-  schedule = train.create_learning_rate_schedule(config.optimizer, 1000)
-  state = strategy.place_state(train.init_train_state(
-      jax.random.key(0), model, train.create_optimizer(config.optimizer, schedule),
-      input_shape, strategy.init_sharding))
-  step = strategy.compile(lambda s, b, axis_name: train.train_step(
-      s, b, loss_fn=losses.get_loss(config.loss), dropout_rng=jax.random.key(1),
-      axis_name=axis_name), donate_state=True)
-  batch = strategy.place_batch(next(pipeline.train_batches(
-      config.dataset, config.batch_size, seed=0)))
-  state, out = step(state, batch)  # compile
-  jax.block_until_ready(out)
-  start = time.perf_counter()
-  for _ in range(FLAGS.steps):
-    state, out = step(state, batch)
-  jax.block_until_ready(out)
-  return (time.perf_counter() - start) / FLAGS.steps / config.batch_size * 1e3
 
 
 def evaluation_seconds(config, model, input_shape, examples) -> tuple[float, float]:
@@ -125,7 +105,8 @@ def main(argv):
              'cpu_count': os.cpu_count(), 'machine': platform.machine()}
   train_examples = list(pipeline.examples(config.dataset, 'train'))
   sample_ms = patch_ms(config, train_examples)
-  step_ms = step_ms_per_example(config, model, input_shape)
+  step_ms = common.train_step_seconds(
+      config, input_shape, config.batch_size, FLAGS.steps) / config.batch_size * 1e3
   common.emit({
       'benchmark': 'patch_sampling', 'dataset': config.dataset.name,
       'image_shape': list(input_shape), 'batch_size': config.batch_size,
