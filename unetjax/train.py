@@ -583,7 +583,10 @@ def write_run_figures(workdir: str, config: ml_collections.ConfigDict,
     batches.close()
     valid = batch['valid']
     images, labels = batch['image'][valid], batch['mask'][valid]
-    logits = evaluation.forward(model, variables, preprocess(images))
+    # Compiled unoptimised, as initialisation is: it runs once.
+    apply = jax.jit(functools.partial(model.apply, train=False),
+                    compiler_options=models.init_compiler_options())
+    logits = apply(variables, preprocess(images))
     predictions = np.asarray(metrics.predict_classes(logits, threshold))
   else:  # whole images of their own sizes, one at a time
     apply_fn, n_devices = evaluation.local_apply_fn(model, variables)

@@ -275,12 +275,18 @@ def train_batches(dataset_config: ml_collections.ConfigDict, batch_size: int,
       _read_options(dataset_config)))
 
 
+def _process_share(dataset_config: ml_collections.ConfigDict,
+                   split: str) -> grain.MapDataset:
+  """Every process_count-th example of `split`, from this process's index."""
+  return _source(dataset_config, split)[jax.process_index()::jax.process_count()]
+
+
 def examples(dataset_config: ml_collections.ConfigDict, split: str
              ) -> Iterator[dict[str, np.ndarray]]:
   """This process's share of `split`, one example at a time, in order (for
   whole images of their own sizes, which do not batch)."""
-  source = _source(dataset_config, split)[jax.process_index()::jax.process_count()]
-  return iter(source.to_iter_dataset(_read_options(dataset_config)))
+  return iter(_process_share(dataset_config, split).to_iter_dataset(
+      _read_options(dataset_config)))
 
 
 def patch_examples(dataset_config: ml_collections.ConfigDict, split: str,
@@ -305,7 +311,7 @@ def eval_batches(dataset_config: ml_collections.ConfigDict, split: str,
   """One pass over `split` in order, in full batches of this process's
   `batch_size`; padding examples have valid == False. Every process yields the
   same number of batches, as the jitted step over all devices needs."""
-  source = _source(dataset_config, split)[jax.process_index()::jax.process_count()]
+  source = _process_share(dataset_config, split)
   split_size = _builder(dataset_config).info.splits[split].num_examples
   n_batches = math.ceil(math.ceil(split_size / jax.process_count()) / batch_size)
   dataset = source.map(lambda ex: {**ex, 'valid': np.bool_(True)}).batch(batch_size)
