@@ -24,14 +24,37 @@ def tfds_dir(tmp_path_factory) -> str:
   return data_dir
 
 
+# The environment variable that names the real datasets (DRIVE, ISBI 2012,
+# Kvasir-SEG, laid out as in ../shared/data) for the tests that build them
+# whole. Unset, those tests are skipped with this reason; .ci/run sets it.
+REAL_DATA_VARIABLE = 'UNETJAX_REAL_DATA'
+
+# A few real masks and images committed with the tests (tests/data/PROVENANCE.md).
+FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'data')
+
+
 @pytest.fixture(scope='session')
-def shared_data() -> str:
-  """The real datasets beside the repository (../shared/data), or
-  $UNETJAX_SHARED_DATA."""
-  repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-  path = os.environ.get('UNETJAX_SHARED_DATA',
-                        os.path.join(repo, '..', 'shared', 'data'))
+def real_data() -> str:
+  """The folder of real datasets named by $UNETJAX_REAL_DATA."""
+  path = os.environ.get(REAL_DATA_VARIABLE)
+  if not path:
+    pytest.skip(f'builds whole real datasets: set {REAL_DATA_VARIABLE} to a '
+                'folder laid out as ../shared/data to run it')
   if not os.path.isdir(path):
-    pytest.fail(f'Real test data not found at {path}: put the shared data '
-                'folder beside the repository or set UNETJAX_SHARED_DATA.')
+    pytest.fail(f'{REAL_DATA_VARIABLE}={path} is not a folder: point it at the '
+                'real datasets (laid out as ../shared/data) or unset it.')
   return path
+
+
+@pytest.fixture(scope='session')
+def real_fixtures() -> str:
+  """tests/data: a few real masks and images, committed."""
+  return FIXTURES
+
+
+def pytest_collection_modifyitems(items):
+  """Marks the tests that need $UNETJAX_REAL_DATA `real_data`, so that
+  `-m real_data` selects (and counts) them."""
+  for item in items:
+    if 'real_data' in getattr(item, 'fixturenames', ()):
+      item.add_marker(pytest.mark.real_data)

@@ -1,4 +1,4 @@
-"""TFDS builders of real datasets: built from ../shared/data or from folders
+"""TFDS builders of real datasets: built from $UNETJAX_REAL_DATA or from folders
 generated here in the official layouts, checked against direct reads."""
 
 import importlib
@@ -55,11 +55,11 @@ def real_tfds_dir(tmp_path_factory):
     ('kvasir_seg/128px', 'kvasir_seg', (128, 128, 3),
      {'train': 798, 'validation': 100, 'test': 100}, ('background', 'polyp')),
 ])
-def test_named_builders_build_from_the_shared_data(
-    real_tfds_dir, shared_data, name, folder, shape, sizes, classes):
+def test_named_builders_build_from_the_real_data(
+    real_tfds_dir, real_data, name, folder, shape, sizes, classes):
   tfds_dir = real_tfds_dir
   info = pipeline.prepare(dataset_config(tfds_dir, name,
-                                         os.path.join(shared_data, folder)))
+                                         os.path.join(real_data, folder)))
   assert info.image_shape == shape
   assert info.split_sizes == sizes
   assert info.class_names == classes
@@ -73,26 +73,26 @@ def test_named_builders_build_from_the_shared_data(
   assert set(np.unique(example['mask'])) <= {0, 1}
   file_name = example['file_name'].decode()
   size = shape[0]
-  image_path = os.path.join(shared_data, folder, 'images', file_name)
+  image_path = os.path.join(real_data, folder, 'images', file_name)
   np.testing.assert_array_equal(
       example['image'][..., 0] if shape[-1] == 1 else example['image'],
       reference(image_path, size, Image.BILINEAR, 'L' if shape[-1] == 1 else 'RGB'))
   stem = os.path.splitext(file_name)[0]
   if folder == 'isbi2012_em':  # files mark the interior; class 1 is membrane
-    raw = reference(os.path.join(shared_data, folder, 'masks', f'{stem}.png'),
+    raw = reference(os.path.join(real_data, folder, 'masks', f'{stem}.png'),
                     size, Image.NEAREST)
     np.testing.assert_array_equal(example['mask'][..., 0], raw <= 127)
   elif folder == 'drive':
     number = stem.split('_')[0]
-    raw = reference(os.path.join(shared_data, folder, 'masks',
+    raw = reference(os.path.join(real_data, folder, 'masks',
                                  f'{number}_manual1.gif'), size, Image.NEAREST)
     np.testing.assert_array_equal(example['mask'][..., 0], raw > 127)
-    fov = reference(os.path.join(shared_data, folder, 'fov_masks',
+    fov = reference(os.path.join(real_data, folder, 'fov_masks',
                                  f'{stem}_mask.gif'), size, Image.NEAREST, 'L')
     np.testing.assert_array_equal(example['roi'][..., 0], fov > 127)
     assert stem.endswith('_test') and files['test'] == sorted(files['test'])
   else:
-    raw = reference(os.path.join(shared_data, folder, 'masks', file_name),
+    raw = reference(os.path.join(real_data, folder, 'masks', file_name),
                     size, Image.NEAREST, 'L')
     np.testing.assert_array_equal(example['mask'][..., 0], raw > 127)
 
@@ -211,11 +211,11 @@ def test_missing_manual_dir_says_where_to_put_the_files(tmp_path):
 @pytest.mark.slow
 @pytest.mark.parametrize('config_name, folder', [
     ('membranes', 'isbi2012_em'), ('drive', 'drive'), ('kvasir', 'kvasir_seg')])
-def test_real_dataset_configs_train(real_tfds_dir, shared_data, tmp_path,
+def test_real_dataset_configs_train(real_tfds_dir, real_data, tmp_path,
                                     config_name, folder):
   config = importlib.import_module(f'configs.{config_name}').get_config()
   config.dataset.data_dir = real_tfds_dir
-  config.dataset.manual_dir = os.path.join(shared_data, folder)
+  config.dataset.manual_dir = os.path.join(real_data, folder)
   config.num_train_steps = 2
   config.eval_every_steps = config.checkpoint_every_steps = 2
   config.progress_bar = False

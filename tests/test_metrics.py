@@ -1,5 +1,5 @@
 """Metrics against scikit-learn, medpy, scipy and scikit-image, on real masks
-from ../shared/data with random perturbations, and their properties."""
+committed in tests/data with random perturbations, and their properties."""
 
 import functools
 import glob
@@ -24,11 +24,11 @@ from unetjax import metrics
 SIZE = 96  # crops of the real masks, small enough for quick distance maps
 
 
-def load_masks(shared_data):
+def load_masks(folder):
   """Binary (N, SIZE, SIZE) masks: ISBI membranes, Kvasir polyps, DRIVE vessels."""
-  files = (sorted(glob.glob(os.path.join(shared_data, 'isbi2012_em/masks/*.png')))[:2]
-           + sorted(glob.glob(os.path.join(shared_data, 'kvasir_seg/masks/*.jpg')))[:3]
-           + sorted(glob.glob(os.path.join(shared_data, 'drive/masks/*.gif')))[:2])
+  files = (sorted(glob.glob(os.path.join(folder, 'isbi2012_em/masks/*.png')))[:2]
+           + sorted(glob.glob(os.path.join(folder, 'kvasir_seg/masks/*.jpg')))[:3]
+           + sorted(glob.glob(os.path.join(folder, 'drive/masks/*.gif')))[:2])
   masks = []
   for path in files:
     image = np.asarray(Image.open(path).convert('L'))
@@ -54,8 +54,8 @@ def perturb(masks, rng):
 
 
 @pytest.fixture(scope='module')
-def real_case(shared_data):
-  labels = load_masks(shared_data).astype(np.int32)
+def real_case(real_fixtures):
+  labels = load_masks(real_fixtures).astype(np.int32)
   predictions = perturb(labels.astype(bool), np.random.default_rng(0))
   logits = np.where(predictions, 3.0, -3.0).astype(np.float32)[..., None]
   return logits, labels, predictions.astype(np.int32)
