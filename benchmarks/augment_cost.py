@@ -1,6 +1,6 @@
 """Time of `augment_batch` vs the training step, on this machine.
 
-python benchmarks/augment_cost.py --config=configs/augmented.py
+python -m benchmarks.augment_cost --config=configs/augmented.py
 
 Prints one JSON line per image shape. For a batch of random images and masks
 it times, jitted on the first device: augment_batch alone, the config's
@@ -13,21 +13,19 @@ import functools
 import os
 import platform
 import statistics
-import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(1, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-import numpy as np  # noqa: E402
-from absl import app, flags  # noqa: E402
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import app, flags
 
-import common  # noqa: E402
-from ml_collections import config_flags  # noqa: E402
+from benchmarks import common
+from ml_collections import config_flags
 
-from unetjax import augment, losses, models, train  # noqa: E402
+from unetjax import augment, losses, models, train
+from unetjax import state as state_lib
 
 config_flags.DEFINE_config_file('config', None, 'Config file, e.g. '
                                 'configs/augmented.py.', lock_config=True)
@@ -58,12 +56,12 @@ def measure(config, shape: tuple[int, int, int]) -> dict:
   key = jax.random.key(0)
 
   augment_only = jax.jit(lambda key, images, masks: augment.augment_batch(
-      key, train.preprocess(images), (masks,), config.augment))
+      key, state_lib.preprocess(images), (masks,), config.augment))
 
   model = models.get_model(config.model)
-  tx = train.create_optimizer(config.optimizer, train.create_learning_rate_schedule(
+  tx = state_lib.create_optimizer(config.optimizer, state_lib.create_learning_rate_schedule(
       config.optimizer, 1000))
-  state = train.init_train_state(jax.random.key(0), model, tx, shape)
+  state = state_lib.init_train_state(jax.random.key(0), model, tx, shape)
   step = functools.partial(train.train_step, loss_fn=losses.get_loss(config.loss),
                            dropout_rng=jax.random.key(1))
 
@@ -71,7 +69,7 @@ def measure(config, shape: tuple[int, int, int]) -> dict:
     # train_step takes uint8 images: round the augmented floats back, as a
     # step that augments before its own preprocessing would.
     augmented, (masks,) = augment.augment_batch(
-        key, train.preprocess(images), (masks,), config.augment)
+        key, state_lib.preprocess(images), (masks,), config.augment)
     images = jnp.round(augmented * 255).astype(jnp.uint8)
     return step(state, {'image': images, 'mask': masks})
 

@@ -13,15 +13,15 @@ kvasir=${2:-../shared/data/kvasir_seg}
 mkdir -p "$out"
 rm -f "$out"/*.jsonl
 export PYTHONUNBUFFERED=1
-python benchmarks/train_throughput.py --preset=cpu --devices=1,2 --torch --out="$out/train_throughput.jsonl"
-python benchmarks/inference.py --preset=cpu --torch --out="$out/inference.jsonl"
-python benchmarks/layer_formulations.py --torch --out="$out/layer_formulations.jsonl"
+python -m benchmarks.train_throughput --preset=cpu --devices=1,2 --torch --out="$out/train_throughput.jsonl"
+python -m benchmarks.inference --preset=cpu --torch --out="$out/inference.jsonl"
+python -m benchmarks.layer_formulations --torch --out="$out/layer_formulations.jsonl"
 # One core's share of the 2-device layout, op by op.
-XLA_FLAGS=--xla_cpu_multi_thread_eigen=false taskset -c 0 python benchmarks/profile_step.py \
+XLA_FLAGS=--xla_cpu_multi_thread_eigen=false taskset -c 0 python -m benchmarks.profile_step \
   --preset=cpu --batch_sizes=4 --out="$out/profile_step.jsonl"
-python benchmarks/augment_cost.py --config=configs/augmented.py --out="$out/augment_cost.jsonl"
+python -m benchmarks.augment_cost --config=configs/augmented.py --out="$out/augment_cost.jsonl"
 if [ -d "$kvasir" ]; then
-  python benchmarks/input_pipeline.py --manual_dir="$kvasir" --steps=3 \
+  python -m benchmarks.input_pipeline --manual_dir="$kvasir" --steps=3 \
     --out="$out/input_pipeline.jsonl"
 fi
-python benchmarks/summarize.py "$out" | tee "$out/summary.md"
+python -m benchmarks.summarize "$out" | tee "$out/summary.md"

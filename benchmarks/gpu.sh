@@ -29,7 +29,7 @@ nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm \
 run() {  # run NAME ARGS...: one benchmark, its JSON lines and its log
   local name=$1; shift
   echo "== $name $*" | tee -a "$out/$name.log"
-  "$python" "benchmarks/$name.py" "$@" --out="$out/$name.jsonl" \
+  "$python" -m "benchmarks.$name" "$@" --out="$out/$name.jsonl" \
     >> "$out/$name.log" 2>&1 || echo "!! $name failed (exit $?)" | tee -a "$out/$name.log"
 }
 
@@ -41,5 +41,5 @@ else
   run inference --preset=gpu --torch
   run augment_cost --config=configs/augmented.py --shapes=256x256x3 --batch_size=32
 fi
-"$python" benchmarks/summarize.py "$out" > "$out/summary.md"
+"$python" -m benchmarks.summarize "$out" > "$out/summary.md"
 cat "$out/summary.md"

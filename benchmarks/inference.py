@@ -1,7 +1,7 @@
 """Prediction speed of the U-Net: latency at batch 1, throughput at batch 32.
 
-python benchmarks/inference.py --preset=cpu --torch
-python benchmarks/inference.py --preset=gpu --torch
+python -m benchmarks.inference --preset=cpu --torch
+python -m benchmarks.inference --preset=gpu --torch
 
 One JSON line per case: the evaluation-mode forward pass (logits to a
 thresholded mask, on the device) of unetjax's U-Net, jitted, and with
@@ -14,20 +14,17 @@ greyscale).
 """
 
 import os
-import sys
 import time
 from typing import Any, Callable
 
 os.environ.setdefault('XLA_PYTHON_CLIENT_PREALLOCATE', 'false')
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(1, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-import common  # noqa: E402
-import train_throughput  # noqa: E402
+from benchmarks import common  # noqa: E402
+from benchmarks import train_throughput  # noqa: E402
 from unetjax import models  # noqa: E402
 
 SIZES = (256, 512)
@@ -81,7 +78,7 @@ def jax_cases(preset: common.Preset, batch_sizes: tuple[int, ...],
 def torch_cases(preset: common.Preset, batch_sizes: tuple[int, ...],
                 repeats: int) -> list[dict[str, Any]]:
   import torch
-  import torch_baseline
+  from benchmarks import torch_baseline
   gpu = torch.cuda.is_available()
   device = torch.device('cuda' if gpu else 'cpu')
   modes = (('fp32', 'amp_bf16_channels_last', 'amp_bf16_channels_last_compile')

@@ -1,6 +1,6 @@
 """Images/s of the input pipeline alone vs the training step, on this machine.
 
-python benchmarks/input_pipeline.py --manual_dir=../shared/data/kvasir_seg
+python -m benchmarks.input_pipeline --manual_dir=../shared/data/kvasir_seg
 
 Prints one JSON line. The pipeline reads, decodes (PNG) and batches
 kvasir_seg/256px (256x256 RGB) training examples with the config's reader
@@ -10,19 +10,16 @@ timed in the same process.
 
 import os
 import platform
-import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(1, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import jax  # noqa: E402
-from absl import app, flags  # noqa: E402
+import jax
+from absl import app, flags
 
-import common  # noqa: E402
+from benchmarks import common
 
-from configs import default  # noqa: E402
-from unetjax.data import pipeline  # noqa: E402
+from configs import default
+from unetjax.data import pipeline
 
 flags.DEFINE_string('dataset', 'kvasir_seg/256px', 'TFDS name/config.')
 flags.DEFINE_string('manual_dir', '', 'Folder with the dataset files.')

@@ -1,6 +1,6 @@
 """The U-Net train step with flax's pooling and up-convolution vs unetjax's.
 
-python benchmarks/layer_formulations.py --torch
+python -m benchmarks.layer_formulations --torch
 
 unetjax.models.layers writes 2x2 max pooling as a reshape and a max (with
 the maxima kept for the gradient) and the 2x2 stride-2 up-convolution as one
@@ -17,23 +17,19 @@ over --steps rounds.
 """
 
 import contextlib
-import os
-import sys
 import time
 from typing import Any, Callable
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(1, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import flax.linen as nn  # noqa: E402
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-import numpy as np  # noqa: E402
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
 
-import common  # noqa: E402
-import train_throughput  # noqa: E402
-from unetjax import models  # noqa: E402
-from unetjax.models import layers  # noqa: E402
+from benchmarks import common
+from benchmarks import train_throughput
+from unetjax import models
+from unetjax.models import layers
 
 YNN_FUSIONS = {'xla_cpu_experimental_ynn_fusion_type':
                'LIBRARY_FUSION_TYPE_INDIVIDUAL_CONVOLUTION,'
@@ -98,7 +94,7 @@ def time_steps(preset: common.Preset, batch_size: int, rounds: int,
     steps[name] = run
   if with_torch:
     import torch
-    import torch_baseline
+    from benchmarks import torch_baseline
     height, width, channels = preset.shape
     model = torch_baseline.UNet(channels, 1, preset.base_filters, 4,
                                 preset.batch_norm)

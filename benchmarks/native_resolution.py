@@ -1,6 +1,6 @@
 """What native-resolution training and evaluation cost beyond the model.
 
-python benchmarks/native_resolution.py --manual_dir=../shared/data/drive
+python -m benchmarks.native_resolution --manual_dir=../shared/data/drive
 
 Two JSON lines, both on drive/native (565x584 RGB) with configs/drive_native.py,
 timed in one process:
@@ -18,20 +18,18 @@ timed in one process:
 
 import os
 import platform
-import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(1, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import jax  # noqa: E402
-import numpy as np  # noqa: E402
-from absl import app, flags  # noqa: E402
+import jax
+import numpy as np
+from absl import app, flags
 
-import common  # noqa: E402
-from configs import drive_native  # noqa: E402
-from unetjax import evaluation, losses, models, sliding_window, train  # noqa: E402
-from unetjax.data import patches, pipeline  # noqa: E402
+from benchmarks import common
+from configs import drive_native
+from unetjax import evaluation, losses, models, sliding_window
+from unetjax import state as state_lib
+from unetjax.data import patches, pipeline
 
 flags.DEFINE_string('manual_dir', '../shared/data/drive', 'DRIVE files.')
 flags.DEFINE_string('data_dir', '', 'TFDS data dir.')
@@ -58,7 +56,7 @@ def evaluation_seconds(config, model, input_shape, examples) -> tuple[float, flo
   window = pipeline.patch_sampling(config.dataset).size
   loss_fn = losses.get_loss(config.loss)
   options = config.metrics.to_dict()
-  preprocess = lambda image: np.asarray(train.preprocess(image))
+  preprocess = lambda image: np.asarray(state_lib.preprocess(image))
 
   def whole() -> None:
     evaluation.whole_image_statistics(

@@ -1,7 +1,7 @@
 """Where a train step's time goes: XLA's ops of one step, by time.
 
 XLA_FLAGS=--xla_cpu_multi_thread_eigen=false taskset -c 0 \
-    python benchmarks/profile_step.py --preset=cpu --batch_sizes=4
+    python -m benchmarks.profile_step --preset=cpu --batch_sizes=4
 
 Traces --steps steps (default 3) of the preset's first model, dtype and
 batch size with `jax.profiler` (the same compiled step as
@@ -21,18 +21,15 @@ import gzip
 import json
 import os
 import re
-import sys
 import tempfile
 from typing import Any
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(1, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import jax  # noqa: E402
+import jax
 
-import common  # noqa: E402
-import train_throughput  # noqa: E402
-from unetjax import models  # noqa: E402
+from benchmarks import common
+from benchmarks import train_throughput
+from unetjax import models
 
 TOP_OPS = 30
 _INSTRUCTION = re.compile(r'^\s*(?:ROOT )?%([\w.\-]+) = (\S+) ([\w\-]+)\(')

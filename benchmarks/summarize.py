@@ -1,6 +1,6 @@
 """Markdown tables of the benchmarks' JSON lines.
 
-python benchmarks/summarize.py benchmarks/results/cpu
+python -m benchmarks.summarize benchmarks/results/cpu
 
 Reads every *.jsonl in the folder (train_throughput, inference,
 augment_cost, ...) and prints one table per benchmark, as in the README.

@@ -1,6 +1,6 @@
 """The classic U-Net in PyTorch, trained the way unetjax trains its U-Net.
 
-python benchmarks/torch_baseline.py --preset=cpu     # or --preset=gpu
+python -m benchmarks.torch_baseline --preset=cpu     # or --preset=gpu
 
 The network is unetjax's `unet` layer for layer (3x3 'same' convolutions
 without bias when batch norm follows, 2x2 stride-2 transposed convolutions,
@@ -13,8 +13,6 @@ to run the same cases in the process of `train_throughput.py`, so that the
 ratio of the two is measured on one machine at one time.
 """
 
-import os
-import sys
 import time
 from typing import Any
 
@@ -23,9 +21,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import common  # noqa: E402
+from benchmarks import common
 
 MODES = ('fp32', 'amp_bf16', 'amp_bf16_channels_last',
          'amp_bf16_channels_last_compile')

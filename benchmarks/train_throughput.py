@@ -1,7 +1,7 @@
 """Training throughput of unetjax's models: images/s, step time, memory, MFU.
 
-python benchmarks/train_throughput.py --preset=cpu --torch --devices=1,2
-python benchmarks/train_throughput.py --preset=gpu --torch --batch_sizes=8,16,32,64
+python -m benchmarks.train_throughput --preset=cpu --torch --devices=1,2
+python -m benchmarks.train_throughput --preset=gpu --torch --batch_sizes=8,16,32,64
 
 One JSON line per case: a full training step (forward, backward, Adam
 update, BCE + Dice loss) of `unetjax.train.train_step`, jitted with the state
@@ -28,8 +28,6 @@ import time
 from typing import Any
 
 os.environ.setdefault('XLA_PYTHON_CLIENT_PREALLOCATE', 'false')  # torch shares the GPU
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(1, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import flax  # noqa: E402
 import jax  # noqa: E402
@@ -37,9 +35,10 @@ import ml_collections  # noqa: E402
 import numpy as np  # noqa: E402
 import optax  # noqa: E402
 
-import common  # noqa: E402
-from configs import default  # noqa: E402  (its loss: 0.5 BCE + 0.5 Dice)
+from benchmarks import common  # noqa: E402
+from configs import default  # noqa: E402 (its loss: 0.5 BCE + 0.5 Dice)
 from unetjax import losses, models, parallel, train  # noqa: E402
+from unetjax import state as state_lib  # noqa: E402
 from unetjax.models.__main__ import PAPER_SETTINGS  # noqa: E402
 
 
@@ -69,7 +68,7 @@ def compiled_step(model, shape: common.Shape, batch_size: int, n_devices: int = 
   random batch, both placed on those devices."""
   strategy = parallel.JitStrategy(jax.devices()[:n_devices])
   tx = optax.adam(1e-3)
-  state = train.init_train_state(jax.random.key(0), model, tx, shape)
+  state = state_lib.init_train_state(jax.random.key(0), model, tx, shape)
   step = strategy.compile(functools.partial(
       train.train_step, loss_fn=losses.get_loss(default.get_config().loss),
       dropout_rng=jax.random.key(1)), donate_state=True)
@@ -161,7 +160,7 @@ def main() -> None:
           records.append(measure(name, dtype, batch_size, preset, n_devices))
           common.emit(records[-1])
   if args.torch:
-    import torch_baseline  # here, so that the JAX cases need no torch
+    from benchmarks import torch_baseline  # here, so that the JAX cases need no torch
     torch_records = torch_baseline.run(preset, tuple(args.torch_modes or ()) or None)
     for ratio in ratio_record(records, torch_records):
       common.emit(ratio)

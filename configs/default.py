@@ -74,12 +74,12 @@ def get_config() -> ml_collections.ConfigDict:
   config.augment.noise_prob = 0.0  # additive Gaussian noise
   config.augment.noise_std = 0.0  # max noise std (drawn uniform in [0, noise_std])
 
-  config.dtype = 'float32'  # compute dtype: 'float32' or 'bfloat16'
+  config.dtype = 'float32'  # compute dtype (models.DTYPES), e.g. 'bfloat16'
   config.param_dtype = 'float32'  # parameter and optimizer-state dtype
 
   config.loss = ml_collections.ConfigDict()
-  # 'cross_entropy', 'focal', 'dice', 'iou', 'tversky', 'focal_tversky' or
-  # 'cross_entropy_dice' (see unetjax/losses.py for the formulas).
+  # A name of losses.LOSSES (unetjax/losses.py has the formulas; `python -m
+  # unetjax.main --help` lists every registry's names).
   config.loss.name = 'cross_entropy_dice'
   config.loss.ce_weight = 0.5  # cross_entropy_dice = w * CE + (1 - w) * Dice
   config.loss.smooth = 1.0  # added to numerator and denominator of overlap losses
@@ -95,15 +95,15 @@ def get_config() -> ml_collections.ConfigDict:
   config.loss.deep_supervision_weights = ()
 
   config.optimizer = ml_collections.ConfigDict()
-  config.optimizer.name = 'adam'  # 'adam', 'adamw' or 'sgd' (with momentum 0.9)
+  config.optimizer.name = 'adam'  # state.OPTIMIZERS: adam, adamw, sgd (momentum 0.9), ...
   config.optimizer.learning_rate = 3e-3  # peak learning rate
-  # 'constant', 'warmup_cosine' or 'poly' (nnU-Net: lr * (1 - t)**0.9)
+  # state.SCHEDULES: constant, warmup_cosine, poly (nnU-Net: lr * (1 - t)**0.9), ...
   config.optimizer.schedule = 'warmup_cosine'
   config.optimizer.warmup_steps = 50  # linear warm-up from 0 (warmup_cosine, poly)
   config.optimizer.weight_decay = 0.0  # decoupled weight decay (adamw only)
   config.optimizer.grad_clip_norm = 0.0  # clip gradients to this global norm; 0 = off
 
-  config.parallel = 'jit'  # device strategy: 'jit' (sharded mesh) or 'pmap'
+  config.parallel = 'jit'  # parallel.STRATEGIES: 'jit' (sharded mesh) or 'pmap'
   # pmap: batch-norm statistics over all devices, not each device's share
   # (jit always uses the global batch).
   config.sync_batch_norm = True

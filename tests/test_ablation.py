@@ -50,7 +50,11 @@ def test_smoke_sweep_writes_a_row_per_run_tables_and_plots(smoke_run):
     assert row['status'] == 'ok' and row['best_step'] in ('2', '4')
     assert f'model={row["model"]},aug={row["aug"]},seed={row["seed"]}' == row['run']
     for split in ('validation', 'test'):
-      for key, _ in ablation.MAIN_METRICS[:-1]:  # no boundary F1 (smoke.py)
+      scores = metrics.main_metrics(
+          k.split('/')[1] for k, v in row.items() if k.startswith(f'{split}/') and v)
+      scores = [k for k in scores if not metrics.METRICS[k].lower_is_better]
+      assert {'dice', 'iou', 'precision', 'recall'} <= set(scores)
+      for key in scores:
         assert 0 <= float(row[f'{split}/{key}']) <= 1, (split, key)
     assert float(row['wall_time_s']) > 0 and 'cpu' in row['device'].lower()
   with open(os.path.join(out, 'results.md')) as f:
@@ -58,7 +62,7 @@ def test_smoke_sweep_writes_a_row_per_run_tables_and_plots(smoke_run):
   assert '4 of 4 runs finished' in markdown
   device = rows[0]['device']  # every line says which device made its runs
   assert markdown.count(f'| unet | off | {device} | 1 |') == 2  # test, validation
-  assert '| model | aug | device | seeds | IoU | Dice |' in markdown
+  assert '| model | aug | device | seeds | Dice | IoU |' in markdown
   for png in ('validation_curves.png', 'test_dice.png'):
     with open(os.path.join(out, png), 'rb') as f:
       assert f.read(8) == b'\x89PNG\r\n\x1a\n'
@@ -88,7 +92,7 @@ def test_a_failing_run_is_recorded_and_the_sweep_goes_on(tfds_dir, tmp_path):
     calls.append(os.path.basename(workdir))
     if config.model.name == 'resunet':
       raise RuntimeError('out of memory')
-    scores = {k: 0.5 for k, _ in ablation.MAIN_METRICS}
+    scores = {k: 0.5 for k in metrics.main_metrics(metrics.METRICS)}
     return {'best_step': 4, 'wall_time_s': 1.0, 'validation': scores,
             'test': scores}
 
@@ -104,7 +108,7 @@ def test_a_failing_run_is_recorded_and_the_sweep_goes_on(tfds_dir, tmp_path):
     markdown = f.read()
   assert 'out of memory' in markdown
   device = rows['model=unet,aug=on,seed=0']['device']
-  assert (f'| unet | on | {device} | 1 | ' + '0.5000 | ' * len(ablation.MAIN_METRICS)
+  assert (f'| unet | on | {device} | 1 | ' + '0.5000 | ' * len(metrics.main_metrics(metrics.METRICS))
           + '1 |') in markdown
   # A re-run retries only the failures.
   calls.clear()

@@ -4,9 +4,7 @@ times they report."""
 
 import dataclasses
 import json
-import os
 import re
-import sys
 
 import jax
 import jax.numpy as jnp
@@ -17,14 +15,12 @@ import pytest
 # CPU build, torch==2.13.0).
 torch = pytest.importorskip('torch')
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(__file__)), 'benchmarks'))
-
-import common  # noqa: E402
-import summarize  # noqa: E402
-import torch_baseline  # noqa: E402
-import train_throughput  # noqa: E402
-from configs import default  # noqa: E402
-from unetjax import losses, models  # noqa: E402
+from benchmarks import common
+from benchmarks import summarize
+from benchmarks import torch_baseline
+from benchmarks import train_throughput
+from configs import default
+from unetjax import losses, models
 
 TINY = dataclasses.replace(common.PRESETS['cpu'], shape=(32, 32, 1), batch_sizes=(2,),
                            base_filters=4, steps=2, warmup=0)
@@ -112,7 +108,7 @@ def test_peak_flops_by_device_name():
 
 
 def test_shifted_matmul_weight_gradient_is_pytorchs_and_conv_layer_table(tmp_path):
-  import layer_formulations
+  from benchmarks import layer_formulations
   rng = np.random.default_rng(0)
   x = rng.standard_normal((2, 6, 5, 3)).astype(np.float32)
   g = rng.standard_normal((2, 6, 5, 4)).astype(np.float32)
@@ -135,7 +131,7 @@ def test_shifted_matmul_weight_gradient_is_pytorchs_and_conv_layer_table(tmp_pat
 
 
 def test_step_profile_names_each_traced_op_and_its_layer(tmp_path):
-  import profile_step
+  from benchmarks import profile_step
   x = jnp.ones((2, 8, 8, 3))
   w = jnp.ones((3, 3, 3, 4))
   conv = jax.jit(lambda x, w: jax.nn.relu(jax.lax.conv_general_dilated(

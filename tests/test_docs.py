@@ -1,6 +1,6 @@
 """The documentation's commands and links: every command in README.md and
 docs/*.md that runs one of unetjax's programs (`python -m unetjax...`,
-`python benchmarks/...py`, `python experiments/...py`, `bash ...sh`) uses
+`python -m benchmarks...`, `python experiments/...py`, `bash ...sh`) uses
 flags that program defines, config files that exist and config fields that
 the config has; every relative link points at a file and heading that
 exist."""
@@ -38,7 +38,7 @@ class Command:
   """One invocation of a program, as quoted at doc:line."""
   doc: str
   line: int
-  program: str  # a module ('unetjax.main') or a file ('benchmarks/inference.py')
+  program: str  # a module ('unetjax.main') or a file ('experiments/study_long.sh')
   args: tuple[str, ...]
 
   def __str__(self) -> str:
@@ -138,7 +138,8 @@ def commands_in(shell: str, doc: str = '<text>', line: int = 0) -> list[Command]
     for i, token in enumerate(segment):
       if os.path.basename(token) in ('python', 'python3') and i + 1 < len(segment):
         rest = segment[i + 1:]
-        if rest[0] == '-m' and len(rest) > 1 and rest[1].split('.')[0] == 'unetjax':
+        if (rest[0] == '-m' and len(rest) > 1
+            and rest[1].split('.')[0] in ('unetjax', 'benchmarks')):
           program, args = rest[1], rest[2:]
         elif rest[0].endswith('.py') and not rest[0].startswith('-'):
           program, args = rest[0], rest[1:]
@@ -191,7 +192,7 @@ def read_flags(program: str) -> Flags | str:
     return Flags(frozenset())  # shell scripts take positional arguments
   with open(path, encoding='utf-8') as f:
     if not re.search(r'app\.run|parse_args|argparse|absl import flags', f.read()):
-      return Flags(frozenset())  # reads sys.argv itself (benchmarks/summarize.py)
+      return Flags(frozenset())  # reads sys.argv itself (benchmarks.summarize)
   command = ([sys.executable, program] if program.endswith('.py')
              else [sys.executable, '-m', program])
   env = dict(os.environ, PYTHONPATH=os.pathsep.join(
@@ -365,7 +366,7 @@ def test_docs_quote_the_programs():
   for program in ('unetjax.main', 'unetjax.predict', 'unetjax.ablation',
                   'unetjax.augment_grid', 'unetjax.models'):
     assert program in quoted, f'no doc quotes python -m {program}'
-  assert any(p.startswith('benchmarks/') for p in quoted)
+  assert any(p.startswith('benchmarks.') for p in quoted)
   assert any(p.startswith('experiments/') for p in quoted)
   for doc in DOCS[1:]:
     with open(os.path.join(REPO, doc), encoding='utf-8') as f:
@@ -390,7 +391,7 @@ def test_check_finds_mistakes(programs):
   assert check(missing[0], programs) == [
       'doc.md:9: unetjax.main: --config=configs/no_such.py: no such file']
   assert 'no such program' in check(
-      commands_in('python benchmarks/no_such.py', 'doc.md', 1)[0], programs)[0]
+      commands_in('python -m benchmarks.no_such', 'doc.md', 1)[0], programs)[0]
   assert check(commands_in(
       'python -m unetjax.main --config=configs/default.py --workdir=x '
       '--config.model.depth=3 --cpu_devices=2 --noallow_config_change')[0], programs) == []
@@ -406,7 +407,7 @@ def test_command_extraction():
       '$ python -m unetjax.predict --workdir=w \\',
       '  [--tta] --out=o   # a comment --bad',
       'pip install -e . && python -m unetjax.main --config=c.py > log.txt',
-      'ssh h --command "cd x && python benchmarks/inference.py --torch"',
+      'ssh h --command "cd x && python -m benchmarks.inference --torch"',
       'python -m pytest -q; bash experiments/study_cpu.sh runs/s',
       '```',
       '```python',
@@ -417,7 +418,7 @@ def test_command_extraction():
   assert [(c.line, c.program, c.args) for c in found] == [
       (4, 'unetjax.predict', ('--workdir=w', '--tta', '--out=o')),
       (6, 'unetjax.main', ('--config=c.py',)),
-      (7, 'benchmarks/inference.py', ('--torch',)),
+      (7, 'benchmarks.inference', ('--torch',)),
       (8, 'experiments/study_cpu.sh', ('runs/s',)),
       (1, 'unetjax.ablation', ('--sweep=experiments/smoke.py', '--out=o')),
   ]

@@ -9,6 +9,7 @@ import pytest
 
 from configs import default
 from unetjax import losses, metrics, models, parallel, train
+from unetjax import state as state_lib
 from unetjax.data import pipeline
 
 
@@ -24,11 +25,11 @@ def tiny_config(tfds_dir):
 
 def run(strategy, config, n_steps=6):
   """Loss curve, final params (numpy) and validation sums under `strategy`."""
-  model = train.model_for_strategy(models.get_model(config.model),
+  model = state_lib.model_for_strategy(models.get_model(config.model),
                                    config.parallel, config.sync_batch_norm)
-  schedule = train.create_learning_rate_schedule(config.optimizer, n_steps)
-  state = train.init_train_state(
-      jax.random.key(0), model, train.create_optimizer(config.optimizer, schedule),
+  schedule = state_lib.create_learning_rate_schedule(config.optimizer, n_steps)
+  state = state_lib.init_train_state(
+      jax.random.key(0), model, state_lib.create_optimizer(config.optimizer, schedule),
       (64, 64, 1), strategy.init_sharding)
   state = strategy.place_state(state)
   loss_fn = losses.get_loss(config.loss)

@@ -12,6 +12,7 @@ from PIL import Image
 
 from configs import default
 from unetjax import evaluation, losses, metrics, models, predict, train
+from unetjax import state as state_lib
 from unetjax.data import patches, pipeline
 from unetjax.errors import ConfigError, InputShapeError
 
@@ -172,10 +173,10 @@ def test_whole_image_evaluation_of_one_window_is_one_forward_pass():
   options = dict(default.get_config().metrics.to_dict(), surface_metrics=False)
   stats = evaluation.whole_image_statistics(
       apply_fn, [{'image': image, 'mask': label}],
-      lambda x: np.asarray(train.preprocess(x)), window=(PATCH, PATCH),
+      lambda x: np.asarray(state_lib.preprocess(x)), window=(PATCH, PATCH),
       overlap=0.5, batch_size=8, batch_multiple=n_devices, loss_fn=loss_fn,
       metric_options=options)
-  logits = evaluation.forward(model, variables, train.preprocess(image[None]))
+  logits = evaluation.forward(model, variables, state_lib.preprocess(image[None]))
   expected = metrics.merge(None, jax.jit(functools.partial(
       metrics.batch_statistics, **options))(
           logits, jnp.asarray(label[None], jnp.int32)))
@@ -197,7 +198,7 @@ def test_native_size_metrics_equal_the_metric_functions_inside_the_roi():
   label = (rng.random((height, width)) > 0.6).astype(np.int32)
   yy, xx = np.mgrid[:height, :width]
   roi = ((yy - height / 2) ** 2 + (xx - width / 2) ** 2) < (height / 2.2) ** 2
-  preprocess = lambda x: np.asarray(train.preprocess(x))
+  preprocess = lambda x: np.asarray(state_lib.preprocess(x))
   logits = np.asarray(evaluation.sliding_window.sliding_window_logits(
       apply_fn, preprocess(image), (PATCH, PATCH), 0.5,
       batch_multiple=n_devices))

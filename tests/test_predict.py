@@ -14,7 +14,8 @@ from PIL import Image
 from sklearn import metrics as skm
 
 from configs import default
-from unetjax import checkpoints, evaluation, models, predict, sliding_window, train
+from unetjax import checkpoints, evaluation, models, predict, sliding_window
+from unetjax import state as state_lib
 from unetjax import workdir as workdir_lib
 from unetjax.data import synthetic
 from unetjax.errors import DataError, UserInputError
@@ -36,10 +37,10 @@ def tiny_config(data_dir):
 def model_and_state(tmp_path_factory):
   config = tiny_config(str(tmp_path_factory.mktemp('tfds')))
   model = models.get_model(config.model)
-  schedule = train.create_learning_rate_schedule(config.optimizer,
+  schedule = state_lib.create_learning_rate_schedule(config.optimizer,
                                                  config.num_train_steps)
-  state = train.init_train_state(jax.random.key(0), model,
-                                 train.create_optimizer(config.optimizer, schedule),
+  state = state_lib.init_train_state(jax.random.key(0), model,
+                                 state_lib.create_optimizer(config.optimizer, schedule),
                                  WINDOW + (1,))
   return config, model, jax.device_get(state)
 

@@ -11,7 +11,8 @@ import pytest
 
 from configs import default
 from unetjax import (checkpoints, configuration, logs, losses, metrics, models,
-                     predict, train)
+                     train)
+from unetjax import state as state_lib
 from unetjax.data import pipeline
 from unetjax.errors import (ConfigError, DataError, DivergenceError,
                             InputShapeError, WorkdirError)
@@ -47,10 +48,22 @@ def retype(section, key, value):
 
 def make_state(config, image_shape=(64, 64, 1)):
   model = models.get_model(config.model, config.dtype, config.param_dtype)
-  schedule = train.create_learning_rate_schedule(config.optimizer,
-                                                 config.num_train_steps)
-  tx = train.create_optimizer(config.optimizer, schedule)
-  return train.init_train_state(jax.random.key(0), model, tx, image_shape)
+  tx, _ = state_lib.optimizer_and_schedule(config.optimizer,
+                                           config.num_train_steps)
+  return state_lib.init_train_state(jax.random.key(0), model, tx, image_shape)
+
+
+def state_template(config, image_shape):
+  """Shapes of the run's TrainState on one device, traced without compute."""
+  model = models.get_model(config.model, config.dtype, config.param_dtype)
+  tx, _ = state_lib.optimizer_and_schedule(config.optimizer,
+                                           config.num_train_steps)
+  shapes = jax.eval_shape(functools.partial(
+      state_lib.create_train_state, model=model, tx=tx,
+      image_shape=image_shape), jax.random.key(0))
+  device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+  return jax.tree.map(
+      lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=device), shapes)
 
 
 @pytest.mark.parametrize('name, n_classes', [('synthetic_cells/binary', 1),
@@ -83,7 +96,7 @@ def test_eval_step_counts_agree_with_metrics_on_the_logits(tfds_dir):
                                     **config.metrics.to_dict()))(state, batch)
   logits = state.apply_fn({'params': state.params,
                            'batch_stats': state.batch_stats},
-                          train.preprocess(batch['image'][:12]))
+                          state_lib.preprocess(batch['image'][:12]))
   labels = batch['mask'][:12].astype(np.int32)
   expected = metrics.batch_statistics(logits, labels)
   assert set(stats) == set(expected) | {'loss_sum'}
@@ -95,7 +108,7 @@ def test_eval_step_counts_agree_with_metrics_on_the_logits(tfds_dir):
 
 def test_warmup_cosine_schedule_peaks_then_decays_to_zero():
   config = default.get_config()
-  schedule = train.create_learning_rate_schedule(config.optimizer, 1000)
+  schedule = state_lib.create_learning_rate_schedule(config.optimizer, 1000)
   peak = config.optimizer.learning_rate
   assert float(schedule(0)) == 0.0
   assert float(schedule(config.optimizer.warmup_steps)) == pytest.approx(peak)
@@ -105,7 +118,7 @@ def test_warmup_cosine_schedule_peaks_then_decays_to_zero():
 def test_poly_schedule_is_nnunets_decay_after_the_warmup():
   config = default.get_config()
   config.optimizer.schedule = 'poly'
-  schedule = train.create_learning_rate_schedule(config.optimizer, 1000)
+  schedule = state_lib.create_learning_rate_schedule(config.optimizer, 1000)
   peak, warmup = config.optimizer.learning_rate, config.optimizer.warmup_steps
   assert float(schedule(0)) == 0.0
   assert float(schedule(warmup // 2)) == pytest.approx(peak / 2)
@@ -322,8 +335,7 @@ def test_a_damaged_checkpoint_is_reported_and_set_aside_for_an_older_one(
   damage_file(step_4, how)
   files = tree_files(step_4)
   config = small_config(tfds_dir)
-  template = predict._state_template(config, models.get_model(config.model),
-                                     (64, 64, 1))
+  template = state_template(config, (64, 64, 1))
   messages = []
   reader = checkpoints.Checkpoints(str(workdir), read_only=True)
   state, meta, step = reader._restore_intact(reader._latest, 'checkpoints',

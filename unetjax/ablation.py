@@ -45,17 +45,13 @@ import numpy as np
 
 from unetjax import configuration
 from unetjax import logs
+from unetjax import metrics as metrics_lib
 from unetjax import plots
 from unetjax.errors import ConfigError, UserInputError, WorkdirInUseError
 
 RESULT_FILE = 'result.json'
 ERROR_FILE = 'error.json'
 SWEEP_KEYS = ('base', 'axes', 'seeds', 'fixed', 'exclude', 'tags', 'main_metric')
-# Metrics of the markdown tables, in their column order: (key, heading).
-MAIN_METRICS = (('iou', 'IoU'), ('dice', 'Dice'), ('precision', 'Precision'),
-                ('recall', 'Recall'), ('pixel_accuracy', 'Pixel acc.'),
-                ('mean_pixel_accuracy', 'Mean pixel acc.'), ('miou', 'mIoU'),
-                ('boundary_f1', 'Boundary F1'))
 _NAME_UNSAFE = re.compile(r'[/\\,=\s]')
 
 
@@ -326,7 +322,7 @@ def collect(sweep: dict[str, Any], out: str) -> list[dict[str, Any]]:
 
 def _metric_keys(rows: Sequence[dict[str, Any]], split: str) -> list[str]:
   keys = {k for row in rows for k in row.get(split, {})}
-  main = [k for k, _ in MAIN_METRICS if k in keys]
+  main = metrics_lib.main_metrics(keys)
   return main + sorted(keys - set(main))
 
 
@@ -385,8 +381,8 @@ def markdown_table(rows: Sequence[dict[str, Any]], axes: Sequence[str],
   for labels, group in group_rows(rows, axes).items():
     for row in group:
       groups.setdefault((*labels, row.get('device', '')), []).append(row)
-  metrics = [(k, h) for k, h in MAIN_METRICS
-             if any(k in r.get(split, {}) for g in groups.values() for r in g)]
+  metrics = [(k, metrics_lib.METRICS[k].heading) for k in metrics_lib.main_metrics(
+      k for g in groups.values() for r in g for k in r.get(split, {}))]
   header = [*axes, 'device', 'seeds', *(h for _, h in metrics), 'wall time (s)']
   lines = ['| ' + ' | '.join(header) + ' |',
            '|' + '---|' * len(header)]
@@ -532,15 +528,11 @@ def run_sweep(sweep: dict[str, Any], out: str, only: str | None = None,
 
 
 def main(argv: Sequence[str]) -> None:
-  from absl import flags, logging
+  from absl import flags
   flags_ = flags.FLAGS
-  if len(argv) > 1:
-    raise SystemExit(f'Unexpected arguments: {" ".join(argv[1:])}')
-  if not flags_['verbosity'].present:
-    logging.set_verbosity(logging.WARNING)
   import signal
-  from unetjax import parallel, train
-  parallel.use_cpu_devices(flags_.cpu_devices)  # before anything uses a device
+  from unetjax import command_line, train
+  command_line.start(argv, cpu_devices=flags_.cpu_devices)
   try:
     sweep = load_sweep(flags_.sweep)
     title = os.path.splitext(os.path.basename(flags_.sweep))[0]

@@ -19,11 +19,12 @@ import sys
 
 import jax
 import numpy as np
-from absl import app, flags, logging
+from absl import app, flags
 from ml_collections import config_flags
 from PIL import Image, ImageDraw
 
-from unetjax import augment, command_line, configuration, outputs, train
+from unetjax import augment, command_line, configuration, outputs
+from unetjax import state as state_lib
 from unetjax.data import pipeline
 from unetjax.errors import UserInputError
 
@@ -105,10 +106,7 @@ FLAGS = flags.FLAGS
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f'Unexpected arguments: {" ".join(argv[1:])}')
-  if not FLAGS['verbosity'].present:
-    logging.set_verbosity(logging.WARNING)  # TFDS logs every file at INFO
+  command_line.start(argv)
   config = FLAGS.config
   try:
     configuration.validate(config)  # augment fields included, as training does
@@ -120,7 +118,7 @@ def main(argv):
     outputs.claim(os.path.dirname(FLAGS.out) or '.', [os.path.basename(FLAGS.out)])
   except UserInputError as e:
     sys.exit(f'error: {e}')
-  images = np.asarray(train.preprocess(batch['image'][:FLAGS.n]))
+  images = np.asarray(state_lib.preprocess(batch['image'][:FLAGS.n]))
   maps = (batch['mask'][:FLAGS.n],) + (
       (batch['roi'][:FLAGS.n],) if 'roi' in batch else ())
   step = jax.jit(functools.partial(augment.augment_batch, config=config.augment))

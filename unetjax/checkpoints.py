@@ -12,8 +12,12 @@ Each checkpoint is a composite of the TrainState pytree and a small JSON
 both. Orbax writes to a temporary directory and renames it when complete, so
 a run killed during a save resumes from the previous complete checkpoint.
 
+Inference reads only the model's variables (params and batch_stats) of a
+checkpoint (`restore_variables`), without building an optimizer to restore
+into.
+
 A checkpoint can still be damaged later (a disk error, a deleted or cut
-file). `meta` holds a CRC-32 of the state's bytes; a checkpoint that does not
+file). `meta` holds a CRC-32 of the state's bytes and one of its variables'; a checkpoint that does not
 load, does not match it or holds non-finite values is reported, moved to
 `workdir/damaged/` (never deleted) and the next older one is used instead.
 """
@@ -28,6 +32,8 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 DAMAGED_DIR = 'damaged'
+# The fields of a train state that inference needs.
+VARIABLE_FIELDS = ('params', 'batch_stats')
 
 
 def _abstract(state: Any) -> Any:
@@ -43,9 +49,20 @@ def checksum(state: Any) -> int:
   return crc
 
 
-def damage(state: Any, meta: dict[str, Any]) -> str | None:
-  """What is wrong with a restored checkpoint, or None."""
-  if 'state_crc32' in meta and checksum(state) != meta['state_crc32']:
+def variables_of(state: Any) -> dict[str, Any]:
+  return {name: getattr(state, name) for name in VARIABLE_FIELDS}
+
+
+def _checksums(state: Any) -> dict[str, int]:
+  return {'state_crc32': checksum(state),
+          'variables_crc32': checksum(variables_of(state))}
+
+
+def damage(state: Any, meta: dict[str, Any],
+           crc_key: str = 'state_crc32') -> str | None:
+  """What is wrong with a restored checkpoint (or, with crc_key
+  'variables_crc32', its variables), or None."""
+  if crc_key in meta and checksum(state) != meta[crc_key]:
     return 'its arrays do not match the checksum saved with them'
   for leaf in jax.tree.leaves(state):
     leaf = np.asarray(leaf)
@@ -113,6 +130,7 @@ class Checkpoints:
         best_fn=lambda metrics: metrics['score'])
     self._best = ocp.CheckpointManager(
         os.path.join(os.path.abspath(workdir), 'best'), options=best_options)
+    self._variable_readers: dict[str, ocp.CheckpointManager] = {}
 
   def latest_step(self) -> int | None:
     return self._latest.latest_step()
@@ -126,7 +144,7 @@ class Checkpoints:
     # Orbax names its multi-process barriers by step: two managers saving
     # the same step at once would collide, so one waits for the other.
     self._best.wait_until_finished()
-    meta = {**meta, 'state_crc32': checksum(state)}
+    meta = {**meta, **_checksums(state)}
     self._latest.save(step, args=ocp.args.Composite(
         state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)))
 
@@ -135,21 +153,41 @@ class Checkpoints:
     if step in self._best.all_steps():  # already saved before an interruption
       return
     self._latest.wait_until_finished()
-    meta = {**meta, 'state_crc32': checksum(state)}
+    meta = {**meta, **_checksums(state)}
     self._best.save(step, metrics={'score': score}, args=ocp.args.Composite(
         state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)))
 
   def _restore(self, manager: ocp.CheckpointManager, step: int,
-               state_template: Any) -> tuple[Any, dict[str, Any]]:
+               state_template: Any, variables_only: bool = False
+               ) -> tuple[Any, dict[str, Any]]:
+    if variables_only:
+      state_args = ocp.args.PyTreeRestore(
+          item=state_template, partial_restore=True,
+          restore_args=ocp.checkpoint_utils.construct_restore_args(state_template))
+    else:
+      state_args = ocp.args.StandardRestore(_abstract(state_template))
     restored = manager.restore(step, args=ocp.args.Composite(
-        state=ocp.args.StandardRestore(_abstract(state_template)),
-        meta=ocp.args.JsonRestore()))
+        state=state_args, meta=ocp.args.JsonRestore()))
     return restored['state'], dict(restored['meta'])
+
+  def _variable_reader(self, kind: str) -> ocp.CheckpointManager:
+    """A manager of workdir/`kind` that reads part of a state: orbax restores
+    a subtree only through its PyTree handler, and a manager keeps the
+    handler it first used."""
+    if kind not in self._variable_readers:
+      self._variable_readers[kind] = ocp.CheckpointManager(
+          os.path.join(self._workdir, kind),
+          options=ocp.CheckpointManagerOptions(
+              create=False, cleanup_tmp_directories=False),
+          item_handlers={'state': ocp.PyTreeCheckpointHandler(),
+                         'meta': ocp.JsonCheckpointHandler()})
+    return self._variable_readers[kind]
 
   def _restore_intact(self, manager: ocp.CheckpointManager, kind: str,
                       state_template: Any,
                       report: Callable[[str], None] = _stderr,
-                      attempts: int = 20) -> tuple[Any, dict[str, Any], int] | None:
+                      attempts: int = 20, variables_only: bool = False
+                      ) -> tuple[Any, dict[str, Any], int] | None:
     """(state, meta, step) of the newest checkpoint of `manager` that loads
     and is intact, or None if there is none. Damaged ones are reported (and
     set aside unless read-only); a step that vanished while being read
@@ -163,8 +201,10 @@ class Checkpoints:
         return None
       step = steps[0]
       try:
-        state, meta = self._restore(manager, step, state_template)
-        problem = damage(state, meta)
+        state, meta = self._restore(manager, step, state_template,
+                                    variables_only)
+        problem = damage(state, meta, 'variables_crc32' if variables_only
+                         else 'state_crc32')
       except Exception as e:  # noqa: BLE001 - any failure to read it
         manager.reload()
         if step not in manager.all_steps():
@@ -205,6 +245,21 @@ class Checkpoints:
     """(state, meta, step) of the intact best checkpoint, or None."""
     return self._restore_intact(self._best, 'best', state_template)
 
+  def restore_variables(self, variables_template: dict[str, Any]
+                        ) -> tuple[dict[str, Any], str, int] | None:
+    """(variables, 'best' or 'latest', step) of the intact best checkpoint,
+    else the newest intact latest one, or None: only the model's params and
+    batch_stats are read, into `variables_template` (`state.variables_template`)."""
+    for kind, name in (('best', 'best'), ('checkpoints', 'latest')):
+      if not os.path.isdir(os.path.join(self._workdir, kind)):
+        continue
+      restored = self._restore_intact(self._variable_reader(kind), kind,
+                                      variables_template, variables_only=True)
+      if restored is not None:
+        variables, _, step = restored
+        return variables, name, step
+    return None
+
   def on_disk(self) -> str:
     """What a process ending now leaves: the newest complete checkpoint and
     any save still being written (abandoned; removed when the run resumes)."""
@@ -232,7 +287,7 @@ class Checkpoints:
   def close(self, raise_errors: bool = True) -> None:
     """Waits for the saves and closes; with `raise_errors` False (when another
     error is on its way) a failed save is not raised again."""
-    for manager in (self._latest, self._best):
+    for manager in (self._latest, self._best, *self._variable_readers.values()):
       try:
         manager.close()
       except Exception:  # noqa: BLE001

@@ -1,6 +1,11 @@
-"""Command-line flags of the programs that take a --config file: a mistake
+"""The start of every command line (unetjax.main, predict, ablation,
+augment_grid), and the flags of those that take a --config file: a mistake
 in them (a misspelt --config.<field>, a missing config file, a config file
 that fails to load) is one `error:` line, not a traceback from flag parsing.
+
+  def main(argv):
+    command_line.start(argv, cpu_devices=FLAGS.cpu_devices)
+    ...
 
   app.run(main, flags_parser=command_line.parse_flags)
 """
@@ -12,7 +17,23 @@ import sys
 from typing import Any, Sequence
 
 import ml_collections
-from absl import flags
+from absl import app, flags, logging
+
+from unetjax import logs
+from unetjax import parallel
+
+
+def start(argv: Sequence[str], cpu_devices: int | None = None) -> None:
+  """What every command does first: refuses positional arguments, logs at
+  WARNING unless --verbosity is given (TFDS and orbax log every file and
+  step at INFO), and splits the CPU into `cpu_devices` devices (before
+  anything uses a device)."""
+  if len(argv) > 1:
+    raise app.UsageError(f'Unexpected arguments: {" ".join(argv[1:])}')
+  if not flags.FLAGS['verbosity'].present:
+    logging.set_verbosity(logging.WARNING)
+    logs.quiet_orbax_errors()
+  parallel.use_cpu_devices(cpu_devices)
 
 
 def parse_flags(argv: Sequence[str]) -> list[str]:

@@ -2,15 +2,23 @@
 message instead of a traceback minutes into training.
 
 Model fields beyond `name` and `n_classes` depend on the architecture and are
-checked by `unetjax.models.get_model`.
+checked by `unetjax.models.get_model`. Choices come from their registries
+(models, losses, optimizers, schedules, strategies, dtypes, border modes,
+metrics): a new entry there is accepted here.
 """
 
 import difflib
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import ml_collections
 
-from unetjax.errors import ConfigError
+from unetjax import augment
+from unetjax import losses
+from unetjax import metrics
+from unetjax import models
+from unetjax import parallel
+from unetjax import state
+from unetjax.errors import ConfigError, DataError
 
 Check = Callable[[Any], str | None]  # returns what is wrong, or None
 
@@ -50,12 +58,6 @@ def one_of(*choices: str) -> Check:
                         f'must be one of: {", ".join(map(repr, choices))}')
 
 
-EVAL_METRICS = ('dice', 'iou', 'precision', 'recall', 'miou', 'pixel_accuracy',
-                'mean_pixel_accuracy', 'dice_per_image', 'iou_per_image',
-                'boundary_f1', 'hd95', 'assd', 'loss')
-LOWER_IS_BETTER = ('hd95', 'assd', 'loss')
-
-
 def at_most(limit: float) -> Check:
   return lambda value: (None if 0 <= value <= limit
                         else f'must be between 0 and {limit}')
@@ -81,6 +83,27 @@ def weights(value: Any) -> str | None:
   return (None if all(isinstance(w, (int, float)) and w >= 0 for w in value)
           else 'must hold numbers >= 0')
 
+# Fields that name an entry of a registry, and the registry's names: the one
+# list of their choices, for the checks below and the --help text.
+CHOICES: dict[str, tuple[str, ...]] = {
+    'model.name': tuple(models.MODELS),
+    'loss.name': tuple(losses.LOSSES),
+    'optimizer.name': tuple(state.OPTIMIZERS),
+    'optimizer.schedule': tuple(state.SCHEDULES),
+    'parallel': tuple(parallel.STRATEGIES),
+    'dtype': tuple(models.DTYPES),
+    'param_dtype': tuple(models.DTYPES),
+    'augment.border_mode': tuple(augment.BORDER_MODES),
+    'best_metric': tuple(metrics.METRICS),
+}
+
+
+def choices_help() -> str:
+  """The registries' choices, one field per line, for --help."""
+  return '\n'.join(f'config.{field}: {", ".join(names)}'
+                    for field, names in CHOICES.items())
+
+
 # dotted field -> (accepted types, value check)
 FIELDS: dict[str, tuple[tuple[type, ...], Check | None]] = {
     'seed': ((int,), non_negative),
@@ -93,11 +116,11 @@ FIELDS: dict[str, tuple[tuple[type, ...], Check | None]] = {
     'dataset.eval_overlap': ((int, float), half_open_unit_interval),
     'dataset.reader_threads': ((int,), positive),
     'dataset.prefetch_batches': ((int,), positive),
-    'model.name': ((str,), None),
+    'model.name': ((str,), None),  # models.get_model names the choices
     'model.n_classes': ((int,), positive),
-    'dtype': ((str,), one_of('float32', 'bfloat16', 'float16')),
-    'param_dtype': ((str,), one_of('float32', 'bfloat16', 'float16')),
-    'loss.name': ((str,), None),
+    'dtype': ((str,), one_of(*CHOICES['dtype'])),
+    'param_dtype': ((str,), one_of(*CHOICES['param_dtype'])),
+    'loss.name': ((str,), None),  # losses.get_loss names the choices
     'loss.ce_weight': ((int, float), unit_interval),
     'loss.smooth': ((int, float), non_negative),
     'loss.focal_gamma': ((int, float), non_negative),
@@ -108,13 +131,13 @@ FIELDS: dict[str, tuple[tuple[type, ...], Check | None]] = {
     'loss.ignore_background': ((bool,), None),
     'loss.batch_dice': ((bool,), None),
     'loss.deep_supervision_weights': ((tuple, list), weights),
-    'optimizer.name': ((str,), one_of('adam', 'adamw', 'sgd')),
+    'optimizer.name': ((str,), one_of(*CHOICES['optimizer.name'])),
     'optimizer.learning_rate': ((int, float), positive),
-    'optimizer.schedule': ((str,), one_of('constant', 'warmup_cosine', 'poly')),
+    'optimizer.schedule': ((str,), one_of(*CHOICES['optimizer.schedule'])),
     'optimizer.warmup_steps': ((int,), non_negative),
     'optimizer.weight_decay': ((int, float), non_negative),
     'optimizer.grad_clip_norm': ((int, float), non_negative),
-    'parallel': ((str,), one_of('jit', 'pmap')),
+    'parallel': ((str,), one_of(*CHOICES['parallel'])),
     'on_nonfinite_loss': ((str,), one_of('stop', 'skip')),
     'max_skipped_fraction': ((int, float), unit_interval),
     'sync_batch_norm': ((bool,), None),
@@ -125,7 +148,7 @@ FIELDS: dict[str, tuple[tuple[type, ...], Check | None]] = {
     'eval_every_steps': ((int,), positive),
     'checkpoint_every_steps': ((int,), positive),
     'max_checkpoints_to_keep': ((int,), positive),
-    'best_metric': ((str,), one_of(*EVAL_METRICS)),
+    'best_metric': ((str,), one_of(*CHOICES['best_metric'])),
     'best_metric_mode': ((str,), one_of('max', 'min')),
     'metrics.threshold': ((int, float), open_unit_interval),
     'metrics.boundary_tolerance': ((int, float), non_negative),
@@ -143,7 +166,7 @@ FIELDS: dict[str, tuple[tuple[type, ...], Check | None]] = {
     'augment.elastic_prob': ((int, float), unit_interval),
     'augment.elastic_alpha': ((int, float), non_negative),
     'augment.elastic_sigma': ((int, float), positive),
-    'augment.border_mode': ((str,), one_of('reflect', 'nearest', 'constant')),
+    'augment.border_mode': ((str,), one_of(*CHOICES['augment.border_mode'])),
     'augment.brightness_prob': ((int, float), unit_interval),
     'augment.brightness': ((int, float), unit_interval),
     'augment.contrast_prob': ((int, float), unit_interval),
@@ -207,9 +230,27 @@ def validate(config: ml_collections.ConfigDict) -> None:
       close = difflib.get_close_matches(path, known, n=1)
       hint = f'; did you mean config.{close[0]}?' if close else ''
       problems.append(f'config.{path} is not a known field{hint}')
-  if (flat.get('best_metric') in LOWER_IS_BETTER
-      and flat.get('best_metric_mode') == 'max'):
+  best = metrics.METRICS.get(flat.get('best_metric'))
+  if best and best.lower_is_better and flat.get('best_metric_mode') == 'max':
     problems.append(f'config.best_metric={flat["best_metric"]!r} is lower-is-'
                     "better: set config.best_metric_mode='min'")
   if problems:
     raise ConfigError('Invalid config:\n  ' + '\n  '.join(problems))
+
+
+def check_dataset_fits(model_classes: int, class_weights: Sequence[float],
+                       dataset_name: str, class_names: Sequence[str]) -> None:
+  """DataError unless config.model.n_classes (`model_classes`) and
+  config.loss.class_weights fit the dataset's classes."""
+  n_classes = len(class_names)
+  if class_weights and len(class_weights) != n_classes:
+    raise DataError(
+        f'config.loss.class_weights has {len(class_weights)} entries but '
+        f'dataset {dataset_name} has {n_classes} classes '
+        f'({", ".join(class_names)}); give one weight per class or ().')
+  if model_classes not in (n_classes, 1 if n_classes == 2 else n_classes):
+    hint = '1 (sigmoid) or 2 (softmax)' if n_classes == 2 else str(n_classes)
+    raise DataError(
+        f'config.model.n_classes={model_classes} does not match '
+        f'dataset {dataset_name}, which has {n_classes} classes '
+        f'({", ".join(class_names)}); set config.model.n_classes={hint}.')

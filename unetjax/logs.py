@@ -18,6 +18,8 @@ import jax
 import numpy as np
 from tensorboardX import SummaryWriter
 
+from unetjax import metrics
+
 METRICS_FILE = 'metrics.jsonl'
 
 
@@ -114,3 +116,18 @@ def read_metrics(workdir: str) -> list[dict[str, Any]]:
     latest[(record['event'], record.get('split'), record['step'])] = index
   keep = sorted(latest.values())
   return [records[i] for i in keep]
+
+
+def format_summary(final: dict[str, Any], best_metric: str) -> str:
+  """The final record of a run as the table a run prints: its main metrics
+  (`metrics.METRICS` order) on validation and test, and its wall time."""
+  validation, test = final['validation'], final['test']
+  keys = metrics.main_metrics(validation)
+  width = max(map(len, keys))
+  lines = [f'Best checkpoint: step {final["best_step"]} '
+           f'(by validation {best_metric}).' if final['best_step'] is not None
+           else 'No checkpoints (a model fitted without steps).',
+           f'{"metric":<{width}}  validation    test']
+  lines += [f'{k:<{width}}  {validation[k]:10.4f}  {test[k]:6.4f}' for k in keys]
+  lines.append(f'Wall time: {final["wall_time_s"]:.0f} s.')
+  return '\n'.join(lines)

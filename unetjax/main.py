@@ -11,15 +11,16 @@ import signal
 import sys
 
 import jax
-from absl import app, flags, logging
+from absl import app, flags
 from ml_collections import config_flags
 
-from unetjax import command_line, logs, parallel, train
+from unetjax import command_line, configuration, parallel, train
 from unetjax.errors import UserInputError, storage_error, storage_message
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file(
-    'config', None, 'Python file with get_config(), e.g. configs/default.py.',
+    'config', None, 'Python file with get_config(), e.g. configs/default.py. '
+    'Fields with a fixed set of names take:\n' + configuration.choices_help(),
     lock_config=True)
 flags.DEFINE_string('workdir', None, 'Directory for checkpoints, logs and the '
                     'saved config; re-using it resumes the run.')
@@ -39,17 +40,11 @@ flags.mark_flags_as_required(['config', 'workdir'])
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f'Unexpected arguments: {" ".join(argv[1:])}')
-  parallel.use_cpu_devices(FLAGS.cpu_devices)  # before anything uses a device
+  command_line.start(argv, cpu_devices=FLAGS.cpu_devices)
   if FLAGS.distributed or FLAGS.coordinator_address:
     jax.distributed.initialize(coordinator_address=FLAGS.coordinator_address,
                                num_processes=FLAGS.num_processes,
                                process_id=FLAGS.process_id)
-  if not FLAGS['verbosity'].present:
-    # Orbax and TFDS log every step at INFO; --verbosity=0 shows them.
-    logging.set_verbosity(logging.WARNING)
-    logs.quiet_orbax_errors()
   if jax.process_index() == 0:
     print(f'JAX {jax.__version__}, process {jax.process_index() + 1} of '
           f'{jax.process_count()}, devices: {jax.devices()}')

@@ -37,7 +37,8 @@ Dice/IoU/BF 0, and HD95/ASSD the image diagonal, the largest possible
 distance, so that missing an object is penalised rather than ignored.
 """
 
-from typing import Mapping, Sequence
+import dataclasses
+from typing import Iterable, Mapping, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -45,6 +46,40 @@ import numpy as np
 
 Stats = dict[str, jax.Array]
 _SURFACE_SCORES = ('boundary_f1', 'hd95', 'assd')
+
+
+@dataclasses.dataclass(frozen=True)
+class Metric:
+  heading: str  # in tables
+  lower_is_better: bool = False
+  main: bool = True  # shown in run summaries and sweep tables
+
+
+# Every metric a run reports (`summarize`'s and the evaluation loss), in the
+# one order that summaries, tables and CSV files use. Config checks
+# (config.best_metric) read the names from here.
+METRICS: dict[str, Metric] = {
+    'dice': Metric('Dice'),
+    'iou': Metric('IoU'),
+    'dice_per_image': Metric('Dice per image'),
+    'iou_per_image': Metric('IoU per image', main=False),
+    'precision': Metric('Precision'),
+    'recall': Metric('Recall'),
+    'pixel_accuracy': Metric('Pixel acc.'),
+    'mean_pixel_accuracy': Metric('Mean pixel acc.'),
+    'miou': Metric('mIoU'),
+    'boundary_f1': Metric('Boundary F1'),
+    'hd95': Metric('HD95 (px)', lower_is_better=True),
+    'assd': Metric('ASSD (px)', lower_is_better=True),
+    'loss': Metric('Loss', lower_is_better=True),
+}
+
+
+def main_metrics(present: Iterable[str]) -> list[str]:
+  """The main metrics among the names `present`, in METRICS order."""
+  present = set(present)
+  return [name for name, metric in METRICS.items()
+          if metric.main and name in present]
 
 
 def predict_classes(logits: jax.Array, threshold: float = 0.5) -> jax.Array:

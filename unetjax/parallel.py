@@ -24,9 +24,10 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from unetjax.errors import ConfigError
+from unetjax.models.layers import DEVICE_AXIS
 
 STRATEGIES = ('jit', 'pmap')
-AXIS_NAME = 'data'
+AXIS_NAME = DEVICE_AXIS
 
 
 CPU_DEVICES_HELP = (

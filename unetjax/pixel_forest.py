@@ -20,6 +20,7 @@ import jax
 import ml_collections
 import numpy as np
 
+from unetjax import configuration
 from unetjax import logs
 from unetjax import metrics
 from unetjax import workdir as workdir_lib
@@ -177,12 +178,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
                        workdir: str) -> dict[str, Any]:
   """Fits the forest and scores it on validation and test; returns the
   record train.train_and_evaluate returns (best_step None: no steps)."""
-  from unetjax import train
   start = time.time()
   check_config(config.model)
   _require_libraries()
   info = pipeline.prepare(config.dataset)
-  train.check_dataset_fits(config, info)
+  configuration.check_dataset_fits(config.model.n_classes,
+                                   config.loss.class_weights, info.name,
+                                   info.class_names)
   workdir_lib.record_config(workdir, config)
   forest = fit(config, info)
   final = {'best_step': None, 'best_metric': config.best_metric,
@@ -192,5 +194,5 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   logger = logs.MetricLogger(workdir)
   logger.write('final', 0, **final)
   logger.close()
-  print(train.format_summary(final, config.best_metric))
+  print(logs.format_summary(final, config.best_metric))
   return final

@@ -29,16 +29,17 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import scipy.ndimage
-from absl import app, flags, logging
+from absl import app, flags
 from PIL import Image
 
 from unetjax import checkpoints
+from unetjax import command_line
 from unetjax import evaluation
 from unetjax import metrics
 from unetjax import models
 from unetjax import outputs
 from unetjax import sliding_window
-from unetjax import train
+from unetjax import state as state_lib
 from unetjax import workdir as workdir_lib
 from unetjax.data import pipeline
 from unetjax.data.builders import image_masks
@@ -49,9 +50,6 @@ PREDICTION_COLOUR = (255, 0, 0)
 GROUND_TRUTH_COLOUR = (0, 255, 0)
 BOTH_COLOUR = (255, 255, 0)
 METRICS_FILE = 'metrics.csv'
-# Columns of metrics.csv besides per-class ones, in order.
-_COLUMNS = ('dice', 'iou', 'precision', 'recall', 'pixel_accuracy',
-            'boundary_f1', 'hd95', 'assd', 'miou', 'mean_pixel_accuracy')
 _FLIPS = ((), (0,), (1,), (0, 1))  # axes of (H, W): none, vertical, horizontal, both
 
 
@@ -80,7 +78,7 @@ def predict_image(apply_fn: sliding_window.ApplyFn, image: np.ndarray,
     pil = Image.fromarray(image[..., 0] if channels == 1 else image)
     image = np.asarray(pil.resize((window[1], window[0]), Image.BILINEAR))
     image = image.reshape(tuple(window) + (channels,))
-  pixels = np.asarray(train.preprocess(image))
+  pixels = np.asarray(state_lib.preprocess(image))
   logits = 0.0
   flips = _FLIPS if tta else ((),)
   for axes in flips:
@@ -182,38 +180,22 @@ def load_run(workdir: str) -> Run:
   window, channels = tuple(shape[:2]), shape[2]
   ckpts = checkpoints.Checkpoints(workdir, best_mode=config.best_metric_mode,
                                   read_only=True)
-  template = _state_template(config, model, window + (channels,))
+  device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
   try:
-    # Each tolerates a damaged step and one that a training run in the same
+    # Tolerates a damaged step and one that a training run in the same
     # workdir deletes while it is read.
-    name, restored = 'best', ckpts.restore_best(template)
-    if restored is None:
-      name, restored = 'latest', ckpts.restore_latest(template)
+    restored = ckpts.restore_variables(state_lib.variables_template(
+        model, window + (channels,), device))
   finally:
     ckpts.close()
   if restored is None:
     raise WorkdirError(f'{workdir} has no complete checkpoint yet: train it '
                        'until it saves one.')
-  state, _, step = restored
-  variables = {'params': state.params, 'batch_stats': state.batch_stats}
+  variables, name, step = restored
   return Run(config=config,
              apply_fn=functools.partial(evaluation.forward, model, variables),
              window=window, channels=channels, class_names=info.class_names,
              mask_threshold=info.mask_threshold, checkpoint=name, step=int(step))
-
-
-def _state_template(config: ml_collections.ConfigDict, model,
-                    image_shape: tuple[int, ...]) -> train.TrainState:
-  """Shapes of the run's TrainState on one device, traced without compute."""
-  schedule = train.create_learning_rate_schedule(config.optimizer,
-                                                 config.num_train_steps)
-  tx = train.create_optimizer(config.optimizer, schedule)
-  shapes = jax.eval_shape(functools.partial(
-      train.create_train_state, model=model, tx=tx, image_shape=image_shape),
-                          jax.random.key(0))
-  device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
-  return jax.tree.map(
-      lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=device), shapes)
 
 
 def _image_files(folder: str, flag: str) -> list[str]:
@@ -267,11 +249,13 @@ def _statistics(logits, labels, threshold, boundary_tolerance):
 
 
 def _columns(names: Sequence[str]) -> list[str]:
-  """CSV metric columns: the main ones, then per-class ones (multi-class)."""
-  main = [c for c in _COLUMNS if c in names]
-  per_class = [n for n in names if '/' in n and n.split('/')[0] in _COLUMNS]
+  """CSV metric columns in `metrics.METRICS` order (per-image means aside:
+  each row is one image), then per-class ones (multi-class)."""
+  order = [n for n in metrics.METRICS if not n.endswith('_per_image')]
+  main = [n for n in order if n in names]
+  per_class = [n for n in names if '/' in n and n.split('/')[0] in order]
   # By metric, then (a stable sort) in class order.
-  return main + sorted(per_class, key=lambda n: _COLUMNS.index(n.split('/')[0]))
+  return main + sorted(per_class, key=lambda n: order.index(n.split('/')[0]))
 
 
 def write_metrics_csv(path: str, rows: dict[str, dict[str, float]],
@@ -292,15 +276,11 @@ def write_metrics_csv(path: str, rows: dict[str, dict[str, float]],
   return mean
 
 
-def predict_folder(workdir: str, images_dir: str, out_dir: str,
-                   masks_dir: str | None = None, *, tta: bool = False,
-                   overlap: float = 0.5, threshold: float | None = None,
-                   resize: bool = False, blend: str = 'gaussian',
-                   mask_suffix: str = '', mask_threshold: int | None = None,
-                   batch_size: int = 8) -> dict[str, Any]:
-  """Predicts every image of `images_dir` into `out_dir` (see the module
-  docstring). Returns {'images': count, 'checkpoint', 'step'} and, with
-  `masks_dir`, 'mean' (the CSV's mean row)."""
+def check_arguments(workdir: str, images_dir: str, out_dir: str,
+                    masks_dir: str | None, *, overlap: float,
+                    threshold: float | None, batch_size: int) -> None:
+  """UserInputError for values no prediction can use, a workdir without a
+  run, and an --out folder that would overwrite the run or the inputs."""
   if not 0 <= overlap < 1:
     raise UserInputError(f'--overlap={overlap} must be in [0, 1).')
   if threshold is not None and not 0 < threshold < 1:
@@ -316,6 +296,19 @@ def predict_folder(workdir: str, images_dir: str, out_dir: str,
                            'folder; write predictions elsewhere.')
   outputs.check_separate('out', out_dir, {'images': images_dir,
                                           'masks': masks_dir})
+
+
+def predict_folder(workdir: str, images_dir: str, out_dir: str,
+                   masks_dir: str | None = None, *, tta: bool = False,
+                   overlap: float = 0.5, threshold: float | None = None,
+                   resize: bool = False, blend: str = 'gaussian',
+                   mask_suffix: str = '', mask_threshold: int | None = None,
+                   batch_size: int = 8) -> dict[str, Any]:
+  """Predicts every image of `images_dir` into `out_dir` (see the module
+  docstring). Returns {'images': count, 'checkpoint', 'step'} and, with
+  `masks_dir`, 'mean' (the CSV's mean row)."""
+  check_arguments(workdir, images_dir, out_dir, masks_dir, overlap=overlap,
+                  threshold=threshold, batch_size=batch_size)
   image_files = _image_files(images_dir, 'images')
   if masks_dir is not None:
     _image_files(masks_dir, 'masks')
@@ -399,10 +392,7 @@ def define_flags() -> None:
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f'Unexpected arguments: {" ".join(argv[1:])}')
-  if not FLAGS['verbosity'].present:
-    logging.set_verbosity(logging.WARNING)
+  command_line.start(argv)
   try:
     result = predict_folder(
         FLAGS.workdir, FLAGS.images, FLAGS.out, FLAGS.masks, tta=FLAGS.tta,

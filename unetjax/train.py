@@ -1,18 +1,20 @@
-"""Training and evaluation: TrainState, pure step functions, and the loop.
+"""Training and evaluation: pure step functions, and the loop.
 
-`train_step` and `eval_step` are pure functions of (state, batch); the loop
-compiles them with `jax.jit` over the data-parallel mesh of
-`unetjax.parallel`. Everything random derives from `config.seed` and the step
+`train_step` and `eval_step` are pure functions of (state, batch) of a
+`unetjax.state.TrainState`; the loop compiles them with `jax.jit` (or
+`jax.pmap`) over the devices of `unetjax.parallel`, and runs its periodic
+actions (logging, validation, checkpointing) after the steps they are due. Everything random derives from `config.seed` and the step
 number, and batches come in a fixed order by step, so a resumed run follows
 the same trajectory as an uninterrupted one.
 """
 
+import dataclasses
 import functools
 import itertools
 import math
 import os
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import flax.linen as nn
 import jax
@@ -20,7 +22,6 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
-from flax.training import train_state
 from tqdm import tqdm
 
 from unetjax import augment
@@ -34,86 +35,16 @@ from unetjax import models
 from unetjax import parallel
 from unetjax import plots
 from unetjax import signals
+from unetjax import state as state_lib
 from unetjax import sliding_window
 from unetjax import workdir as workdir_lib
 from unetjax.data import pipeline
-from unetjax.errors import (DataError, DivergenceError, InputShapeError,
-                            WorkdirError)
+from unetjax.errors import DivergenceError, InputShapeError, WorkdirError
 
 
 # Figures written into the workdir at the end of a run.
 CURVES_FILE = 'curves.png'
 PREDICTIONS_FILE = 'predictions.png'
-
-
-class TrainState(train_state.TrainState):
-  batch_stats: Any = None
-
-
-def create_learning_rate_schedule(opt_config: ml_collections.ConfigDict,
-                                  num_train_steps: int) -> optax.Schedule:
-  """'constant'; 'warmup_cosine'; or 'poly', nnU-Net's polynomial decay
-  lr * (1 - t)**0.9 to 0 at the last step, after the linear warm-up."""
-  if opt_config.schedule == 'constant':
-    return optax.constant_schedule(opt_config.learning_rate)
-  warmup = min(opt_config.warmup_steps, num_train_steps - 1)
-  if opt_config.schedule == 'poly':
-    return optax.join_schedules([
-        optax.linear_schedule(0.0, opt_config.learning_rate, warmup),
-        optax.polynomial_schedule(opt_config.learning_rate, 0.0, power=0.9,
-                                  transition_steps=num_train_steps - warmup)],
-                                boundaries=[warmup])
-  return optax.warmup_cosine_decay_schedule(
-      init_value=0.0, peak_value=opt_config.learning_rate,
-      warmup_steps=warmup, decay_steps=num_train_steps)
-
-
-def create_optimizer(opt_config: ml_collections.ConfigDict,
-                     schedule: optax.Schedule) -> optax.GradientTransformation:
-  optimizer = {
-      'adam': lambda: optax.adam(schedule),
-      'adamw': lambda: optax.adamw(schedule, weight_decay=opt_config.weight_decay),
-      'sgd': lambda: optax.sgd(schedule, momentum=0.9, nesterov=True),
-  }[opt_config.name]()
-  if opt_config.grad_clip_norm > 0:
-    return optax.chain(optax.clip_by_global_norm(opt_config.grad_clip_norm),
-                       optimizer)
-  return optimizer
-
-
-def create_train_state(rng: jax.Array, model: nn.Module,
-                       tx: optax.GradientTransformation,
-                       image_shape: tuple[int, ...]) -> TrainState:
-  variables = model.init(rng, jnp.zeros((1,) + tuple(image_shape)), train=False)
-  state = TrainState.create(apply_fn=model.apply, params=variables['params'],
-                            batch_stats=variables.get('batch_stats', {}), tx=tx)
-  # A strongly typed step, as restored from a checkpoint, so resuming does not
-  # recompile the steps for a different input type.
-  return state.replace(step=jnp.zeros((), jnp.int32))
-
-
-def init_train_state(rng: jax.Array, model: nn.Module,
-                     tx: optax.GradientTransformation,
-                     image_shape: tuple[int, ...], sharding=None) -> TrainState:
-  """`create_train_state`, compiled, with the result placed on `sharding`."""
-  return jax.jit(functools.partial(create_train_state, model=model, tx=tx,
-                                   image_shape=image_shape),
-                 out_shardings=sharding,
-                 compiler_options=models.init_compiler_options())(rng)
-
-
-def model_for_strategy(model: nn.Module, strategy: str,
-                       sync_batch_norm: bool) -> nn.Module:
-  """Under pmap with `sync_batch_norm`, batch norm takes its statistics over
-  all devices (same parameters, so checkpoints are interchangeable)."""
-  if strategy == 'pmap' and sync_batch_norm and getattr(model, 'norm', None) == 'batch':
-    return model.clone(norm='sync_batch')
-  return model
-
-
-def preprocess(images: jax.Array) -> jax.Array:
-  """uint8 pixels -> float32 in [0, 1]."""
-  return images.astype(jnp.float32) / 255.0
 
 
 def augment_inputs(batch: dict[str, jax.Array], step: jax.Array,
@@ -123,7 +54,7 @@ def augment_inputs(batch: dict[str, jax.Array], step: jax.Array,
   """Preprocessed images, labels and roi of `batch`, augmented on the device
   when `augment_config` enables any op. Example keys follow the example's
   place in the global batch, so jit and pmap augment alike."""
-  images = preprocess(batch['image'])
+  images = state_lib.preprocess(batch['image'])
   maps = (batch['mask'],) + ((batch['roi'],) if 'roi' in batch else ())
   if augment_config is not None and augment.enabled_ops(augment_config):
     offset = (jax.lax.axis_index(axis_name) * images.shape[0]
@@ -135,12 +66,12 @@ def augment_inputs(batch: dict[str, jax.Array], step: jax.Array,
   return images, maps[0].astype(jnp.int32), roi
 
 
-def train_step(state: TrainState, batch: dict[str, jax.Array], *,
+def train_step(state: state_lib.TrainState, batch: dict[str, jax.Array], *,
                loss_fn: losses.LossFn, dropout_rng: jax.Array,
                augment_rng: jax.Array | None = None,
                augment_config: ml_collections.ConfigDict | None = None,
                skip_nonfinite: bool = False, axis_name: str | None = None
-               ) -> tuple[TrainState, dict[str, jax.Array]]:
+               ) -> tuple[state_lib.TrainState, dict[str, jax.Array]]:
   """One optimizer update on `batch` ('image' uint8 NHWC, 'mask' class ids,
   optionally 'roi', the pixels to learn from), augmented per
   `augment_config`.
@@ -178,14 +109,14 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], *,
   return new_state, {'loss': loss, 'finite': finite}
 
 
-def eval_step(state: TrainState, batch: dict[str, jax.Array], *,
+def eval_step(state: state_lib.TrainState, batch: dict[str, jax.Array], *,
               loss_fn: losses.LossFn, axis_name: str | None = None,
               **metric_options) -> metrics.Stats:
   """`metrics.batch_statistics` (with `metric_options`) and the summed
   per-image loss over the valid examples (summed over devices under pmap)."""
   logits = state.apply_fn({'params': state.params,
                            'batch_stats': state.batch_stats},
-                          preprocess(batch['image']), train=False)
+                          state_lib.preprocess(batch['image']), train=False)
   labels = batch['mask'].astype(jnp.int32)
   roi = batch.get('roi', jnp.ones_like(labels)).astype(bool)  # pixels to score
   per_image_loss = jax.vmap(
@@ -200,7 +131,7 @@ def eval_step(state: TrainState, batch: dict[str, jax.Array], *,
 
 
 # (state as laid out by the strategy, split name) -> metrics of that split.
-Evaluator = Callable[[TrainState, str], dict[str, float]]
+Evaluator = Callable[[state_lib.TrainState, str], dict[str, float]]
 
 
 def _summary(total: metrics.Stats, info: pipeline.DatasetInfo) -> dict[str, float]:
@@ -209,7 +140,7 @@ def _summary(total: metrics.Stats, info: pipeline.DatasetInfo) -> dict[str, floa
   return result
 
 
-def evaluate(eval_step_fn: Callable, state: TrainState,
+def evaluate(eval_step_fn: Callable, state: state_lib.TrainState,
              config: ml_collections.ConfigDict, split: str,
              info: pipeline.DatasetInfo,
              strategy: parallel.Strategy) -> dict[str, float]:
@@ -222,18 +153,18 @@ def evaluate(eval_step_fn: Callable, state: TrainState,
   return _summary(total, info)
 
 
-def evaluate_whole_images(state: TrainState, split: str, *, model: nn.Module,
+def evaluate_whole_images(state: state_lib.TrainState, split: str, *, model: nn.Module,
                           loss_fn: losses.LossFn,
                           config: ml_collections.ConfigDict,
                           info: pipeline.DatasetInfo,
                           strategy: parallel.Strategy) -> dict[str, float]:
   """Metrics of `state` on `split`, every image predicted at its own size by
   a sliding window of the training patch (`unetjax.evaluation`)."""
-  apply_fn, n_devices = evaluation.local_apply_fn(model, strategy.host_state(
-      {'params': state.params, 'batch_stats': state.batch_stats}))
+  apply_fn, n_devices = evaluation.local_apply_fn(
+      model, strategy.host_state(state_lib.variables(state)))
   total = evaluation.whole_image_statistics(
       apply_fn, pipeline.examples(config.dataset, split),
-      lambda image: np.asarray(preprocess(image)),
+      lambda image: np.asarray(state_lib.preprocess(image)),
       window=pipeline.patch_sampling(config.dataset).size,
       overlap=config.dataset.eval_overlap,
       batch_size=parallel.host_batch_size(config.eval_batch_size),
@@ -265,23 +196,6 @@ def eval_batch_size(batch_size: int, split_size: int | None) -> int:
   return min(batch_size, math.ceil(split_size / n_devices) * n_devices)
 
 
-def check_dataset_fits(config: ml_collections.ConfigDict,
-                       info: pipeline.DatasetInfo) -> None:
-  n_classes = len(info.class_names)
-  class_weights = config.loss.class_weights
-  if class_weights and len(class_weights) != n_classes:
-    raise DataError(
-        f'config.loss.class_weights has {len(class_weights)} entries but '
-        f'dataset {info.name} has {n_classes} classes '
-        f'({", ".join(info.class_names)}); give one weight per class or ().')
-  if config.model.n_classes not in (n_classes, 1 if n_classes == 2 else n_classes):
-    hint = '1 (sigmoid) or 2 (softmax)' if n_classes == 2 else str(n_classes)
-    raise DataError(
-        f'config.model.n_classes={config.model.n_classes} does not match '
-        f'dataset {info.name}, which has {n_classes} classes '
-        f'({", ".join(info.class_names)}); set config.model.n_classes={hint}.')
-
-
 # A validation loss this many times the untrained model's has diverged.
 DIVERGED_FACTOR = 1000.0
 
@@ -309,7 +223,9 @@ def _fit_for_training(config: ml_collections.ConfigDict):
   parallel.check_batch_size(config.batch_size, 'config.batch_size')
   parallel.check_batch_size(config.eval_batch_size, 'config.eval_batch_size')
   info = pipeline.prepare(config.dataset)
-  check_dataset_fits(config, info)
+  configuration.check_dataset_fits(config.model.n_classes,
+                                   config.loss.class_weights, info.name,
+                                   info.class_names)
   pipeline.check_patches_fit(config.dataset, info)
   input_shape = pipeline.model_input_shape(config.dataset, info)
   # Tracing the model (no compute) raises InputShapeError for image sizes it
@@ -330,11 +246,10 @@ def check_checkpoint_fits(config: ml_collections.ConfigDict, model: nn.Module,
   """WorkdirError unless the workdir's latest checkpoint (if any) has the
   arrays of `config`'s model and optimizer, so that a changed config is
   refused before anything is written."""
-  schedule = create_learning_rate_schedule(config.optimizer,
+  tx, _ = state_lib.optimizer_and_schedule(config.optimizer,
                                            config.num_train_steps)
   shapes = jax.eval_shape(functools.partial(
-      create_train_state, model=model,
-      tx=create_optimizer(config.optimizer, schedule),
+      state_lib.create_train_state, model=model, tx=tx,
       image_shape=input_shape), jax.random.key(0))
   problem = checkpoints.misfit(workdir, shapes)
   if problem:
@@ -371,6 +286,139 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                                input_shape, invocation_start)
 
 
+@dataclasses.dataclass
+class Progress:
+  """What the loop changes as it goes. `meta` (best score and step, the
+  untrained model's loss, skipped steps, wall time) and the current logging
+  interval's losses go into checkpoints, so a resumed run logs and selects
+  as an uninterrupted one."""
+  step: int
+  meta: dict[str, Any]
+  invocation_start: float
+  interval_start: float = dataclasses.field(default_factory=time.time)
+  interval_first_step: int = 0
+  interval_losses: list[float] = dataclasses.field(default_factory=list)
+  interval_skipped: int = 0
+
+  def wall_time(self) -> float:
+    return self.meta['wall_time_s'] + time.time() - self.invocation_start
+
+  def checkpoint_meta(self) -> dict[str, Any]:
+    return {**self.meta, 'wall_time_s': self.wall_time(),
+            'interval_losses': self.interval_losses,
+            'interval_skipped': self.interval_skipped}
+
+  def new_interval(self) -> None:
+    self.interval_start, self.interval_first_step = time.time(), self.step
+    self.interval_losses, self.interval_skipped = [], 0
+
+
+@dataclasses.dataclass
+class Loop:
+  """The fixed parts of a training run, built once by `_train_and_evaluate`."""
+  config: ml_collections.ConfigDict
+  workdir: str
+  strategy: parallel.Strategy
+  evaluate_split: Evaluator
+  schedule: optax.Schedule
+  ckpts: checkpoints.Checkpoints
+  logger: logs.MetricLogger
+  bar: tqdm
+
+  def untrusted(self, step: int, reason: str) -> DivergenceError:
+    """The error that stops a run whose results cannot be trusted, its
+    reason logged to metrics.jsonl as a 'stopped' event."""
+    self.logger.write('stopped', step, reason=reason)
+    return DivergenceError(reason)
+
+
+# A periodic action of the loop: (loop, progress, state) -> None, run after
+# the steps its period divides (and the last step).
+Action = Callable[[Loop, Progress, state_lib.TrainState], None]
+
+
+def record_loss(loop: Loop, progress: Progress, step: int,
+                outputs: dict[str, jax.Array]) -> None:
+  """Waits for the dispatched `step` and checks its loss."""
+  loss, finite = loop.strategy.fetch((outputs['loss'], outputs['finite']))
+  if finite:
+    progress.interval_losses.append(float(loss))
+    if step == 1:  # the untrained model's loss, for `diverged`
+      progress.meta['first_loss'] = float(loss)
+  elif loop.config.on_nonfinite_loss == 'skip':
+    progress.interval_skipped += 1
+    progress.meta['skipped_steps'] = progress.meta.get('skipped_steps', 0) + 1
+  else:
+    raise loop.untrusted(step, (
+        f'The training loss or its gradient became non-finite at step {step} '
+        f'(loss {float(loss)}). Lower config.optimizer.learning_rate, set '
+        'config.optimizer.grad_clip_norm, or set '
+        "config.on_nonfinite_loss='skip'; the checkpoints saved before are "
+        f'kept in {loop.workdir}.'))
+
+
+def log_training(loop: Loop, progress: Progress,
+                 state: state_lib.TrainState) -> None:
+  """Logs the interval's mean loss and speed; stops a run that skipped more
+  than config.max_skipped_fraction of its steps."""
+  del state
+  config, step = loop.config, progress.step
+  images_per_s = ((step - progress.interval_first_step) * config.batch_size
+                  / (time.time() - progress.interval_start))
+  loss = (float(np.mean(progress.interval_losses)) if progress.interval_losses
+          else float('nan'))
+  loop.logger.write('train', step, split='train', loss=loss,
+                    learning_rate=float(loop.schedule(step - 1)),
+                    images_per_s=images_per_s,
+                    skipped_steps=progress.interval_skipped)
+  loop.bar.set_postfix(loss=f'{loss:.4f}', img_s=f'{images_per_s:.1f}')
+  progress.new_interval()
+  skipped = progress.meta.get('skipped_steps', 0)
+  if skipped > config.max_skipped_fraction * step:
+    raise loop.untrusted(step, (
+        f'{skipped} of the {step} training steps so far were skipped for a '
+        'non-finite loss or gradient, more than '
+        f'config.max_skipped_fraction={config.max_skipped_fraction}: the model '
+        'did not learn from its data. Lower config.optimizer.learning_rate or '
+        'set config.optimizer.grad_clip_norm.'))
+
+
+def validate(loop: Loop, progress: Progress,
+             state: state_lib.TrainState) -> None:
+  """Scores the validation split, stops a diverged run, and saves the best
+  checkpoint by config.best_metric."""
+  config, step, meta = loop.config, progress.step, progress.meta
+  result = loop.evaluate_split(state, 'validation')
+  loop.logger.write('eval', step, split='validation', **result)
+  loop.bar.write(f'step {step}: validation ' + ', '.join(
+      f'{k} {result[k]:.4f}' for k in ('loss', 'dice', 'iou')))
+  if diverged(result['loss'], meta.get('first_loss')):
+    raise loop.untrusted(step, (
+        f'The validation loss is {result["loss"]:.6g} at step {step} (the '
+        f'untrained model had {meta.get("first_loss", math.nan):.4g}): '
+        'training diverged. Lower config.optimizer.learning_rate or set '
+        'config.optimizer.grad_clip_norm.'))
+  score = result[config.best_metric]
+  if _is_better(score, meta['best_score'], config.best_metric_mode):
+    progress.meta = {**meta, 'best_score': score, 'best_step': step}
+    loop.ckpts.save_best(step, loop.strategy.host_state(state), score,
+                         {**progress.meta, 'wall_time_s': progress.wall_time()})
+
+
+def save_checkpoint(loop: Loop, progress: Progress,
+                    state: state_lib.TrainState) -> None:
+  loop.ckpts.save_latest(progress.step, loop.strategy.host_state(state),
+                         progress.checkpoint_meta())
+
+
+def periodic_actions(config: ml_collections.ConfigDict
+                     ) -> list[tuple[int, Action]]:
+  """(period in steps, action), in the order they run after a step."""
+  return [(config.log_every_steps, log_training),
+          (config.eval_every_steps, validate),
+          (config.checkpoint_every_steps, save_checkpoint)]
+
+
 def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                         model: nn.Module, loss_fn: losses.LossFn,
                         info: pipeline.DatasetInfo,
@@ -378,13 +426,13 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                         invocation_start: float) -> dict[str, Any]:
   strategy = parallel.get_strategy(config.parallel)
   evaluate_split = make_evaluator(config, info, strategy, model, loss_fn)
-  model = model_for_strategy(model, config.parallel, config.sync_batch_norm)
-  schedule = create_learning_rate_schedule(config.optimizer, config.num_train_steps)
+  model = state_lib.model_for_strategy(model, config.parallel,
+                                       config.sync_batch_norm)
+  tx, schedule = state_lib.optimizer_and_schedule(config.optimizer,
+                                                  config.num_train_steps)
   init_rng, dropout_rng = jax.random.split(jax.random.key(config.seed))
-  state = init_train_state(init_rng, model,
-                           create_optimizer(config.optimizer, schedule),
-                           input_shape, strategy.init_sharding)
-
+  state = state_lib.init_train_state(init_rng, model, tx, input_shape,
+                                     strategy.init_sharding)
   ckpts = checkpoints.Checkpoints(workdir, config.max_checkpoints_to_keep,
                                   config.best_metric_mode)
   meta = {'wall_time_s': 0.0, 'best_score': None, 'best_step': None}
@@ -397,151 +445,85 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
       print(f'Resuming from step {int(state.step)} of {workdir}.')
     logger.write('resume', int(state.step))
   template = state  # one copy, for restoring the best checkpoint at the end
-  step = int(state.step)
-  state = strategy.place_state(state)
-  wall_time = lambda: meta['wall_time_s'] + time.time() - invocation_start
-
-  p_train_step = strategy.compile(functools.partial(
+  progress = Progress(step=int(state.step), meta=meta,
+                      invocation_start=invocation_start,
+                      interval_first_step=int(state.step),
+                      interval_losses=list(meta.get('interval_losses', [])),
+                      interval_skipped=meta.get('interval_skipped', 0))
+  loop = Loop(config, workdir, strategy, evaluate_split, schedule, ckpts, logger,
+              tqdm(total=config.num_train_steps, initial=progress.step,
+                   desc='train', unit='step', dynamic_ncols=True,
+                   disable=not (config.progress_bar and jax.process_index() == 0)))
+  step_fn = strategy.compile(functools.partial(
       train_step, loss_fn=loss_fn, dropout_rng=dropout_rng,
       augment_rng=jax.random.fold_in(jax.random.key(config.seed), 1),
       augment_config=config.augment,
       skip_nonfinite=config.on_nonfinite_loss == 'skip'), donate_state=True)
   batches = strategy.prefetch(pipeline.train_batches(
       config.dataset, parallel.host_batch_size(config.batch_size), config.seed,
-      start_step=step))
-  bar = tqdm(total=config.num_train_steps, initial=step, desc='train',
-             unit='step', dynamic_ncols=True,
-             disable=not (config.progress_bar and jax.process_index() == 0))
-  # The losses of the current logging interval go into checkpoints too, so a
-  # resumed run logs the same averages as an uninterrupted one.
-  interval = {'start': time.time(), 'first_step': step,
-              'losses': list(meta.get('interval_losses', [])),
-              'skipped': meta.get('interval_skipped', 0)}
-
-  def record(step_number: int, outputs: dict[str, jax.Array]) -> None:
-    """Waits for a dispatched step and checks its loss."""
-    loss, finite = strategy.fetch((outputs['loss'], outputs['finite']))
-    if finite:
-      interval['losses'].append(float(loss))
-      if step_number == 1:  # the untrained model's loss, for `diverged`
-        meta['first_loss'] = float(loss)
-    elif config.on_nonfinite_loss == 'skip':
-      interval['skipped'] += 1
-      meta['skipped_steps'] = meta.get('skipped_steps', 0) + 1
-    else:
-      raise untrusted(step_number, (
-          f'The training loss or its gradient became non-finite at step '
-          f'{step_number} (loss {float(loss)}). Lower '
-          'config.optimizer.learning_rate, set config.optimizer.grad_clip_norm, '
-          "or set config.on_nonfinite_loss='skip'; the checkpoints saved "
-          f'before are kept in {workdir}.'))
-
-  def untrusted(step_number: int, reason: str) -> DivergenceError:
-    """The error that stops a run whose results cannot be trusted, its
-    reason logged to metrics.jsonl as a 'stopped' event."""
-    logger.write('stopped', step_number, reason=reason)
-    return DivergenceError(reason)
-
-  def save_latest() -> None:
-    ckpts.save_latest(step, strategy.host_state(state),
-                      {**meta, 'wall_time_s': wall_time(),
-                       'interval_losses': interval['losses'],
-                       'interval_skipped': interval['skipped']})
-
-  pending = None
-  exit_message = lambda: ('Interrupted again: exited at once; ' +
-                          ckpts.on_disk() + ' Re-run the same command to '
-                          'resume from that checkpoint.')
-  with signals.StopRequests(exit_message) as stop_requests:
-    try:
-      while step < config.num_train_steps:
-        state, outputs = p_train_step(state, next(batches))
-        step += 1
-        # Keep one step in flight, not an unbounded queue: the device stays
-        # busy and the progress bar counts steps done, not steps dispatched.
-        if pending:
-          record(*pending)
-        pending = (step, outputs)
-        bar.update(1)
-        last = step == config.num_train_steps
-        log_now = step % config.log_every_steps == 0 or last
-        eval_now = step % config.eval_every_steps == 0 or last
-        checkpoint_now = step % config.checkpoint_every_steps == 0 or last
-        stop_now = stop_requests.requested(collective=log_now)
-        if not (log_now or eval_now or checkpoint_now or stop_now):
-          continue
-        record(*pending)  # nothing non-finite gets logged or saved
-        pending = None
-
-        if log_now:
-          elapsed = time.time() - interval['start']
-          images_per_s = ((step - interval['first_step']) * config.batch_size
-                          / elapsed)
-          loss = (float(np.mean(interval['losses'])) if interval['losses']
-                  else float('nan'))
-          logger.write('train', step, split='train', loss=loss,
-                       learning_rate=float(schedule(step - 1)),
-                       images_per_s=images_per_s,
-                       skipped_steps=interval['skipped'])
-          bar.set_postfix(loss=f'{loss:.4f}', img_s=f'{images_per_s:.1f}')
-          interval = {'start': time.time(), 'first_step': step, 'losses': [],
-                      'skipped': 0}
-          skipped = meta.get('skipped_steps', 0)
-          if skipped > config.max_skipped_fraction * step:
-            raise untrusted(step, (
-                f'{skipped} of the {step} training steps so far were skipped '
-                'for a non-finite loss or gradient, more than '
-                f'config.max_skipped_fraction={config.max_skipped_fraction}: '
-                'the model did not learn from its data. Lower '
-                'config.optimizer.learning_rate or set '
-                'config.optimizer.grad_clip_norm.'))
-
-        if eval_now:
-          result = evaluate_split(state, 'validation')
-          logger.write('eval', step, split='validation', **result)
-          bar.write(f'step {step}: validation ' + ', '.join(
-              f'{k} {result[k]:.4f}' for k in ('loss', 'dice', 'iou')))
-          if diverged(result['loss'], meta.get('first_loss')):
-            raise untrusted(step, (
-                f'The validation loss is {result["loss"]:.6g} at step {step} '
-                f'(the untrained model had {meta.get("first_loss", math.nan):.4g}): '
-                'training diverged. Lower config.optimizer.learning_rate or '
-                'set config.optimizer.grad_clip_norm.'))
-          score = result[config.best_metric]
-          if _is_better(score, meta['best_score'], config.best_metric_mode):
-            meta = {**meta, 'best_score': score, 'best_step': step}
-            ckpts.save_best(step, strategy.host_state(state), score,
-                            {**meta, 'wall_time_s': wall_time()})
-
-        if checkpoint_now or stop_now:
-          save_latest()
-        if stop_now and not last:
-          raise Stopped(
-              f'Stopped by {stop_requests.signal_name or "a stop request"} at '
-              f'step {step}, after saving its checkpoint. Re-run the same '
-              'command to resume.', stop_requests.signal_name)
-    except BaseException:
-      bar.close()
-      ckpts.close(raise_errors=False)  # saves end before the error is reported
-      raise
-    bar.close()
-    ckpts.wait()
+      start_step=progress.step))
+  run_loop(loop, progress, strategy.place_state(state), step_fn, batches)
 
   best_state, best_step = restore_best_state(template, ckpts)
   final = final_evaluation(evaluate_split, strategy.place_state(best_state),
                            best_step, config.best_metric)
-  final['wall_time_s'] = wall_time()
-  logger.write('final', step, **final)
+  final['wall_time_s'] = progress.wall_time()
+  logger.write('final', progress.step, **final)
   logger.close()
   ckpts.close()
   if jax.process_index() == 0:
     write_run_figures(workdir, config, info, best_state)
-    print(format_summary(final, config.best_metric))
+    print(logs.format_summary(final, config.best_metric))
   return final
 
 
-def restore_best_state(template: TrainState, ckpts: checkpoints.Checkpoints
-                       ) -> tuple[TrainState, int]:
+def run_loop(loop: Loop, progress: Progress, state: state_lib.TrainState,
+             step_fn: Callable, batches: Iterator[dict[str, Any]]) -> None:
+  """Trains from `progress.step` to config.num_train_steps, running the
+  periodic actions; checkpoints and raises Stopped on a stop request."""
+  config, actions = loop.config, periodic_actions(loop.config)
+  exit_message = lambda: ('Interrupted again: exited at once; ' +
+                          loop.ckpts.on_disk() + ' Re-run the same command to '
+                          'resume from that checkpoint.')
+  pending = None
+  with signals.StopRequests(exit_message) as stop_requests:
+    try:
+      while progress.step < config.num_train_steps:
+        state, outputs = step_fn(state, next(batches))
+        progress.step += 1
+        # Keep one step in flight, not an unbounded queue: the device stays
+        # busy and the progress bar counts steps done, not steps dispatched.
+        if pending:
+          record_loss(loop, progress, *pending)
+        pending = (progress.step, outputs)
+        loop.bar.update(1)
+        last = progress.step == config.num_train_steps
+        due = [action for every, action in actions
+               if progress.step % every == 0 or last]
+        stop_now = stop_requests.requested(collective=log_training in due)
+        if not (due or stop_now):
+          continue
+        record_loss(loop, progress, *pending)  # nothing non-finite is logged or saved
+        pending = None
+        for action in due:
+          action(loop, progress, state)
+        if stop_now and save_checkpoint not in due:
+          save_checkpoint(loop, progress, state)
+        if stop_now and not last:
+          raise Stopped(
+              f'Stopped by {stop_requests.signal_name or "a stop request"} at '
+              f'step {progress.step}, after saving its checkpoint. Re-run the '
+              'same command to resume.', stop_requests.signal_name)
+    except BaseException:
+      loop.bar.close()
+      loop.ckpts.close(raise_errors=False)  # saves end before the error is reported
+      raise
+    loop.bar.close()
+    loop.ckpts.wait()
+
+
+def restore_best_state(template: state_lib.TrainState, ckpts: checkpoints.Checkpoints
+                       ) -> tuple[state_lib.TrainState, int]:
   """The best checkpoint's state (one copy, laid out as `template`) and step;
   the latest checkpoint if no validation score was ever finite."""
   restored = ckpts.restore_best(template) or ckpts.restore_latest(template)
@@ -549,7 +531,7 @@ def restore_best_state(template: TrainState, ckpts: checkpoints.Checkpoints
   return state, step
 
 
-def final_evaluation(evaluate_split: Evaluator, best_state: TrainState,
+def final_evaluation(evaluate_split: Evaluator, best_state: state_lib.TrainState,
                      best_step: int, best_metric: str) -> dict[str, Any]:
   """Validation and test metrics of the best state (placed by the strategy)."""
   return {
@@ -561,7 +543,7 @@ def final_evaluation(evaluate_split: Evaluator, best_state: TrainState,
 
 
 def write_run_figures(workdir: str, config: ml_collections.ConfigDict,
-                      info: pipeline.DatasetInfo, best_state: TrainState,
+                      info: pipeline.DatasetInfo, best_state: state_lib.TrainState,
                       n_examples: int = 4) -> None:
   """workdir/curves.png (losses and the validation best_metric against step)
   and workdir/predictions.png (the first `n_examples` test images, their
@@ -574,7 +556,7 @@ def write_run_figures(workdir: str, config: ml_collections.ConfigDict,
   # One replica on this host (the state may be replicated over all hosts).
   state = jax.tree.map(lambda x: np.asarray(x.addressable_data(0))
                        if isinstance(x, jax.Array) else x, best_state)
-  variables = {'params': state.params, 'batch_stats': state.batch_stats}
+  variables = state_lib.variables(state)
   sampling = pipeline.patch_sampling(config.dataset)
   threshold = config.metrics.threshold
   if sampling is None:
@@ -586,7 +568,7 @@ def write_run_figures(workdir: str, config: ml_collections.ConfigDict,
     # Compiled unoptimised, as initialisation is: it runs once.
     apply = jax.jit(functools.partial(model.apply, train=False),
                     compiler_options=models.init_compiler_options())
-    logits = apply(variables, preprocess(images))
+    logits = apply(variables, state_lib.preprocess(images))
     predictions = np.asarray(metrics.predict_classes(logits, threshold))
   else:  # whole images of their own sizes, one at a time
     apply_fn, n_devices = evaluation.local_apply_fn(model, variables)
@@ -596,22 +578,8 @@ def write_run_figures(workdir: str, config: ml_collections.ConfigDict,
     labels = [ex['mask'] for ex in examples]
     predictions = [np.asarray(metrics.predict_classes(
         sliding_window.sliding_window_logits(
-            apply_fn, np.asarray(preprocess(image)), sampling.size,
+            apply_fn, np.asarray(state_lib.preprocess(image)), sampling.size,
             config.dataset.eval_overlap, batch_size=n_devices,
             batch_multiple=n_devices)[None], threshold))[0] for image in images]
   plots.plot_predictions(os.path.join(workdir, PREDICTIONS_FILE), images,
                          labels, predictions, len(info.class_names))
-
-
-def format_summary(final: dict[str, Any], best_metric: str) -> str:
-  validation, test = final['validation'], final['test']
-  keys = [k for k in ('dice', 'iou', 'dice_per_image', 'miou', 'boundary_f1',
-                      'hd95', 'assd', 'pixel_accuracy', 'loss') if k in validation]
-  width = max(map(len, keys))
-  lines = [f'Best checkpoint: step {final["best_step"]} '
-           f'(by validation {best_metric}).' if final['best_step'] is not None
-           else 'No checkpoints (a model fitted without steps).',
-           f'{"metric":<{width}}  validation    test']
-  lines += [f'{k:<{width}}  {validation[k]:10.4f}  {test[k]:6.4f}' for k in keys]
-  lines.append(f'Wall time: {final["wall_time_s"]:.0f} s.')
-  return '\n'.join(lines)

@@ -13,7 +13,10 @@ import jax
 import jax.numpy as jnp
 
 from unetjax.errors import ConfigError, InputShapeError
-from unetjax.parallel import AXIS_NAME
+
+# The device axis that unetjax.parallel maps steps over: sync batch norm
+# averages its statistics over it.
+DEVICE_AXIS = 'data'
 
 Dtype = Any
 
@@ -74,7 +77,7 @@ def normalization(norm: str, train: bool, dtype: Dtype = jnp.float32,
     # 'sync_batch' is 'batch' with statistics over all devices of a pmap
     # (the training loop's choice; under jit they always are).
     return nn.BatchNorm(use_running_average=not train, momentum=0.9,
-                        axis_name=AXIS_NAME if norm == 'sync_batch' else None,
+                        axis_name=DEVICE_AXIS if norm == 'sync_batch' else None,
                         dtype=dtype, param_dtype=param_dtype)
   if norm == 'group':
     return lambda x: nn.GroupNorm(num_groups=math.gcd(32, x.shape[-1]),
@@ -289,7 +292,7 @@ class UpConvolution(nn.Module):
   input pixel, so the op is a per-pixel product (C -> 2 x 2 x features) and a
   depth-to-space reshape: the same parameters, initialisation and outputs as
   the transposed convolution, but XLA's CPU backend computes its gradient
-  about 5x faster (benchmarks/train_throughput.py).
+  about 5x faster (python -m benchmarks.train_throughput).
   """
   features: int
   dtype: Dtype = jnp.float32
