@@ -11,7 +11,5 @@ from unetjax.data.builders import synthetic_cells
 _BUILDERS = (synthetic_cells.SyntheticCells, isbi2012_em.Isbi2012Em,
              drive.Drive, kvasir_seg.KvasirSeg, cvc_clinicdb.CvcClinicDb,
              isic2018.Isic2018Task1)
-# Datasets built from files the user has (config.dataset.manual_dir).
-MANUAL = tuple(b.name for b in _BUILDERS[1:]) + (image_folder.ImageFolder.name,)
 DATASETS = tuple(f'{b.name}/{c.name}' for b in _BUILDERS
                  for c in b.BUILDER_CONFIGS) + (image_folder.ImageFolder.name,)
