@@ -326,6 +326,30 @@ def tree_files(folder):
   return sorted(str(p.relative_to(folder)) for p in folder.rglob('*'))
 
 
+@pytest.mark.parametrize('norm', ['group', 'batch'])
+def test_inference_restores_the_variables_alone(tmp_path, norm):
+  """A checkpoint's params and batch statistics, read without an optimizer
+  (models without batch norm have none), equal the saved ones."""
+  config = default.get_config()
+  config.model.norm, config.model.base_filters = norm, 4
+  saved = jax.device_get(make_state(config, (32, 32, 1)))
+  writer = checkpoints.Checkpoints(str(tmp_path))
+  writer.save_best(3, saved, 0.5, {'wall_time_s': 0.0})
+  writer.close()
+  reader = checkpoints.Checkpoints(str(tmp_path), read_only=True)
+  device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+  variables, kind, step = reader.restore_variables(state_lib.variables_template(
+      models.get_model(config.model), (32, 32, 1), device))
+  reader.close()
+  assert (kind, step) == ('best', 3)
+  assert jax.tree.structure(variables) == jax.tree.structure(
+      state_lib.variables(saved))
+  assert (len(jax.tree.leaves(variables['batch_stats'])) > 0) == (norm == 'batch')
+  for restored, original in zip(jax.tree.leaves(variables),
+                                jax.tree.leaves(state_lib.variables(saved))):
+    np.testing.assert_array_equal(restored, original)
+
+
 @pytest.mark.parametrize('how', ['delete', 'truncate', 'flip', 'meta'])
 def test_a_damaged_checkpoint_is_reported_and_set_aside_for_an_older_one(
     tfds_dir, tmp_path, complete_run, how):
