@@ -17,9 +17,10 @@ checkpoint (`restore_variables`), without building an optimizer to restore
 into.
 
 A checkpoint can still be damaged later (a disk error, a deleted or cut
-file). `meta` holds a CRC-32 of the state's bytes and one of its variables'; a checkpoint that does not
-load, does not match it or holds non-finite values is reported, moved to
-`workdir/damaged/` (never deleted) and the next older one is used instead.
+file). `meta` holds a CRC-32 of the state's bytes and one of its variables';
+a checkpoint that does not load, does not match it or holds non-finite
+values is reported, moved to `workdir/damaged/` (never deleted) and the next
+older one is used instead.
 """
 
 import os
@@ -50,6 +51,7 @@ def checksum(state: Any) -> int:
 
 
 def variables_of(state: Any) -> dict[str, Any]:
+  """What inference needs of a train state: {'params', 'batch_stats'}."""
   return {name: getattr(state, name) for name in VARIABLE_FIELDS}
 
 

@@ -17,6 +17,7 @@ import ml_collections
 import optax
 from flax.training import train_state
 
+from unetjax import checkpoints
 from unetjax import models
 
 
@@ -123,8 +124,9 @@ def preprocess(images: jax.Array) -> jax.Array:
 
 
 def variables(state: TrainState) -> dict[str, Any]:
-  """What inference needs of a state: {'params', 'batch_stats'}."""
-  return {'params': state.params, 'batch_stats': state.batch_stats}
+  """What inference needs of a state: {'params', 'batch_stats'} (the fields
+  whose checksum `checkpoints` keeps apart)."""
+  return checkpoints.variables_of(state)
 
 
 def variables_template(model: nn.Module, image_shape: tuple[int, ...],
