@@ -343,6 +343,14 @@ def exif_orientation_on_image_and_mask(folder):
                                               for i in range(3)})
 
 
+def images_equal(expected):
+  """A case's check: each stored image equals its expected pixels."""
+  def check(examples, folder):
+    for name, image in expected.items():
+      np.testing.assert_array_equal(examples[name]['image'], image)
+  return check
+
+
 @case('ok')
 def cmyk_jpeg(folder):
   expected = {}
@@ -352,11 +360,7 @@ def cmyk_jpeg(folder):
     Image.fromarray(rgb).convert('CMYK').save(path, quality=100)
     expected[f'{i:03d}'] = np.asarray(Image.open(path).convert('RGB'))
     folder.mask(f'{i:03d}.png', source_mask(i) * 255)
-
-  def check(examples, folder):
-    for name, image in expected.items():
-      np.testing.assert_array_equal(examples[name]['image'], image)
-  return {}, 'ok', check
+  return {}, 'ok', images_equal(expected)
 
 
 @case('ok')
@@ -367,11 +371,7 @@ def rgba_image(folder):
     folder.image(f'{i:03d}.png', rgba)
     expected[f'{i:03d}'] = rgba[..., :3]
     folder.mask(f'{i:03d}.png', source_mask(i) * 255)
-
-  def check(examples, folder):
-    for name, image in expected.items():
-      np.testing.assert_array_equal(examples[name]['image'], image)
-  return {}, 'ok', check
+  return {}, 'ok', images_equal(expected)
 
 
 @case('ok')
