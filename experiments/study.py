@@ -17,9 +17,10 @@ Settings (environment variables):
                     kvasir_native.py: patches, whole-image evaluation, poly
                     schedule, per-dataset augmentation), trained to
                     convergence; the U-Net, seed 0, about an hour per dataset
-                    on one core of a CPU (experiments/study_long.sh);
+                    on one core of a CPU (experiments/study_long.sh), with the
+                    recipe's augmentation (aug=on) and without it (aug=off);
                     'long_gpu': the same recipes, all four networks and three
-                    seeds, for one accelerator.
+                    seeds, for one accelerator (aug=on).
   UNETJAX_DATA      folder holding isbi2012_em/, drive/ and kvasir_seg/
                     (default ../shared/data).
 The protocol is recorded in every result row (tags) with the device.
@@ -27,7 +28,7 @@ The protocol is recorded in every result row (tags) with the device.
 
 import os
 
-from configs import augmented, resunet, resunet_pp, unet, unet_pp
+from configs import augmented, default, resunet, resunet_pp, unet, unet_pp
 from configs import drive_native, kvasir_native, membranes_native
 from unetjax import pixel_forest
 from unetjax.errors import ConfigError
@@ -78,7 +79,8 @@ def recipe_choice(name: str, data: str) -> tuple[str, dict]:
 
 
 def long_sweep(protocol: str, data: str) -> dict:
-  """One run per dataset x network x seed, each dataset with its recipe."""
+  """One run per dataset x network x augmentation x seed, each dataset with
+  its recipe."""
   models = ['unet'] if protocol == 'long' else list(MODELS)
   return {
       'base': 'configs/default.py',
@@ -87,6 +89,10 @@ def long_sweep(protocol: str, data: str) -> dict:
           'dataset': [recipe_choice(name, data) for name in LONG_RECIPES],
           'model': [(m, {'config.model': MODELS[m].get_config().model})
                     for m in models],
+          # off: the recipe less its augmentation (default.py's, all off).
+          'aug': [('on', {})] + ([('off', {
+              'config.augment': default.get_config().augment})]
+                                 if protocol == 'long' else []),
       },
       'seeds': [0] if protocol == 'long' else [0, 1, 2],
       'tags': {'protocol': protocol},

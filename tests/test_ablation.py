@@ -207,16 +207,22 @@ def test_study_long_protocols_use_each_datasets_native_recipe(monkeypatch):
   from configs import drive_native, kvasir_native, membranes_native
   recipes = {'drive': drive_native, 'isbi2012_em': membranes_native,
              'kvasir_seg': kvasir_native}
-  for protocol, n_models, n_seeds in (('long', 1, 1), ('long_gpu', 4, 3)):
+  no_augmentation = default.get_config().augment.to_dict()
+  for protocol, n_models, augs, n_seeds in (('long', 1, ('on', 'off'), 1),
+                                            ('long_gpu', 4, ('on',), 3)):
     monkeypatch.setenv('UNETJAX_PROTOCOL', protocol)
     sweep = ablation.load_sweep(os.path.join(REPO, 'experiments', 'study.py'))
     runs = ablation.expand(sweep)
-    assert len(runs) == 3 * n_models * n_seeds
+    assert len(runs) == 3 * n_models * len(augs) * n_seeds
+    assert {run.labels['aug'] for run in runs} == set(augs)
     for run, config in zip(runs, ablation.run_configs(sweep, runs)):
       recipe = recipes[run.labels['dataset']].get_config()
       assert config.dataset.name == recipe.dataset.name
       assert config.dataset.patch_size == recipe.dataset.patch_size
-      assert config.augment.to_dict() == recipe.augment.to_dict()
+      augment = (recipe.augment.to_dict() if run.labels['aug'] == 'on'
+                 else no_augmentation)
+      assert config.augment.to_dict() == augment
+      assert augment != recipe.augment.to_dict() or run.labels['aug'] == 'on'
       assert config.num_train_steps == recipe.num_train_steps
       assert config.optimizer.schedule == 'poly'
       assert config.model.name == run.labels['model']
