@@ -1,11 +1,25 @@
 """Test setup: 8 fake CPU devices (set before JAX starts, or chex's pmap
-variants are silently skipped) and the synthetic datasets built once."""
+variants are silently skipped), one compilation cache for the session, and
+the synthetic datasets built once."""
 
+import atexit
 import os
+import shutil
+import tempfile
 
 os.environ['XLA_FLAGS'] = ' '.join(
     [os.environ.get('XLA_FLAGS', ''),
      '--xla_force_host_platform_device_count=8']).strip()
+
+# Many tests compile the same steps, in this process and in the `python -m
+# unetjax.main` subprocesses they start (which inherit the environment): JAX's
+# persistent cache compiles each program once per session. A fresh folder per
+# session, removed at exit, so no test ever reads a cache it did not fill.
+if 'JAX_COMPILATION_CACHE_DIR' not in os.environ:
+  _cache = tempfile.mkdtemp(prefix='unetjax-tests-jax-cache-')
+  atexit.register(shutil.rmtree, _cache, ignore_errors=True)
+  os.environ['JAX_COMPILATION_CACHE_DIR'] = _cache
+  os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS', '0')
 
 import pytest  # noqa: E402
 
