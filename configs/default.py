@@ -41,7 +41,7 @@ def get_config() -> ml_collections.ConfigDict:
   # Normalisation after every convolution: 'batch', 'group' (group norm, for
   # batches of a few images) or 'none'.
   config.model.norm = 'batch'
-  config.model.upsample = 'transpose'  # 'transpose' (2x2 up-conv) or 'bilinear'
+  config.model.upsample = 'transpose'  # 'transpose' (2x2 up-conv), 'bilinear' or 'nearest'
 
   # Data augmentation, per example on the accelerator (unetjax/augment.py).
   # Each op has a probability and a strength; all are off here, so results

@@ -9,7 +9,8 @@ file stops with an error saying so. Build it in Python instead:
   from unetjax import models
   model = models.get_classifier(resnet18.get_config().model)
 
-`num_layers = 34` gives ResNet-34.
+`num_layers = 34` or `50` gives ResNet-34 or ResNet-50; `model.pretrained`
+loads torchvision's ImageNet weights (configs/resnet_unet.py says how).
 """
 
 import ml_collections
@@ -22,7 +23,8 @@ def get_config():
   config.model = ml_collections.ConfigDict()
   config.model.name = 'resnet'  # see unetjax.models.CLASSIFIERS
   config.model.n_classes = 10
-  config.model.num_layers = 18  # 18 or 34
+  config.model.num_layers = 18  # 18, 34 or 50
   config.model.base_filters = 64  # stem and first-stage channels
   config.model.norm = 'batch'  # 'batch', 'group' or 'none'
+  config.model.pretrained = ''  # a torchvision ResNet state_dict (.pth)
   return config

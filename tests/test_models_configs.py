@@ -14,7 +14,7 @@ from unetjax.errors import ConfigError
 
 CONFIGS_DIR = os.path.join(os.path.dirname(__file__), os.pardir, 'configs')
 SEGMENTATION_CONFIGS = ['unet', 'unet_pp', 'attention_unet', 'resunet',
-                        'resunet_pp', 'fcn8s']
+                        'resunet_pp', 'fcn8s', 'resnet_unet']
 
 
 def load(name):

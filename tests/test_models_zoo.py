@@ -19,7 +19,7 @@ from ml_collections import ConfigDict
 
 from unetjax import losses, models
 from unetjax.errors import ConfigError, InputShapeError
-from unetjax.models import (AttentionUNet, FCN8s, ResNet, ResUNet,
+from unetjax.models import (AttentionUNet, FCN8s, ResNet, ResNetUNet, ResUNet,
                             ResUNetPlusPlus, UNet, UNetPlusPlus)
 
 # Small versions of every segmentation model, with dropout and batch norm:
@@ -194,7 +194,31 @@ def test_registry_builds_every_model_from_its_config_fields():
   for name, (cls, fields, _) in TINY.items():
     model = models.get_model(ConfigDict(dict(name=name, **fields)), 'bfloat16')
     assert type(model) is cls and model.dtype == jnp.bfloat16
-  assert set(models.MODELS) == set(TINY)
+  # resnet_unet downsamples 5 times, more than the tiny sizes allow: its
+  # own test below, and tests/test_torchvision_weights.py.
+  assert set(models.MODELS) == set(TINY) | {'resnet_unet'}
+
+
+def test_resnet_unet_takes_sizes_norms_dropout_and_dtypes_like_the_others():
+  fields = dict(name='resnet_unet', num_layers=18, base_filters=4,
+                decoder_channels=(16, 8, 8, 4, 4), dropout_rates=0.3)
+  model = models.get_model(ConfigDict(fields), 'bfloat16')
+  assert isinstance(model, ResNetUNet)
+  variables = shapes(model, (1, 64, 96, 1))
+  images = jax.random.uniform(jax.random.key(0), (2, 64, 96, 1))
+  full = models.get_model(ConfigDict(fields))
+  variables = models.initialize(full, jax.random.key(0), images.shape)
+  evaluated = jit(full.apply)(variables, images)
+  assert evaluated.shape == (2, 64, 96, 1) and evaluated.dtype == jnp.float32
+  trained, _ = full.apply(variables, images, train=True, mutable=['batch_stats'],
+                          rngs={'dropout': jax.random.key(1)})
+  assert not np.allclose(trained, evaluated)  # dropout and batch statistics
+  with pytest.raises(InputShapeError, match='divisible by 2\\*\\*depth = 32'):
+    shapes(model, (1, 48, 96, 1))
+  for norm in ('group', 'none'):
+    assert 'batch_stats' not in shapes(model.clone(norm=norm), (1, 32, 32, 1))
+  with pytest.raises(ConfigError, match='depth must be 5'):
+    shapes(model.clone(depth=4), (1, 32, 32, 1))
 
 
 def test_registry_keeps_classifiers_out_of_the_segmentation_loop():
@@ -353,15 +377,8 @@ def test_attention_unet_adds_exactly_the_gates_to_unet():
   assert unet + gates == 32_076_102  # regression guard
 
 
-# --- ResNet-18/34 classifier. ---
-
-
-@pytest.mark.parametrize('num_layers, torchvision', [(18, 11_689_512),
-                                                     (34, 21_797_672)])
-def test_resnet_matches_torchvision_parameter_count(num_layers, torchvision):
-  # torchvision.models.resnet18() / resnet34(): 1000 classes, 3 channels.
-  model = ResNet(n_classes=1000, num_layers=num_layers)
-  assert models.parameter_count(model, (1, 224, 224, 3)) == torchvision
+# --- ResNet-18/34/50 classifier (parameter counts and torchvision's
+# outputs: tests/test_torchvision_weights.py). ---
 
 
 def test_resnet_classifies_images_of_any_size():
@@ -372,8 +389,8 @@ def test_resnet_classifies_images_of_any_size():
     assert out.shape == (shape[0], 5) and out.dtype == jnp.float32
   with pytest.raises(InputShapeError):
     shapes(model, (32, 32, 3))
-  with pytest.raises(ConfigError, match='num_layers=50'):
-    shapes(ResNet(num_layers=50), (1, 32, 32, 3))
+  with pytest.raises(ConfigError, match='num_layers=101'):
+    shapes(ResNet(num_layers=101), (1, 32, 32, 3))
 
 
 def test_resnet18_overfits_a_tiny_labelled_batch():

@@ -19,6 +19,7 @@ from flax.training import train_state
 
 from unetjax import checkpoints
 from unetjax import models
+from unetjax.models import torchvision_weights
 
 
 class TrainState(train_state.TrainState):
@@ -90,8 +91,13 @@ def optimizer_and_schedule(opt_config: ml_collections.ConfigDict,
 
 def create_train_state(rng: jax.Array, model: nn.Module,
                        tx: optax.GradientTransformation,
-                       image_shape: tuple[int, ...]) -> TrainState:
+                       image_shape: tuple[int, ...],
+                       pretrained: dict[str, Any] | None = None) -> TrainState:
+  """A new state: `model`'s initial variables, with the leaves that
+  `pretrained` (models.pretrained_variables) holds replaced."""
   variables = model.init(rng, jnp.zeros((1,) + tuple(image_shape)), train=False)
+  if pretrained:
+    variables = torchvision_weights.merge(variables, pretrained)
   state = TrainState.create(apply_fn=model.apply, params=variables['params'],
                             batch_stats=variables.get('batch_stats', {}), tx=tx)
   # A strongly typed step, as restored from a checkpoint, so resuming does not
@@ -101,12 +107,14 @@ def create_train_state(rng: jax.Array, model: nn.Module,
 
 def init_train_state(rng: jax.Array, model: nn.Module,
                      tx: optax.GradientTransformation,
-                     image_shape: tuple[int, ...], sharding=None) -> TrainState:
+                     image_shape: tuple[int, ...], sharding=None,
+                     pretrained: dict[str, Any] | None = None) -> TrainState:
   """`create_train_state`, compiled, with the result placed on `sharding`."""
   return jax.jit(functools.partial(create_train_state, model=model, tx=tx,
                                    image_shape=image_shape),
                  out_shardings=sharding,
-                 compiler_options=models.init_compiler_options())(rng)
+                 compiler_options=models.init_compiler_options())(
+                     rng, pretrained=pretrained)
 
 
 def model_for_strategy(model: nn.Module, strategy: str,

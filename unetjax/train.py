@@ -215,8 +215,8 @@ def _is_better(score: float, best: float | None, mode: str) -> bool:
 
 def _fit_for_training(config: ml_collections.ConfigDict):
   """Every check that can fail on user input, before the workdir is touched.
-  Returns the model, the loss function, the prepared dataset's info and
-  the shape the model trains on."""
+  Returns the model, the loss function, the prepared dataset's info, the
+  shape the model trains on and the pretrained variables (or None)."""
   configuration.validate(config)
   model = models.get_model(config.model, config.dtype, config.param_dtype)
   loss_fn = losses.get_loss(config.loss)
@@ -238,7 +238,8 @@ def _fit_for_training(config: ml_collections.ConfigDict):
       raise
     raise InputShapeError(
         f'config.dataset.patch_size={config.dataset.patch_size}: {e}') from e
-  return model, loss_fn, info, input_shape
+  pretrained = models.pretrained_variables(config.model, model, input_shape)
+  return model, loss_fn, info, input_shape, pretrained
 
 
 def check_checkpoint_fits(config: ml_collections.ConfigDict, model: nn.Module,
@@ -277,13 +278,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   non-finite and config.on_nonfinite_loss is 'stop'.
   """
   invocation_start = time.time()
-  model, loss_fn, info, input_shape = _fit_for_training(config)
+  model, loss_fn, info, input_shape, pretrained = _fit_for_training(config)
   with workdir_lib.hold(workdir):  # one run writes to a workdir
     if allow_config_change:
       check_checkpoint_fits(config, model, input_shape, workdir)
     workdir_lib.record_config(workdir, config, allow_config_change, info.build)
     return _train_and_evaluate(config, workdir, model, loss_fn, info,
-                               input_shape, invocation_start)
+                               input_shape, invocation_start, pretrained)
 
 
 @dataclasses.dataclass
@@ -423,7 +424,8 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                         model: nn.Module, loss_fn: losses.LossFn,
                         info: pipeline.DatasetInfo,
                         input_shape: tuple[int, int, int],
-                        invocation_start: float) -> dict[str, Any]:
+                        invocation_start: float,
+                        pretrained: dict[str, Any] | None) -> dict[str, Any]:
   strategy = parallel.get_strategy(config.parallel)
   evaluate_split = make_evaluator(config, info, strategy, model, loss_fn)
   model = state_lib.model_for_strategy(model, config.parallel,
@@ -432,7 +434,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                                                   config.num_train_steps)
   init_rng, dropout_rng = jax.random.split(jax.random.key(config.seed))
   state = state_lib.init_train_state(init_rng, model, tx, input_shape,
-                                     strategy.init_sharding)
+                                     strategy.init_sharding, pretrained)
   ckpts = checkpoints.Checkpoints(workdir, config.max_checkpoints_to_keep,
                                   config.best_metric_mode)
   meta = {'wall_time_s': 0.0, 'best_score': None, 'best_step': None}

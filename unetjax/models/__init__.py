@@ -12,6 +12,7 @@ from unetjax.errors import ConfigError
 from unetjax.models.attention_unet import AttentionUNet
 from unetjax.models.fcn import FCN8s
 from unetjax.models.resnet import ResNet
+from unetjax.models.resnet_unet import ResNetUNet
 from unetjax.models.resunet import ResUNet
 from unetjax.models.resunet_pp import ResUNetPlusPlus
 from unetjax.models.unet import UNet
@@ -25,6 +26,7 @@ MODELS: dict[str, type[nn.Module]] = {
     'resunet': ResUNet,
     'resunet_pp': ResUNetPlusPlus,
     'fcn8s': FCN8s,
+    'resnet_unet': ResNetUNet,
 }
 
 # Image classifiers: images -> logits (N, n_classes); not trainable by
@@ -32,6 +34,11 @@ MODELS: dict[str, type[nn.Module]] = {
 CLASSIFIERS: dict[str, type[nn.Module]] = {
     'resnet': ResNet,
 }
+
+# Models whose encoder takes torchvision's ImageNet ResNet weights, from the
+# state_dict file named by config.model.pretrained (not a module field).
+PRETRAINED_FIELD = 'pretrained'
+TAKE_RESNET_WEIGHTS = ('resnet', 'resnet_unet')
 
 DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16, 'float16': jnp.float16}
 
@@ -70,7 +77,13 @@ def _check_ranges(fields: dict[str, Any]) -> None:
 def _build(registry: dict[str, type[nn.Module]], model_config: ml_collections.ConfigDict,
            dtype: str, param_dtype: str) -> nn.Module:
   cls = registry[model_config.name]
-  kwargs = {k: v for k, v in model_config.items() if k != 'name'}
+  kwargs = {k: v for k, v in model_config.items()
+            if k not in ('name', PRETRAINED_FIELD)}
+  if model_config.get(PRETRAINED_FIELD) and model_config.name not in TAKE_RESNET_WEIGHTS:
+    raise ConfigError(
+        f'config.model.pretrained is set, but {model_config.name!r} has no '
+        'ResNet encoder to load it into; models that take torchvision ResNet '
+        f'weights: {", ".join(TAKE_RESNET_WEIGHTS)}.')
   unknown = sorted(set(kwargs) - model_fields(cls))
   if unknown:
     raise ConfigError(
@@ -104,6 +117,18 @@ def get_classifier(model_config: ml_collections.ConfigDict, dtype: str = 'float3
     raise ConfigError(f'Unknown classifier {model_config.name!r} '
                       f'(config.model.name); choose one of: {", ".join(CLASSIFIERS)}.')
   return _build(CLASSIFIERS, model_config, dtype, param_dtype)
+
+
+def pretrained_variables(model_config: ml_collections.ConfigDict, model: nn.Module,
+                         input_shape: tuple[int, ...]) -> dict[str, Any] | None:
+  """The variables that config.model.pretrained gives `model` (None when it
+  is unset), checked against the model's; ConfigError names a mismatch."""
+  path = model_config.get(PRETRAINED_FIELD)
+  if not path:
+    return None
+  from unetjax.models import torchvision_weights  # pylint: disable=import-outside-toplevel
+  return torchvision_weights.pretrained_variables(
+      path, model.num_layers, variable_shapes(model, (1,) + tuple(input_shape)))
 
 
 def init_compiler_options() -> dict[str, Any] | None:

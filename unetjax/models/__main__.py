@@ -26,8 +26,11 @@ PAPER_SETTINGS: list[tuple[str, str, dict[str, Any]]] = [
     ('resunet', 'resunet', dict(base_filters=64, depth=3)),  # Zhang et al. 2018
     ('resunet_pp', 'resunet_pp', dict(base_filters=16, depth=3)),  # Jha et al. 2019
     ('fcn8s', 'fcn8s', dict(base_filters=64, depth=5)),  # VGG-16 widths
+    # segmentation_models_pytorch's Unet(encoder_name='resnet34')
+    ('resnet34_unet', 'resnet_unet', dict(num_layers=34)),
     ('resnet18', 'resnet', dict(num_layers=18)),  # He et al. 2016
     ('resnet34', 'resnet', dict(num_layers=34)),
+    ('resnet50', 'resnet', dict(num_layers=50)),
 ]
 
 

@@ -24,8 +24,8 @@ class SegmentationModel(nn.Module):
       encoder level at its resolution.
     norm: 'batch' (batch norm after every convolution, which then has no
       bias), 'group' (group norm, for batches of a few images) or 'none'.
-    upsample: 'transpose' (2x2 up-convolution) or 'bilinear' (resize, then a
-      1x1 convolution where the channel count changes).
+    upsample: 'transpose' (2x2 up-convolution), 'bilinear' or 'nearest'
+      (resize, then a 1x1 convolution where the channel count changes).
     dtype: computation dtype (e.g. jnp.bfloat16); params stay in param_dtype.
   """
   n_classes: int = 1
@@ -54,7 +54,9 @@ class SegmentationModel(nn.Module):
     layers.check_input_size(images.shape, self.depth)
     return images.astype(self.dtype)
 
-  def classify_pixels(self, x: jax.Array, name: str | None = None) -> jax.Array:
-    """A 1x1 convolution to one float32 logit per class."""
-    logits = nn.Conv(self.n_classes, (1, 1), name=name, **self.dtypes)(x)
+  def classify_pixels(self, x: jax.Array, name: str | None = None,
+                      kernel: int = 1) -> jax.Array:
+    """A kernel x kernel convolution to one float32 logit per class."""
+    logits = nn.Conv(self.n_classes, (kernel, kernel), name=name,
+                     **self.dtypes)(x)
     return logits.astype(jnp.float32)

@@ -20,7 +20,7 @@ DEVICE_AXIS = 'data'
 
 Dtype = Any
 
-UPSAMPLE_MODES = ('transpose', 'bilinear')
+UPSAMPLE_MODES = ('transpose', 'bilinear', 'nearest')
 NORMS = ('batch', 'group', 'none')
 
 
@@ -123,7 +123,9 @@ class ResidualBlock(nn.Module):
   strided 1x1 convolution and a norm (the "projection" shortcut).
   `normalize_input=False` drops the leading norm and ReLU of a pre-activation
   unit whose input is the image itself (Zhang et al. 2018, Fig. 3; the
-  ResUNet++ stem).
+  ResUNet++ stem). `padding` of the 3x3 convolutions: 'SAME' (a stride-2
+  convolution pads its bottom and right edges only) or 1 (one pixel on every
+  side, as PyTorch pads, for weights trained there).
   """
   features: int
   strides: int = 1
@@ -131,6 +133,7 @@ class ResidualBlock(nn.Module):
   preactivation: bool = True
   normalize_input: bool = True
   dropout_rate: float = 0.0
+  padding: str | int = 'SAME'
   dtype: Dtype = jnp.float32
   param_dtype: Dtype = jnp.float32
 
@@ -140,7 +143,7 @@ class ResidualBlock(nn.Module):
     plain = self.norm == 'none'  # no norm follows: convolutions need a bias
     norm = lambda y: normalization(self.norm, train, **kw)(y)
     conv = lambda y, strides, use_bias: nn.Conv(
-        self.features, (3, 3), strides=strides, padding='SAME',
+        self.features, (3, 3), strides=strides, padding=self.padding,
         use_bias=use_bias, **kw)(y)
     dropout = lambda y: (nn.Dropout(self.dropout_rate, deterministic=not train)(y)
                          if self.dropout_rate > 0 else y)
@@ -263,7 +266,8 @@ class Upsample(nn.Module):
   'transpose' is the 2x2 stride-2 up-convolution of Ronneberger et al.;
   'bilinear' resizes, then (if `features` is set) mixes channels with a 1x1
   convolution, which avoids the checkerboard artefacts of transposed
-  convolutions.
+  convolutions; 'nearest' repeats each pixel 2x2 (PyTorch's
+  interpolate(scale_factor=2)), then the same.
   """
   features: int | None
   mode: str = 'transpose'
@@ -277,9 +281,11 @@ class Upsample(nn.Module):
       # Named as the nn.ConvTranspose it replaces: the same initial values.
       return UpConvolution(self.features or x.shape[-1], name='ConvTranspose_0',
                            **kw)(x)
-    if self.mode == 'bilinear':
+    if self.mode in ('bilinear', 'nearest'):
       n, h, w, c = x.shape
-      x = jax.image.resize(x, (n, 2 * h, 2 * w, c), method='bilinear')
+      x = (jax.image.resize(x, (n, 2 * h, 2 * w, c), method='bilinear')
+           if self.mode == 'bilinear'
+           else jnp.repeat(jnp.repeat(x, 2, axis=1), 2, axis=2))
       return x if self.features is None else nn.Conv(self.features, (1, 1), **kw)(x)
     raise ConfigError(
         f'Unknown upsample mode {self.mode!r}; choose one of {UPSAMPLE_MODES}.')

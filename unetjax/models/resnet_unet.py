@@ -1,0 +1,64 @@
+"""U-Net with a ResNet-18/34/50 encoder, laid out as segmentation_models_pytorch's
+`Unet(encoder_name='resnet34')`: the encoder's five features as skips, five
+decoder blocks (upsample x2, concatenate the skip, two 3x3 convolutions with
+the norm and ReLU) of decoder_channels, and a 3x3 convolution to the logits.
+The encoder takes torchvision's ImageNet weights
+(unetjax.models.torchvision_weights)."""
+
+from typing import Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from unetjax.errors import ConfigError
+from unetjax.models import layers
+from unetjax.models.base import SegmentationModel
+from unetjax.models.resnet import ResNetEncoder
+
+ENCODER_DEPTH = 5  # the encoder's deepest feature is at 1/32
+
+
+class ResNetUNet(SegmentationModel):
+  """Returns float32 logits (N, H, W, n_classes); H and W divisible by 32.
+
+  Attributes (besides SegmentationModel's):
+    num_layers: the encoder, ResNet-18, 34 or 50.
+    base_filters: the encoder's stem and first-stage channels (64, as the
+      ImageNet weights have them).
+    depth: 5, the encoder's downsamplings.
+    decoder_channels: channels of the five decoder blocks, deep to shallow.
+    dropout_rates: one rate, or six (shallow to deep, the last applied to the
+      encoder's deepest feature); a decoder block uses the rate of its
+      output's level, between its two convolutions.
+    upsample: 'nearest' (segmentation_models_pytorch's), 'bilinear' or
+      'transpose'; all keep the channels.
+  """
+  num_layers: int = 34
+  base_filters: int = 64
+  depth: int = ENCODER_DEPTH
+  decoder_channels: Sequence[int] = (256, 128, 64, 32, 16)
+  upsample: str = 'nearest'
+
+  @nn.compact
+  def __call__(self, images: jax.Array, train: bool = False) -> jax.Array:
+    if self.depth != ENCODER_DEPTH or len(self.decoder_channels) != ENCODER_DEPTH:
+      raise ConfigError(
+          f'model.depth={self.depth}, model.decoder_channels='
+          f'{tuple(self.decoder_channels)}: the ResNet encoder downsamples '
+          f'{ENCODER_DEPTH} times, so depth must be {ENCODER_DEPTH} and '
+          f'decoder_channels must hold {ENCODER_DEPTH} widths.')
+    rates = self.level_dropout_rates()
+    features = ResNetEncoder(self.num_layers, self.base_filters, self.norm,
+                             self.dtype, self.param_dtype,
+                             name='encoder')(self.prepare(images), train)
+    x = nn.Dropout(rates[-1], deterministic=not train)(features[-1])
+    skips = features[-2::-1] + [None]  # 1/16 ... 1/2, then none at 1/1
+    for block, (skip, width) in enumerate(zip(skips, self.decoder_channels)):
+      x = layers.Upsample(None, self.upsample, **self.dtypes)(x)
+      if skip is not None:
+        x = jnp.concatenate([x, skip], axis=-1)
+      level = ENCODER_DEPTH - 1 - block
+      x = layers.ConvBlock(width, norm=self.norm, dropout_rate=rates[level],
+                           **self.dtypes)(x, train)
+    return self.classify_pixels(x, kernel=3)
