@@ -13,7 +13,7 @@ from unetjax import configuration, logs, models, train
 from unetjax.errors import ConfigError
 
 CONFIGS_DIR = os.path.join(os.path.dirname(__file__), os.pardir, 'configs')
-SEGMENTATION_CONFIGS = ['unet', 'unet_pp', 'attention_unet', 'resunet',
+SEGMENTATION_CONFIGS = ['unet', 'unet_pp', 'unet3p', 'attention_unet', 'resunet',
                         'resunet_pp', 'fcn8s', 'resnet_unet']
 
 

@@ -20,13 +20,14 @@ from ml_collections import ConfigDict
 from unetjax import losses, models
 from unetjax.errors import ConfigError, InputShapeError
 from unetjax.models import (AttentionUNet, FCN8s, ResNet, ResNetUNet, ResUNet,
-                            ResUNetPlusPlus, UNet, UNetPlusPlus)
+                            ResUNetPlusPlus, UNet, UNet3Plus, UNetPlusPlus)
 
 # Small versions of every segmentation model, with dropout and batch norm:
 # (class, fields, downsampling).
 TINY = {
     'unet': (UNet, dict(base_filters=4, depth=2), 4),
     'unet_pp': (UNetPlusPlus, dict(base_filters=4, depth=2), 4),
+    'unet3p': (UNet3Plus, dict(base_filters=4, depth=2), 4),
     'attention_unet': (AttentionUNet, dict(base_filters=4, depth=2), 4),
     'resunet': (ResUNet, dict(base_filters=4, depth=2), 4),
     'resunet_pp': (ResUNetPlusPlus, dict(base_filters=8, depth=2), 4),
@@ -278,6 +279,100 @@ def test_unet_pp_without_deep_supervision_has_one_head():
 def test_unet_pp_rejects_heads_it_cannot_evaluate(fields, message):
   with pytest.raises(ConfigError, match=message):
     shapes(UNetPlusPlus(base_filters=4, depth=2, **fields), (1, 16, 16, 1))
+
+
+def unet3p_parameters(channels, base, depth, classes, deep_supervision=True,
+                      guided=True):
+  """UNet 3+ counted from its definition (batch norm, convolutions without
+  bias): the U-Net encoder; per decoder level depth + 1 branches (3x3 conv
+  to `base` channels from each scale's encoder or decoder features) and a
+  3x3 fusion of (depth + 1) * base channels; 3x3 heads; the guide's 1x1."""
+  widths = [base * 2**level for level in range(depth + 1)]
+  conv = lambda cin, cout, k=3: k * k * cin * cout
+  total, cin = 0, channels
+  for w in widths:  # ConvBlock: two convolutions, each with a norm (2w)
+    total += conv(cin, w) + 2 * w + conv(w, w) + 2 * w
+    cin = w
+  fused = (depth + 1) * base
+  for level in range(depth):
+    for source in range(depth + 1):
+      width = widths[source] if source <= level or source == depth else fused
+      total += conv(width, base) + 2 * base
+    total += conv(fused, fused) + 2 * fused
+  heads = [fused] * depth + [widths[-1]] if deep_supervision else [fused]
+  total += sum(conv(h, classes) + classes for h in heads)
+  return total + (widths[-1] + 1 if guided else 0)
+
+
+@pytest.mark.parametrize('fields', [
+    dict(base_filters=64, depth=4, classification_guided=True),  # the paper's
+    dict(base_filters=4, depth=3, deep_supervision=False),
+    dict(base_filters=4, depth=2, n_classes=3, classification_guided=True)])
+def test_unet3p_has_every_full_scale_branch(fields):
+  model = UNet3Plus(**fields)
+  expected = unet3p_parameters(1, model.base_filters, model.depth,
+                               model.n_classes, model.deep_supervision,
+                               model.classification_guided)
+  assert models.parameter_count(model, (1, 64, 64, 1)) == expected
+  if fields['base_filters'] == 64:
+    assert expected == 26_982_982  # regression guard
+
+
+def test_unet3p_trains_every_head_at_full_size_and_evaluates_the_first():
+  model = UNet3Plus(base_filters=4, depth=3, norm='none')
+  images = jax.random.uniform(jax.random.key(1), (2, 32, 48, 1))
+  variables = models.initialize(model, jax.random.key(0), images.shape)
+  assert sorted(k for k in variables['params'] if k.startswith('head')) == [
+      'head_0', 'head_1', 'head_2', 'head_3']
+  heads = jit(functools.partial(model.apply, train=True))(variables, images)
+  assert isinstance(heads, tuple) and len(heads) == 4
+  assert all(h.shape == (2, 32, 48, 1) and h.dtype == jnp.float32 for h in heads)
+  # Without dropout and batch norm, evaluation is the first training head.
+  np.testing.assert_allclose(jit(model.apply)(variables, images), heads[0],
+                             rtol=1e-5, atol=1e-5)
+  with pytest.raises(ConfigError, match="'bilinear' .* or 'nearest'"):
+    shapes(model.clone(upsample='transpose'), (1, 32, 32, 1))
+
+
+def test_unet3p_guide_learns_from_the_masks_and_blanks_empty_images():
+  model = UNet3Plus(base_filters=4, depth=2, n_classes=3, norm='none',
+                    classification_guided=True, deep_supervision=False)
+  images = jax.random.uniform(jax.random.key(1), (4, 16, 16, 1))
+  variables = models.initialize(model, jax.random.key(0), images.shape)
+  out = model.apply(variables, images, train=True,
+                    rngs={'dropout': jax.random.key(2)})
+  assert set(out) == {'segmentation', 'has_foreground'}
+  assert out['segmentation'].shape == (4, 16, 16, 3)
+  assert out['has_foreground'].shape == (4,)
+
+  # Evaluation: images the guide calls empty become background (class 0).
+  logits = jax.random.normal(jax.random.key(3), (4, 16, 16, 3))
+  gated = model.gate(logits, jnp.array([1.0, -1.0, 0.5, -0.1]))
+  np.testing.assert_array_equal(gated[0], logits[0])
+  np.testing.assert_array_equal(gated[2], logits[2])
+  assert (jnp.argmax(gated[1], -1) == 0).all() and (jnp.argmax(gated[3], -1) == 0).all()
+  binary = UNet3Plus(classification_guided=True)
+  assert (binary.gate(logits[..., :1], jnp.array([-1.0] * 4)) < -10).all()
+
+  # Its loss: binary cross-entropy against "any class > 0 inside the mask".
+  labels = np.zeros((3, 4, 4), np.int32)
+  labels[1, 0, 0] = 2  # foreground
+  labels[2, 3, 3] = 1  # foreground, but outside the mask
+  mask = np.ones((3, 4, 4), np.float32)
+  mask[2, 3, 3] = 0
+  guide = np.array([0.3, -0.7, 1.2], np.float32)
+  targets = np.array([0.0, 1.0, 0.0])
+  p = 1 / (1 + np.exp(-guide))
+  expected = -np.mean(targets * np.log(p) + (1 - targets) * np.log(1 - p))
+  np.testing.assert_allclose(
+      losses.has_foreground_loss(guide, labels, mask), expected, rtol=1e-6)
+  # deep_supervision_loss adds it to the segmentation loss of the heads.
+  seg = jax.random.normal(jax.random.key(4), (3, 4, 4, 3))
+  combined = losses.deep_supervision_loss(
+      losses.cross_entropy, {'segmentation': (seg, seg), 'has_foreground': guide},
+      labels, mask=mask)
+  np.testing.assert_allclose(
+      combined, losses.cross_entropy(seg, labels, mask=mask) + expected, rtol=1e-5)
 
 
 def test_fcn_needs_three_scales():

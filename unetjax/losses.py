@@ -17,7 +17,7 @@ check that both agree without one).
 """
 
 import functools
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -157,14 +157,33 @@ def cross_entropy_dice(logits: jax.Array, labels: jax.Array, *,
   return ce_weight * ce + (1 - ce_weight) * dice
 
 
+def has_foreground_loss(logits: jax.Array, labels: jax.Array,
+                        mask: jax.Array | None = None) -> jax.Array:
+  """Binary cross-entropy of (N,) logits that each image holds foreground
+  (a class other than 0, inside `mask`): UNet 3+'s classification-guided
+  module, trained on labels derived from the masks."""
+  foreground = labels > 0
+  if mask is not None:
+    foreground = foreground & (mask > 0)
+  targets = jnp.any(foreground, axis=tuple(range(1, foreground.ndim)))
+  return optax.sigmoid_binary_cross_entropy(
+      logits, targets.astype(jnp.float32)).mean()
+
+
 def deep_supervision_loss(loss_fn: LossFn,
-                          outputs: jax.Array | Sequence[jax.Array],
+                          outputs: Any,
                           labels: jax.Array,
                           weights: Sequence[float] | None = None,
                           **kwargs) -> jax.Array:
   """`loss_fn` on a model's output; for a deeply supervised model, which
   returns one logits array per head in training, the weighted mean over the
-  heads (equal weights by default, as in UNet++, Zhou et al. 2018)."""
+  heads (equal weights by default, as in UNet++, Zhou et al. 2018); for a
+  classification-guided one (a dict), plus `has_foreground_loss`."""
+  if isinstance(outputs, dict):
+    return (deep_supervision_loss(loss_fn, outputs['segmentation'], labels,
+                                  weights, **kwargs)
+            + has_foreground_loss(outputs['has_foreground'], labels,
+                                  kwargs.get('mask')))
   if not isinstance(outputs, (list, tuple)):
     return loss_fn(outputs, labels, **kwargs)
   if weights is None or not len(weights):

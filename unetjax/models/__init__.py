@@ -16,12 +16,14 @@ from unetjax.models.resnet_unet import ResNetUNet
 from unetjax.models.resunet import ResUNet
 from unetjax.models.resunet_pp import ResUNetPlusPlus
 from unetjax.models.unet import UNet
+from unetjax.models.unet3p import UNet3Plus
 from unetjax.models.unet_pp import UNetPlusPlus
 
 # Segmentation models: images (N, H, W, C) -> logits (N, H, W, n_classes).
 MODELS: dict[str, type[nn.Module]] = {
     'unet': UNet,
     'unet_pp': UNetPlusPlus,
+    'unet3p': UNet3Plus,
     'attention_unet': AttentionUNet,
     'resunet': ResUNet,
     'resunet_pp': ResUNetPlusPlus,

@@ -22,6 +22,9 @@ from unetjax import models
 PAPER_SETTINGS: list[tuple[str, str, dict[str, Any]]] = [
     ('unet', 'unet', dict(base_filters=64, depth=4, norm='none')),  # Ronneberger et al. 2015
     ('unet_pp', 'unet_pp', dict(base_filters=32, depth=4, norm='none')),  # Zhou et al. 2018
+    # Huang et al. 2020: widths 64..1024, branches of 64, five heads, the CGM
+    ('unet3p', 'unet3p', dict(base_filters=64, depth=4, deep_supervision=True,
+                              classification_guided=True)),
     ('attention_unet', 'attention_unet', dict(base_filters=64, depth=4)),
     ('resunet', 'resunet', dict(base_filters=64, depth=3)),  # Zhang et al. 2018
     ('resunet_pp', 'resunet_pp', dict(base_filters=16, depth=3)),  # Jha et al. 2019
