@@ -1,0 +1,173 @@
+"""Instances: objects separated from a foreground mask, the U-Net paper's
+border weight map that teaches a network to keep touching objects apart,
+and object-level scores of an instance label image against the truth.
+
+Everything here runs on the host, in numpy, scipy and scikit-image:
+connected components and the watershed are sequential flood fills that have
+no efficient jittable form, and the scores need variable-size matchings.
+Label images hold 0 for background and one positive id per object.
+"""
+
+import numpy as np
+import scipy.ndimage as ndi
+import scipy.optimize
+from skimage import feature, metrics as sk_metrics, segmentation
+
+from unetjax.errors import ConfigError
+
+# 4-connectivity: objects that touch only at a corner stay apart, and a
+# one-pixel membrane separates the regions on either side of it.
+FOUR_CONNECTED = ndi.generate_binary_structure(2, 1)
+
+
+def remove_small(labels: np.ndarray, min_size: int) -> np.ndarray:
+  """`labels` with the objects of fewer than `min_size` pixels set to 0,
+  the rest renumbered 1..K."""
+  sizes = np.bincount(labels.ravel())
+  keep = sizes >= max(min_size, 1)
+  keep[0] = False
+  ids = np.zeros(len(sizes), labels.dtype)
+  ids[keep] = np.arange(1, keep.sum() + 1)
+  return ids[labels]
+
+
+def connected_components(foreground: np.ndarray, min_size: int = 0) -> np.ndarray:
+  """One id per 4-connected region of `foreground` (H, W) bool."""
+  labels, _ = ndi.label(foreground, structure=FOUR_CONNECTED)
+  return remove_small(labels.astype(np.int32), min_size)
+
+
+def watershed(foreground: np.ndarray, *, markers: np.ndarray | None = None,
+              interior: np.ndarray | None = None, min_distance: int | None = None,
+              min_size: int = 0) -> np.ndarray:
+  """Marker-controlled watershed of `foreground` on its distance transform.
+
+  The markers are, in this order of precedence: `markers` (a label image),
+  the connected components of `interior` (e.g. the interior probability of
+  a three-class target above 0.5), or the maxima of the distance transform
+  at least `min_distance` pixels apart. Each foreground pixel joins the
+  marker it floods from; objects smaller than `min_size` are dropped.
+  """
+  distance = ndi.distance_transform_edt(foreground)
+  if markers is None and interior is not None:
+    markers = connected_components(interior & foreground)
+  if markers is None and min_distance is not None:
+    seeds = connected_components(foreground)
+    peaks = feature.peak_local_max(distance, min_distance=min_distance,
+                                   labels=seeds, exclude_border=False)
+    markers = np.zeros(foreground.shape, np.int32)
+    markers[tuple(peaks.T)] = np.arange(1, len(peaks) + 1)
+  if markers is None:
+    raise ConfigError('A watershed needs markers: give marker labels, an '
+                      'interior mask, or min_distance to seed it at the '
+                      'maxima of the distance transform.')
+  labels = segmentation.watershed(-distance, markers, mask=foreground)
+  return remove_small(labels.astype(np.int32), min_size)
+
+
+def border_weight_map(instances: np.ndarray, w0: float = 10.0,
+                      sigma: float = 5.0) -> np.ndarray:
+  """The U-Net paper's pixel weights (Ronneberger et al. 2015, eq. 2):
+  w(x) = w_c(x) + w0 * exp(-(d1(x) + d2(x))**2 / (2 sigma**2)) on background
+  pixels, where d1 and d2 are the distances to the nearest and the second
+  nearest object, and w_c balances the classes: each pixel weighs
+  n / (2 n_class), so background and foreground carry equal total weight.
+  The paper's w0 = 10 and sigma = 5 pixels are the defaults."""
+  foreground = instances > 0
+  n, n_foreground = foreground.size, int(foreground.sum())
+  weights = np.ones(instances.shape, np.float64)
+  if 0 < n_foreground < n:
+    weights = np.where(foreground, n / (2 * n_foreground),
+                       n / (2 * (n - n_foreground)))
+  ids = np.unique(instances[foreground])
+  if len(ids) < 2:
+    return weights.astype(np.float32)
+  distances = np.sort(np.stack([ndi.distance_transform_edt(instances != i)
+                                for i in ids]), axis=0)
+  border = w0 * np.exp(-(distances[0] + distances[1])**2 / (2 * sigma**2))
+  return (weights + np.where(foreground, 0.0, border)).astype(np.float32)
+
+
+def overlaps(true: np.ndarray, pred: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+  """The pixel counts of every (true object, predicted object) intersection
+  (T, P), and the sizes of the true (T,) and predicted (P,) objects, in the
+  order of their sorted ids."""
+  true_ids, true_index = np.unique(true, return_inverse=True)
+  pred_ids, pred_index = np.unique(pred, return_inverse=True)
+  table = np.bincount(true_index.ravel() * len(pred_ids) + pred_index.ravel(),
+                      minlength=len(true_ids) * len(pred_ids)).reshape(
+                          len(true_ids), len(pred_ids))
+  t = slice(1, None) if true_ids[0] == 0 else slice(None)
+  p = slice(1, None) if pred_ids[0] == 0 else slice(None)
+  return table[t, p], table[t].sum(1), table[:, p].sum(0)
+
+
+def object_scores(true: np.ndarray, pred: np.ndarray,
+                  iou_threshold: float = 0.5) -> dict[str, float]:
+  """Sums of one image's object-level scores, to add over images.
+
+  Matching: the one-to-one assignment of predicted to true objects that
+  maximises the total IoU among pairs with IoU >= iou_threshold (above 0.5
+  it is the unique matching that panoptic quality uses). Returns tp, fp,
+  fn and matched_iou (the IoU sum of the matches, for PQ), and AJI's
+  intersection and union (Kumar et al. 2017, as HoVer-Net's get_fast_aji
+  computes it: each true object with the predicted object of highest IoU,
+  or alone if it overlaps none, plus every predicted object no true object
+  chose)."""
+  inter, true_sizes, pred_sizes = overlaps(true, pred)
+  union = true_sizes[:, None] + pred_sizes[None, :] - inter
+  iou = np.where(union > 0, inter / np.maximum(union, 1), 0.0)
+  rows, cols = scipy.optimize.linear_sum_assignment(
+      np.where(iou >= iou_threshold, iou, 0.0), maximize=True)
+  matched = iou[rows, cols] >= iou_threshold
+  tp = int(matched.sum())
+  scores = {'tp': tp, 'fp': len(pred_sizes) - tp, 'fn': len(true_sizes) - tp,
+            'matched_iou': float(iou[rows, cols][matched].sum())}
+  rows_all = np.arange(len(true_sizes))
+  best = iou.argmax(1) if len(pred_sizes) else np.zeros(len(true_sizes), int)
+  paired = iou.max(1) > 0 if len(pred_sizes) else np.zeros(len(true_sizes), bool)
+  pairs = (rows_all[paired], best[paired])
+  unused = np.setdiff1d(np.arange(len(pred_sizes)), best[paired])
+  scores['aji_intersection'] = float(inter[pairs].sum())
+  scores['aji_union'] = float(union[pairs].sum() + true_sizes[~paired].sum()
+                              + pred_sizes[unused].sum())
+  return scores
+
+
+def rand_and_information(true: np.ndarray, pred: np.ndarray) -> dict[str, float]:
+  """The ISBI 2012 challenge's measures of one image, from scikit-image:
+  the adapted Rand error (true background ignored) and the variation of
+  information (split + merge entropy, in bits of natural log as
+  scikit-image gives them)."""
+  if not (true > 0).any():
+    return {'adapted_rand_error': float('nan'), 'variation_of_information': float('nan')}
+  error, _, _ = sk_metrics.adapted_rand_error(true, pred)
+  split, merge = sk_metrics.variation_of_information(true, pred)
+  return {'adapted_rand_error': float(error),
+          'variation_of_information': float(split + merge)}
+
+
+def summarize(per_image: list[dict[str, float]]) -> dict[str, float]:
+  """Object precision, recall and F1, SQ, RQ and PQ from the matches pooled
+  over images; AJI, adapted Rand error and VI as means over the images
+  where they are defined (an image with no objects in either mask has no
+  AJI)."""
+  total = {k: sum(s[k] for s in per_image) for k in ('tp', 'fp', 'fn', 'matched_iou')}
+  tp, fp, fn = total['tp'], total['fp'], total['fn']
+  nan = float('nan')
+  sq = total['matched_iou'] / tp if tp else nan
+  rq = tp / (tp + fp / 2 + fn / 2) if tp + fp + fn else nan
+  mean = lambda values: float(np.mean(values)) if values else nan
+  return {
+      'object_precision': tp / (tp + fp) if tp + fp else nan,
+      'object_recall': tp / (tp + fn) if tp + fn else nan,
+      'object_f1': 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else nan,
+      'sq': sq, 'rq': rq, 'pq': sq * rq if tp else (0.0 if fp + fn else nan),
+      'aji': mean([s['aji_intersection'] / s['aji_union'] for s in per_image
+                   if s['aji_union'] > 0]),
+      'adapted_rand_error': mean([s['adapted_rand_error'] for s in per_image
+                                  if np.isfinite(s.get('adapted_rand_error', nan))]),
+      'variation_of_information': mean(
+          [s['variation_of_information'] for s in per_image
+           if np.isfinite(s.get('variation_of_information', nan))]),
+  }
