@@ -27,4 +27,5 @@ def get_config():
   config.model.base_filters = 64  # stem and first-stage channels
   config.model.norm = 'batch'  # 'batch', 'group' or 'none'
   config.model.pretrained = ''  # a torchvision ResNet state_dict (.pth)
+  config.model.freeze_encoder_steps = 0  # steps the loaded encoder stays fixed
   return config

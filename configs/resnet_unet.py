@@ -31,4 +31,7 @@ def get_config():
   model.upsample = 'nearest'  # smp: interpolate(scale_factor=2), no weights
   # A torchvision ResNet state_dict (.pth) for the encoder; '' = random init.
   model.pretrained = ''
+  # Steps for which the encoder keeps the loaded weights while the decoder
+  # learns (its gradients and updates are zeroed); 0 = train it from step 0.
+  model.freeze_encoder_steps = 0
   return config

@@ -221,3 +221,44 @@ def test_config_file_defaults_match_smp():
   assert models.parameter_count(model.clone(n_classes=1), (1, 64, 64, 3)) == \
       SMP_UNET_PARAMS[34]
   assert config.model.pretrained == ''
+
+
+def test_a_frozen_encoder_keeps_its_weights_for_the_given_steps():
+  import optax
+  config = resnet_unet_config.get_config()
+  config.optimizer.name, config.optimizer.weight_decay = 'adamw', 0.1
+  config.optimizer.schedule = 'constant'  # no warm-up: step 1 moves
+  model = ResNetUNet(num_layers=18, base_filters=4,
+                     decoder_channels=(8, 8, 4, 4, 4))
+  tx, _ = state_lib.optimizer_and_schedule(config.optimizer, 10,
+                                           freeze_encoder_steps=2)
+  state = state_lib.init_train_state(jax.random.key(0), model, tx, (32, 32, 3))
+  images = jax.random.uniform(jax.random.key(1), (2, 32, 32, 3))
+  labels = (images[..., 0] > 0.5).astype(np.int32)
+
+  @jax.jit
+  def step(state):
+    def loss(params):
+      logits, updates = model.apply(
+          {'params': params, 'batch_stats': state.batch_stats}, images,
+          train=True, mutable=['batch_stats'])
+      return optax.sigmoid_binary_cross_entropy(logits[..., 0], labels).mean()
+    return state.apply_gradients(grads=jax.grad(loss)(state.params))
+
+  history = [state.params]
+  for _ in range(3):
+    state = step(state)
+    history.append(state.params)
+  same = lambda a, b: all(np.array_equal(x, y) for x, y in
+                          zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+  encoder = [p['encoder'] for p in history]
+  decoder = [{k: v for k, v in p.items() if k != 'encoder'} for p in history]
+  assert same(encoder[0], encoder[1]) and same(encoder[0], encoder[2])
+  assert not same(encoder[2], encoder[3])  # step 3 trains it
+  assert not same(decoder[0], decoder[1])  # the decoder learns from step 1
+  with pytest.raises(ConfigError, match="'unet' has no ResNet encoder"):
+    models.get_model(ml_collections.ConfigDict(dict(name='unet',
+                                                    freeze_encoder_steps=5)))
+  with pytest.raises(ConfigError, match='freeze_encoder_steps=-1'):
+    models.get_model(ml_collections.ConfigDict(dict(name='resnet_unet',
+                                                    freeze_encoder_steps=-1)))

@@ -81,12 +81,36 @@ def create_optimizer(opt_config: ml_collections.ConfigDict,
   return optimizer
 
 
+def frozen_for(subtree: str, steps: int) -> optax.GradientTransformation:
+  """Zeroes the updates of params[subtree] for the first `steps` updates."""
+
+  def update(updates, state, params=None):
+    del params
+    frozen = state.count < steps
+    updates = {**updates, subtree: jax.tree.map(
+        lambda u: jnp.where(frozen, jnp.zeros_like(u), u), updates[subtree])}
+    return updates, optax.ScaleByScheduleState(
+        count=optax.safe_increment(state.count))
+
+  return optax.GradientTransformation(
+      lambda params: optax.ScaleByScheduleState(count=jnp.zeros([], jnp.int32)),
+      update)
+
+
 def optimizer_and_schedule(opt_config: ml_collections.ConfigDict,
-                           num_train_steps: int
+                           num_train_steps: int, freeze_encoder_steps: int = 0
                            ) -> tuple[optax.GradientTransformation, optax.Schedule]:
-  """The configured optimizer and the schedule that drives it."""
+  """The configured optimizer and the schedule that drives it. With
+  `freeze_encoder_steps`, the encoder (of the ResNet models) stays as it
+  was, e.g. as loaded from ImageNet weights, for that many steps: its
+  gradients are zeroed before the optimizer (Adam's moments stay 0) and its
+  updates after it (weight decay too)."""
   schedule = create_learning_rate_schedule(opt_config, num_train_steps)
-  return create_optimizer(opt_config, schedule), schedule
+  tx = create_optimizer(opt_config, schedule)
+  if freeze_encoder_steps:
+    freeze = frozen_for(torchvision_weights.ENCODER, freeze_encoder_steps)
+    tx = optax.chain(freeze, tx, freeze)
+  return tx, schedule
 
 
 def create_train_state(rng: jax.Array, model: nn.Module,

@@ -242,13 +242,18 @@ def _fit_for_training(config: ml_collections.ConfigDict):
   return model, loss_fn, info, input_shape, pretrained
 
 
+def optimizer_and_schedule(config: ml_collections.ConfigDict):
+  return state_lib.optimizer_and_schedule(
+      config.optimizer, config.num_train_steps,
+      config.model.get(models.FREEZE_FIELD, 0))
+
+
 def check_checkpoint_fits(config: ml_collections.ConfigDict, model: nn.Module,
                           input_shape: tuple[int, int, int], workdir: str) -> None:
   """WorkdirError unless the workdir's latest checkpoint (if any) has the
   arrays of `config`'s model and optimizer, so that a changed config is
   refused before anything is written."""
-  tx, _ = state_lib.optimizer_and_schedule(config.optimizer,
-                                           config.num_train_steps)
+  tx, _ = optimizer_and_schedule(config)
   shapes = jax.eval_shape(functools.partial(
       state_lib.create_train_state, model=model, tx=tx,
       image_shape=input_shape), jax.random.key(0))
@@ -430,8 +435,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   evaluate_split = make_evaluator(config, info, strategy, model, loss_fn)
   model = state_lib.model_for_strategy(model, config.parallel,
                                        config.sync_batch_norm)
-  tx, schedule = state_lib.optimizer_and_schedule(config.optimizer,
-                                                  config.num_train_steps)
+  tx, schedule = optimizer_and_schedule(config)
   init_rng, dropout_rng = jax.random.split(jax.random.key(config.seed))
   state = state_lib.init_train_state(init_rng, model, tx, input_shape,
                                      strategy.init_sharding, pretrained)

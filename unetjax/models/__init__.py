@@ -38,8 +38,10 @@ CLASSIFIERS: dict[str, type[nn.Module]] = {
 }
 
 # Models whose encoder takes torchvision's ImageNet ResNet weights, from the
-# state_dict file named by config.model.pretrained (not a module field).
+# state_dict file named by config.model.pretrained, and can keep it frozen
+# for config.model.freeze_encoder_steps (config fields, not module fields).
 PRETRAINED_FIELD = 'pretrained'
+FREEZE_FIELD = 'freeze_encoder_steps'
 TAKE_RESNET_WEIGHTS = ('resnet', 'resnet_unet')
 
 DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16, 'float16': jnp.float16}
@@ -80,12 +82,17 @@ def _build(registry: dict[str, type[nn.Module]], model_config: ml_collections.Co
            dtype: str, param_dtype: str) -> nn.Module:
   cls = registry[model_config.name]
   kwargs = {k: v for k, v in model_config.items()
-            if k not in ('name', PRETRAINED_FIELD)}
-  if model_config.get(PRETRAINED_FIELD) and model_config.name not in TAKE_RESNET_WEIGHTS:
-    raise ConfigError(
-        f'config.model.pretrained is set, but {model_config.name!r} has no '
-        'ResNet encoder to load it into; models that take torchvision ResNet '
-        f'weights: {", ".join(TAKE_RESNET_WEIGHTS)}.')
+            if k not in ('name', PRETRAINED_FIELD, FREEZE_FIELD)}
+  for field in (PRETRAINED_FIELD, FREEZE_FIELD):
+    if model_config.get(field) and model_config.name not in TAKE_RESNET_WEIGHTS:
+      raise ConfigError(
+          f'config.model.{field} is set, but {model_config.name!r} has no '
+          'ResNet encoder; models with one (which take torchvision ResNet '
+          f'weights): {", ".join(TAKE_RESNET_WEIGHTS)}.')
+  freeze = model_config.get(FREEZE_FIELD, 0)
+  if not isinstance(freeze, int) or isinstance(freeze, bool) or freeze < 0:
+    raise ConfigError(f'config.model.{FREEZE_FIELD}={freeze!r} must be a whole '
+                      'number of steps >= 0.')
   unknown = sorted(set(kwargs) - model_fields(cls))
   if unknown:
     raise ConfigError(
