@@ -210,7 +210,7 @@ def assert_refused(process, holder_pid):
   assert process.returncode == 1, stderr
   assert 'Traceback' not in stderr
   assert stderr.strip().splitlines()[-1].startswith(
-      f'error: --workdir=') and f'is in use by process {holder_pid} on ' \
+      'error: --workdir=') and f'is in use by process {holder_pid} on ' \
       f'{socket.gethostname()}' in stderr, stderr
 
 
@@ -259,17 +259,39 @@ def test_one_run_per_workdir_and_predict_beside_it(tfds_dir, tmp_path,
           strip_volatile(logs.read_metrics(str(uninterrupted_run))))
 
 
-def test_a_second_ctrl_c_exits_at_once_with_one_line(tfds_dir, tmp_path):
-  workdir = tmp_path / 'run'
+# Runs unetjax.main with checkpoint saves held open once `hold` exists: each
+# save then creates `saving` and waits, so a signal can be sent while one is
+# certainly in progress.
+HOLD_SAVES = """
+import os, runpy, sys, time
+from unetjax import checkpoints
+hold, saving = sys.argv.pop(1), sys.argv.pop(1)
+save_latest = checkpoints.Checkpoints.save_latest
+def held(self, *args, **kwargs):
+  if os.path.exists(hold):
+    open(saving, 'w').close()
+    time.sleep(120)
+  return save_latest(self, *args, **kwargs)
+checkpoints.Checkpoints.save_latest = held
+sys.argv[0] = 'unetjax.main'
+runpy.run_module('unetjax.main', run_name='__main__')
+"""
+
+
+def test_a_second_ctrl_c_during_the_stopping_save_exits_at_once(tfds_dir,
+                                                                 tmp_path):
+  workdir, hold, saving = tmp_path / 'run', tmp_path / 'hold', tmp_path / 'saving'
+  command = main_command(workdir, tfds_dir, '--config.model.base_filters=4',
+                         '--config.num_train_steps=100000',
+                         '--config.checkpoint_every_steps=2',
+                         '--config.eval_every_steps=100000')
   process = subprocess.Popen(
-      main_command(workdir, tfds_dir, '--config.model.base_filters=4',
-                   '--config.num_train_steps=100000',
-                   '--config.checkpoint_every_steps=2',
-                   '--config.eval_every_steps=100000'),
+      [sys.executable, '-c', HOLD_SAVES, str(hold), str(saving), *command[3:]],
       cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
   wait_for(workdir / 'checkpoints' / '4', process)
-  process.send_signal(signal.SIGINT)
-  time.sleep(0.02)  # the second arrives while the first stop saves
+  hold.touch()
+  process.send_signal(signal.SIGINT)  # the loop stops and saves: held
+  wait_for(saving, process)
   second = time.time()
   process.send_signal(signal.SIGINT)
   _, stderr = process.communicate(timeout=60)
@@ -277,15 +299,10 @@ def test_a_second_ctrl_c_exits_at_once_with_one_line(tfds_dir, tmp_path):
   assert process.returncode == 128 + signal.SIGINT
   assert 'Traceback' not in stderr
   last = stderr.strip().splitlines()[-1]
-  if last.startswith('Stopped by SIGINT at step '):
-    # The first stop's save can end before the second signal is handled (a
-    # model this small saves in milliseconds): then it is a normal stop.
-    step = int(last.split(' at step ')[1].split(',')[0])
-  else:
-    assert last.startswith('Interrupted again: exited at once; the newest '
-                           'complete checkpoint is step '), stderr
-    step = int(last.split(' is step ')[1].split(' ')[0])
-  assert str(step) in os.listdir(workdir / 'checkpoints')
+  assert last.startswith('Interrupted again: exited at once; the newest '
+                         'complete checkpoint is step '), stderr
+  step = int(last.split(' is step ')[1].split(' ')[0])
+  assert step >= 4 and str(step) in os.listdir(workdir / 'checkpoints')
 
 
 def test_a_full_disk_is_one_line_and_the_saved_checkpoints_stay(tfds_dir,
