@@ -137,8 +137,8 @@ def object_scores(true: np.ndarray, pred: np.ndarray,
 def rand_and_information(true: np.ndarray, pred: np.ndarray) -> dict[str, float]:
   """The ISBI 2012 challenge's measures of one image, from scikit-image:
   the adapted Rand error (true background ignored) and the variation of
-  information (split + merge entropy, in bits of natural log as
-  scikit-image gives them)."""
+  information (the sum of the split and merge conditional entropies, in
+  nats, as scikit-image computes them)."""
   if not (true > 0).any():
     return {'adapted_rand_error': float('nan'), 'variation_of_information': float('nan')}
   error, _, _ = sk_metrics.adapted_rand_error(true, pred)
