@@ -115,8 +115,8 @@ def test_registry_builds_unet_and_rejects_unknown_names_and_fields():
   config.width = 3
   with pytest.raises(ConfigError, match='no field.*width'):
     models.get_model(config)
-  with pytest.raises(ConfigError, match="upsample mode 'nearest'"):
-    n_params(UNet(depth=1, upsample='nearest'), (1, 8, 8, 1))
+  with pytest.raises(ConfigError, match="upsample mode 'bicubic'"):
+    n_params(UNet(depth=1, upsample='bicubic'), (1, 8, 8, 1))
 
 
 def test_max_pool_matches_flax_in_values_and_gradient():
