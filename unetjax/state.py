@@ -19,7 +19,7 @@ from flax.training import train_state
 
 from unetjax import checkpoints
 from unetjax import models
-from unetjax.models import torchvision_weights
+from unetjax.models import resnet, torchvision_weights
 
 
 class TrainState(train_state.TrainState):
@@ -108,7 +108,7 @@ def optimizer_and_schedule(opt_config: ml_collections.ConfigDict,
   schedule = create_learning_rate_schedule(opt_config, num_train_steps)
   tx = create_optimizer(opt_config, schedule)
   if freeze_encoder_steps:
-    freeze = frozen_for(torchvision_weights.ENCODER, freeze_encoder_steps)
+    freeze = frozen_for(resnet.ENCODER_SCOPE, freeze_encoder_steps)
     tx = optax.chain(freeze, tx, freeze)
   return tx, schedule
 

@@ -21,6 +21,9 @@ from unetjax.models import layers
 STAGE_SIZES = {18: (2, 2, 2, 2), 34: (3, 4, 6, 3), 50: (3, 4, 6, 3)}
 BOTTLENECK_DEPTHS = (50,)
 EXPANSION = 4  # a bottleneck block's output channels / its inner channels
+# The encoder's scope in the classifier and the ResNet U-Nets: where
+# torchvision_weights loads weights and what freeze_encoder_steps holds still.
+ENCODER_SCOPE = 'encoder'
 
 
 def check_num_layers(num_layers: int) -> None:
@@ -129,7 +132,7 @@ class ResNet(nn.Module):
     layers.check_input_size(images.shape, depth=0)
     features = ResNetEncoder(self.num_layers, self.base_filters, self.norm,
                              self.dtype, self.param_dtype,
-                             name='encoder')(images, train)
+                             name=ENCODER_SCOPE)(images, train)
     logits = nn.Dense(self.n_classes, dtype=self.dtype,
                       param_dtype=self.param_dtype,
                       name='fc')(jnp.mean(features[-1], axis=(1, 2)))

@@ -14,7 +14,7 @@ import jax.numpy as jnp
 from unetjax.errors import ConfigError
 from unetjax.models import layers
 from unetjax.models.base import SegmentationModel
-from unetjax.models.resnet import ResNetEncoder
+from unetjax.models.resnet import ENCODER_SCOPE, ResNetEncoder
 
 ENCODER_DEPTH = 5  # the encoder's deepest feature is at 1/32
 
@@ -51,7 +51,7 @@ class ResNetUNet(SegmentationModel):
     rates = self.level_dropout_rates()
     features = ResNetEncoder(self.num_layers, self.base_filters, self.norm,
                              self.dtype, self.param_dtype,
-                             name='encoder')(self.prepare(images), train)
+                             name=ENCODER_SCOPE)(self.prepare(images), train)
     x = nn.Dropout(rates[-1], deterministic=not train)(features[-1])
     skips = features[-2::-1] + [None]  # 1/16 ... 1/2, then none at 1/1
     for block, (skip, width) in enumerate(zip(skips, self.decoder_channels)):

@@ -18,9 +18,8 @@ import jax
 import numpy as np
 
 from unetjax.errors import ConfigError
-from unetjax.models.resnet import BOTTLENECK_DEPTHS, STAGE_SIZES
+from unetjax.models.resnet import BOTTLENECK_DEPTHS, ENCODER_SCOPE, STAGE_SIZES
 
-ENCODER = 'encoder'  # the encoder's scope in the classifier and the U-Nets
 FC = 'fc'  # the classifier's dense layer
 
 
@@ -142,7 +141,7 @@ def pretrained_variables(path: str, num_layers: int,
   flat = {}
   for collection, values in encoder_variables(state_dict, num_layers).items():
     for name, value in values.items():
-      flat[(collection, ENCODER, *name.split('/'))] = value
+      flat[(collection, ENCODER_SCOPE, *name.split('/'))] = value
   if FC in variable_shapes.get('params', {}) and f'{FC}.weight' in keys:
     fc_kernel = state_dict[f'{FC}.weight'].T
     if fc_kernel.shape == variable_shapes['params'][FC]['kernel'].shape:

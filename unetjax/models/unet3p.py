@@ -65,6 +65,7 @@ class UNet3Plus(SegmentationModel):
                            dropout_rate=rates[level], **self.dtypes)(x, train)
       encoder.append(x)
 
+    branch_width = self.cat_filters or self.base_filters
     decoder = {self.depth: encoder[-1]}
     for level in reversed(range(self.depth)):
       branches = []
@@ -76,12 +77,9 @@ class UNet3Plus(SegmentationModel):
           y = encoder[source]
         else:
           y = resize(decoder[source], 2**(source - level), self.upsample)
-        branches.append(self.conv_norm_relu(y, self.cat_filters or self.base_filters,
-                                            train))
+        branches.append(self.conv_norm_relu(y, branch_width, train))
       decoder[level] = self.conv_norm_relu(jnp.concatenate(branches, axis=-1),
-                                           len(branches) * (self.cat_filters
-                                                            or self.base_filters),
-                                           train)
+                                           len(branches) * branch_width, train)
 
     # Every head exists whatever the mode, so that the variables initialised
     # for evaluation are the ones training updates.
