@@ -10,7 +10,6 @@ import jax.numpy as jnp
 import pytest
 
 from unetjax import configuration, logs, models, train
-from unetjax.errors import ConfigError
 
 CONFIGS_DIR = os.path.join(os.path.dirname(__file__), os.pardir, 'configs')
 SEGMENTATION_CONFIGS = ['unet', 'unet_pp', 'unet3p', 'attention_unet', 'resunet',
@@ -55,18 +54,16 @@ def test_native_recipes_are_valid_and_their_patches_fit_the_model(name):
   assert config.optimizer.schedule == 'poly'
 
 
-def test_classifier_config_builds_a_classifier_and_is_refused_by_the_loop(
-    tmp_path):
-  config = load('resnet18')
+def test_classify_config_builds_a_classifier_for_its_dataset():
+  config = load('classify')
   configuration.validate(config)
-  model = models.get_classifier(config.model)
+  assert models.task(config.model.name) == 'classification'
+  model = models.get_model(config.model)
+  # synthetic_cells/classify: 64x64 greyscale, 3 classes.
   logits = jax.eval_shape(
-      lambda: model.apply(model.init(jax.random.key(0), jnp.zeros((2, 32, 32, 3))),
-                          jnp.zeros((2, 32, 32, 3))))
-  assert logits.shape == (2, config.model.n_classes)
-  with pytest.raises(ConfigError, match='image classifier'):
-    train.train_and_evaluate(config, str(tmp_path / 'run'))
-  assert not os.path.exists(tmp_path / 'run')
+      lambda: model.apply(model.init(jax.random.key(0), jnp.zeros((2, 64, 64, 1))),
+                          jnp.zeros((2, 64, 64, 1))))
+  assert logits.shape == (2, config.model.n_classes) == (2, 3)
 
 
 def test_unet_config_is_the_default_config():

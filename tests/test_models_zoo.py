@@ -222,13 +222,13 @@ def test_resnet_unet_takes_sizes_norms_dropout_and_dtypes_like_the_others():
     shapes(model.clone(depth=4), (1, 32, 32, 1))
 
 
-def test_registry_keeps_classifiers_out_of_the_segmentation_loop():
+def test_registry_names_each_models_task():
   config = ConfigDict(dict(name='resnet', n_classes=10, num_layers=18))
-  with pytest.raises(ConfigError, match='image classifier.*get_classifier'):
-    models.get_model(config)
-  assert isinstance(models.get_classifier(config), ResNet)
-  with pytest.raises(ConfigError, match="Unknown classifier 'unet'"):
-    models.get_classifier(ConfigDict(dict(name='unet')))
+  assert models.task('resnet') == 'classification'
+  assert models.task('unet') == 'segmentation'
+  assert isinstance(models.get_model(config), ResNet)
+  with pytest.raises(ConfigError, match="Unknown model 'vgg'.*resnet"):
+    models.get_model(ConfigDict(dict(name='vgg')))
 
 
 # --- UNet++: nested pathways, deep supervision, pruning. ---

@@ -12,7 +12,7 @@ A sweep file (experiments/<name>.py) has `get_sweep()` returning a dict:
   fixed: overrides applied to every run, before the axes' (optional).
   exclude: labels -> bool, True drops a combination (optional).
   tags: {name: value} copied into every result row, e.g. the protocol.
-  main_metric: the metric of the plots (default 'dice').
+  main_metric: the metric of the plots (default: the runs' best_metric).
 
 Overrides map dotted config paths ('config.model.depth') to values; a dict or
 ConfigDict value replaces a whole section ('config.model'). Every run's config
@@ -500,7 +500,9 @@ def write_reports(sweep: dict[str, Any], out: str, title: str) -> list[dict[str,
   write_csv(rows, axes, os.path.join(out, 'results.csv'))
   write_markdown(rows, axes, len(expand(sweep)), title,
                  os.path.join(out, 'results.md'))
-  write_plots(rows, axes, out, sweep.get('main_metric', 'dice'))
+  chosen = [row['best_metric'] for row in rows if row.get('best_metric')]
+  write_plots(rows, axes, out, sweep.get('main_metric') or
+              (chosen[0] if chosen else 'dice'))
   return rows
 
 

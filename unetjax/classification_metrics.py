@@ -83,6 +83,16 @@ def binned_auroc(positives: np.ndarray, negatives: np.ndarray) -> tuple[float, f
           float(0.5 * same_bin / pairs))
 
 
+def roc_curve(positives: np.ndarray, negatives: np.ndarray
+              ) -> tuple[np.ndarray, np.ndarray, float]:
+  """False and true positive rates at each bin edge, from the highest score
+  down (from (0, 0) to (1, 1)), and the area `binned_auroc` gives."""
+  positives, negatives = (np.asarray(x, np.float64) for x in (positives, negatives))
+  tpr = np.concatenate([[0.0], np.cumsum(positives[::-1])]) / max(positives.sum(), 1)
+  fpr = np.concatenate([[0.0], np.cumsum(negatives[::-1])]) / max(negatives.sum(), 1)
+  return fpr, tpr, binned_auroc(positives, negatives)[0]
+
+
 def summarize(total: Mapping[str, np.ndarray],
               class_names: Sequence[str]) -> dict[str, float]:
   """Named metrics (see the module docstring), and per class

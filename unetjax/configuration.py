@@ -86,7 +86,7 @@ def weights(value: Any) -> str | None:
 # Fields that name an entry of a registry, and the registry's names: the one
 # list of their choices, for the checks below and the --help text.
 CHOICES: dict[str, tuple[str, ...]] = {
-    'model.name': tuple(models.MODELS),
+    'model.name': tuple(models.MODELS) + tuple(models.CLASSIFIERS),
     'loss.name': tuple(losses.LOSSES),
     'optimizer.name': tuple(state.OPTIMIZERS),
     'optimizer.schedule': tuple(state.SCHEDULES),
@@ -123,6 +123,7 @@ FIELDS: dict[str, tuple[tuple[type, ...], Check | None]] = {
     'loss.name': ((str,), None),  # losses.get_loss names the choices
     'loss.ce_weight': ((int, float), unit_interval),
     'loss.smooth': ((int, float), non_negative),
+    'loss.label_smoothing': ((int, float), half_open_unit_interval),
     'loss.focal_gamma': ((int, float), non_negative),
     'loss.tversky_alpha': ((int, float), non_negative),
     'loss.tversky_beta': ((int, float), non_negative),
@@ -178,7 +179,8 @@ FIELDS: dict[str, tuple[tuple[type, ...], Check | None]] = {
     'augment.noise_prob': ((int, float), unit_interval),
     'augment.noise_std': ((int, float), non_negative),
 }
-# config.dataset.folder holds image_folder's options, checked by its builder.
+# config.dataset.folder holds the options of image_folder or image_class_folder,
+# checked by its builder.
 SECTIONS = ('dataset', 'dataset.folder', 'model', 'loss', 'optimizer', 'metrics',
             'augment')
 # Sections whose fields are all listed above (config.model is per-architecture).
@@ -238,18 +240,54 @@ def validate(config: ml_collections.ConfigDict) -> None:
     raise ConfigError('Invalid config:\n  ' + '\n  '.join(problems))
 
 
+def check_task_fits(config: ml_collections.ConfigDict, dataset_name: str,
+                    dataset_task: str) -> None:
+  """DataError if the model and the dataset are for different tasks
+  (segmentation, classification); ConfigError listing the fields of
+  `config` that the model's task cannot take (loss, best metric, patches)."""
+  task = models.task(config.model.name)
+  if dataset_task != task:
+    fit = ', '.join(models.TASKS[dataset_task])
+    raise DataError(
+        f'config.model.name={config.model.name!r} is a {task} model but '
+        f'dataset {dataset_name!r} is a {dataset_task} dataset (its examples '
+        f'are labelled {"per pixel" if dataset_task == "segmentation" else "per image"}). '
+        f'Choose a {dataset_task} model ({fit}) or a {task} dataset '
+        '(README: Datasets).')
+  problems = []
+  if task == 'classification' and config.loss.name not in losses.IMAGE_LOSSES:
+    problems.append(f'config.loss.name={config.loss.name!r} is a segmentation '
+                    'loss; image classifiers take: '
+                    f'{", ".join(losses.IMAGE_LOSSES)}')
+  if task not in metrics.METRICS[config.best_metric].tasks:
+    names = [n for n, m in metrics.METRICS.items() if task in m.tasks]
+    problems.append(f'config.best_metric={config.best_metric!r} is not a {task} '
+                    f'metric; choose one of: {", ".join(names)}')
+  patch = config.dataset.patch_size
+  if task == 'classification' and any(
+      patch if isinstance(patch, (tuple, list)) else (patch,)):
+    problems.append(f'config.dataset.patch_size={config.dataset.patch_size!r} '
+                    'is for segmentation; classifiers see whole images: set 0')
+  if problems:
+    raise ConfigError('Invalid config:\n  ' + '\n  '.join(problems))
+
+
 def check_dataset_fits(model_classes: int, class_weights: Sequence[float],
-                       dataset_name: str, class_names: Sequence[str]) -> None:
+                       dataset_name: str, class_names: Sequence[str],
+                       task: str = 'segmentation') -> None:
   """DataError unless config.model.n_classes (`model_classes`) and
-  config.loss.class_weights fit the dataset's classes."""
+  config.loss.class_weights fit the dataset's classes. A binary
+  segmentation model may have one output (sigmoid); a classifier has one
+  logit per class."""
   n_classes = len(class_names)
   if class_weights and len(class_weights) != n_classes:
     raise DataError(
         f'config.loss.class_weights has {len(class_weights)} entries but '
         f'dataset {dataset_name} has {n_classes} classes '
         f'({", ".join(class_names)}); give one weight per class or ().')
-  if model_classes not in (n_classes, 1 if n_classes == 2 else n_classes):
-    hint = '1 (sigmoid) or 2 (softmax)' if n_classes == 2 else str(n_classes)
+  sigmoid = n_classes == 2 and task == 'segmentation'
+  if model_classes not in (n_classes, 1 if sigmoid else n_classes):
+    hint = '1 (sigmoid) or 2 (softmax)' if sigmoid else str(n_classes)
     raise DataError(
         f'config.model.n_classes={model_classes} does not match '
         f'dataset {dataset_name}, which has {n_classes} classes '

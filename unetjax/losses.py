@@ -67,15 +67,24 @@ def _weighted_mean(per_pixel: jax.Array, weights: jax.Array) -> jax.Array:
 
 def cross_entropy(logits: jax.Array, labels: jax.Array, *,
                   mask: jax.Array | None = None,
-                  class_weights: Sequence[float] | None = None) -> jax.Array:
-  """Pixel-wise cross-entropy: sigmoid BCE for C == 1, softmax CE otherwise."""
+                  class_weights: Sequence[float] | None = None,
+                  label_smoothing: float = 0.0) -> jax.Array:
+  """Pixel-wise cross-entropy: sigmoid BCE for C == 1, softmax CE otherwise.
+
+  `label_smoothing` a moves each target towards the uniform distribution
+  over the K classes (K = 2 for sigmoid), y (1 - a) + a / K (Szegedy et al.
+  2016; PyTorch's label_smoothing); class weights follow the true class.
+  """
   targets = _targets(logits, labels)
+  weights = _pixel_weights(targets, mask, class_weights)
   logits = logits.astype(jnp.float32)
   if logits.shape[-1] == 1:
-    per_pixel = optax.sigmoid_binary_cross_entropy(logits[..., 0], targets[..., 0])
+    soft = targets[..., 0] * (1 - label_smoothing) + label_smoothing / 2
+    per_pixel = optax.sigmoid_binary_cross_entropy(logits[..., 0], soft)
   else:
-    per_pixel = optax.softmax_cross_entropy(logits, targets)
-  return _weighted_mean(per_pixel, _pixel_weights(targets, mask, class_weights))
+    per_pixel = optax.softmax_cross_entropy(
+        logits, optax.smooth_labels(targets, label_smoothing))
+  return _weighted_mean(per_pixel, weights)
 
 
 def focal_loss(logits: jax.Array, labels: jax.Array, *, gamma: float = 2.0,
@@ -203,7 +212,8 @@ def _overlap_options(cfg):
 
 
 LOSSES: dict[str, Callable[[ml_collections.ConfigDict], LossFn]] = {
-    'cross_entropy': lambda cfg: cross_entropy,
+    'cross_entropy': lambda cfg: functools.partial(
+        cross_entropy, label_smoothing=cfg.label_smoothing),
     'focal': lambda cfg: functools.partial(focal_loss, gamma=cfg.focal_gamma),
     'dice': lambda cfg: functools.partial(dice_loss, **_overlap_options(cfg)),
     'iou': lambda cfg: functools.partial(iou_loss, **_overlap_options(cfg)),
@@ -216,6 +226,11 @@ LOSSES: dict[str, Callable[[ml_collections.ConfigDict], LossFn]] = {
     'cross_entropy_dice': lambda cfg: functools.partial(
         cross_entropy_dice, ce_weight=cfg.ce_weight, **_overlap_options(cfg)),
 }
+
+
+# The losses defined per example as well as per pixel: logits (N, K) of
+# image classifiers with labels (N,).
+IMAGE_LOSSES = ('cross_entropy', 'focal')
 
 
 def get_loss(loss_config: ml_collections.ConfigDict) -> LossFn:

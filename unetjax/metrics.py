@@ -48,16 +48,21 @@ Stats = dict[str, jax.Array]
 _SURFACE_SCORES = ('boundary_f1', 'hd95', 'assd')
 
 
+SEGMENTATION, CLASSIFICATION = 'segmentation', 'classification'
+
+
 @dataclasses.dataclass(frozen=True)
 class Metric:
   heading: str  # in tables
   lower_is_better: bool = False
   main: bool = True  # shown in run summaries and sweep tables
+  tasks: tuple[str, ...] = (SEGMENTATION,)  # the runs that report it
 
 
-# Every metric a run reports (`summarize`'s and the evaluation loss), in the
-# one order that summaries, tables and CSV files use. Config checks
-# (config.best_metric) read the names from here.
+# Every metric a run reports (`summarize`'s, unetjax.classification_metrics'
+# `summarize`'s and the evaluation loss), in the one order that summaries,
+# tables and CSV files use. Config checks (config.best_metric) read the
+# names from here.
 METRICS: dict[str, Metric] = {
     'dice': Metric('Dice'),
     'iou': Metric('IoU'),
@@ -71,8 +76,22 @@ METRICS: dict[str, Metric] = {
     'boundary_f1': Metric('Boundary F1'),
     'hd95': Metric('HD95 (px)', lower_is_better=True),
     'assd': Metric('ASSD (px)', lower_is_better=True),
-    'loss': Metric('Loss', lower_is_better=True),
+    'accuracy': Metric('Accuracy', tasks=(CLASSIFICATION,)),
+    'balanced_accuracy': Metric('Balanced acc.', tasks=(CLASSIFICATION,)),
+    'macro_f1': Metric('Macro-F1', tasks=(CLASSIFICATION,)),
+    'macro_precision': Metric('Macro precision', tasks=(CLASSIFICATION,)),
+    'macro_recall': Metric('Macro recall', tasks=(CLASSIFICATION,)),
+    'kappa': Metric("Cohen's kappa", tasks=(CLASSIFICATION,)),
+    'auroc': Metric('AUROC', tasks=(CLASSIFICATION,)),
+    'auroc_error': Metric('AUROC error bound', lower_is_better=True, main=False,
+                          tasks=(CLASSIFICATION,)),
+    'loss': Metric('Loss', lower_is_better=True,
+                   tasks=(SEGMENTATION, CLASSIFICATION)),
 }
+
+# What each validation prints, by task.
+HEADLINE = {SEGMENTATION: ('loss', 'dice', 'iou'),
+            CLASSIFICATION: ('loss', 'accuracy', 'macro_f1')}
 
 
 def main_metrics(present: Iterable[str]) -> list[str]:

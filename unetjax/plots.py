@@ -1,4 +1,5 @@
-"""PNG figures of runs: training curves and example predictions.
+"""PNG figures of runs: training curves, example predictions, and the
+confusion matrix and ROC curves of classifiers.
 
 matplotlib is imported inside the functions, with the Agg backend, so
 importing this module costs nothing and plots need no display.
@@ -87,6 +88,52 @@ def plot_predictions(path: str, images: np.ndarray, labels: np.ndarray,
       ax.set_axis_off()
       if row == 0:
         ax.set_title(title)
+  figure.tight_layout()
+  figure.savefig(path, dpi=100)
+  plt.close(figure)
+
+
+def plot_confusion_matrix(path: str, confusion: np.ndarray,
+                          class_names: Sequence[str]) -> None:
+  """Writes a PNG of a confusion matrix (rows: true class, columns:
+  predicted), each cell with its count and its share of the row."""
+  plt = pyplot()
+  confusion = np.asarray(confusion, np.int64)
+  shares = confusion / np.maximum(confusion.sum(1, keepdims=True), 1)
+  n = len(class_names)
+  side = 2 + 0.6 * n
+  figure, axes = plt.subplots(figsize=(side + 1, side))
+  image = axes.imshow(shares, cmap='Blues', vmin=0, vmax=1)
+  for i in range(n):
+    for j in range(n):
+      axes.text(j, i, f'{confusion[i, j]}\n{shares[i, j]:.0%}', ha='center',
+                va='center', fontsize=8,
+                color='white' if shares[i, j] > 0.5 else 'black')
+  axes.set_xticks(range(n), class_names, rotation=45, ha='right')
+  axes.set_yticks(range(n), class_names)
+  axes.set_xlabel('predicted')
+  axes.set_ylabel('true')
+  figure.colorbar(image, ax=axes, label='share of the true class')
+  figure.tight_layout()
+  figure.savefig(path, dpi=100)
+  plt.close(figure)
+
+
+def plot_roc_curves(path: str,
+                    curves: Mapping[str, tuple[np.ndarray, np.ndarray, float]]
+                    ) -> None:
+  """Writes a PNG of one-vs-rest ROC curves: class name -> (false positive
+  rates, true positive rates, area), in the legend with its area."""
+  plt = pyplot()
+  figure, axes = plt.subplots(figsize=(5, 5))
+  for name, (fpr, tpr, area) in curves.items():
+    axes.plot(fpr, tpr, label=f'{name} (AUROC {area:.3f})')
+  axes.plot([0, 1], [0, 1], ':', color='grey')
+  axes.set_xlabel('false positive rate')
+  axes.set_ylabel('true positive rate')
+  axes.set_title('one-vs-rest ROC (test)')
+  axes.grid(alpha=0.3)
+  axes.legend(loc='lower right')
   figure.tight_layout()
   figure.savefig(path, dpi=100)
   plt.close(figure)

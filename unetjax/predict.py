@@ -1,4 +1,5 @@
-"""Predicts masks for a folder of images with a trained run.
+"""Predicts masks (or, for a classifier, classes) for a folder of images
+with a trained run.
 
   python -m unetjax.predict --workdir=runs/unet --images=DIR --out=DIR \\
       [--masks=DIR] [--tta] [--overlap=0.5] [--threshold=0.5] [--resize]
@@ -15,6 +16,14 @@ size are predicted by a sliding window of the training image size
                        ground truth's in green, both in yellow
   metrics.csv          with --masks: one row per image, then 'mean' (over
                        images) and 'all' (pixel counts pooled over images)
+
+A classification run (configs/classify.py) resizes each image to its
+training size, as its dataset builder did, and writes instead:
+  predictions.csv      one row per image: file, predicted class, the
+                       probability of each class (and the true class)
+  metrics.csv          when --images holds one folder per class, named as
+                       the run's classes: every `classification_metrics`
+                       metric (one row each) over all the images
 """
 
 import csv
@@ -33,6 +42,7 @@ from absl import app, flags
 from PIL import Image
 
 from unetjax import checkpoints
+from unetjax import classification_metrics
 from unetjax import command_line
 from unetjax import evaluation
 from unetjax import metrics
@@ -42,6 +52,7 @@ from unetjax import sliding_window
 from unetjax import state as state_lib
 from unetjax import workdir as workdir_lib
 from unetjax.data import pipeline
+from unetjax.data.builders import image_class_folder
 from unetjax.data.builders import image_masks
 from unetjax.errors import DataError, UserInputError, WorkdirError
 
@@ -50,6 +61,7 @@ PREDICTION_COLOUR = (255, 0, 0)
 GROUND_TRUTH_COLOUR = (0, 255, 0)
 BOTH_COLOUR = (255, 255, 0)
 METRICS_FILE = 'metrics.csv'
+PREDICTIONS_FILE = 'predictions.csv'
 _FLIPS = ((), (0,), (1,), (0, 1))  # axes of (H, W): none, vertical, horizontal, both
 
 
@@ -138,6 +150,7 @@ class Run:
   window: tuple[int, int]
   channels: int
   class_names: tuple[str, ...]
+  task: str  # 'segmentation' or 'classification' (models.TASKS)
   mask_threshold: int | None  # the dataset's, for lossy masks
   checkpoint: str  # 'best' or 'latest'
   step: int
@@ -195,7 +208,7 @@ def load_run(workdir: str) -> Run:
   return Run(config=config,
              apply_fn=functools.partial(evaluation.forward, model, variables),
              window=window, channels=channels, class_names=info.class_names,
-             mask_threshold=info.mask_threshold, checkpoint=name, step=int(step))
+             task=models.task(config.model.name), mask_threshold=info.mask_threshold, checkpoint=name, step=int(step))
 
 
 def _image_files(folder: str, flag: str) -> list[str]:
@@ -309,12 +322,20 @@ def predict_folder(workdir: str, images_dir: str, out_dir: str,
   `masks_dir`, 'mean' (the CSV's mean row)."""
   check_arguments(workdir, images_dir, out_dir, masks_dir, overlap=overlap,
                   threshold=threshold, batch_size=batch_size)
+  run = load_run(workdir)
+  if run.task == 'classification':
+    if masks_dir is not None:
+      raise UserInputError(
+          f'--masks: {workdir} is an image classifier, which predicts no '
+          'masks; to score it, sort the images of --images into one folder '
+          f'per class ({", ".join(run.class_names)}).')
+    return classify_folder(run, images_dir, out_dir, tta=tta,
+                           batch_size=batch_size)
   image_files = _image_files(images_dir, 'images')
   if masks_dir is not None:
     _image_files(masks_dir, 'masks')
     mask_files = {p.key: p.mask for p in image_masks.pairs_in_folders(
         images_dir, masks_dir, mask_suffix)}
-  run = load_run(workdir)
   n_classes = max(2, len(run.class_names))
   threshold = run.config.metrics.threshold if threshold is None else threshold
   if mask_threshold is None:
@@ -359,6 +380,91 @@ def predict_folder(workdir: str, images_dir: str, out_dir: str,
   return result
 
 
+def labelled_images(images_dir: str, class_names: Sequence[str]
+                    ) -> list[tuple[str, int | None]]:
+  """(path relative to `images_dir`, class id or None) of each image: of
+  its class folders, named as `class_names`, when it has folders, else of
+  the images in it (unlabelled)."""
+  if not os.path.isdir(images_dir):
+    raise DataError(f'--images={images_dir}: no such folder.')
+  folders = sorted(e.name for e in os.scandir(images_dir)
+                   if e.is_dir() and not e.name.startswith('.'))
+  if not folders:
+    return [(os.path.basename(path), None)
+            for path in image_masks.list_images(images_dir)]
+  unknown = sorted(set(folders) - set(class_names))
+  if unknown:
+    raise DataError(
+        f'--images={images_dir} holds the folders {", ".join(unknown)}, which '
+        f'are not classes of the run ({", ".join(class_names)}): name each '
+        'folder after the class of its images, or pass a folder of images.')
+  found = [(os.path.join(name, file), class_names.index(name))
+           for name in folders for file in image_class_folder.image_files(
+               os.path.join(images_dir, name))]
+  if not found:
+    raise DataError(f'No image files ({", ".join(image_masks.IMAGE_EXTENSIONS)}) '
+                    f'in the class folders of {images_dir}.')
+  return found
+
+
+def classify_batch(apply_fn: sliding_window.ApplyFn, images: np.ndarray,
+                   tta: bool = False) -> np.ndarray:
+  """float32 logits (N, K) of uint8 images (N, H, W, C), averaged over the
+  four flips with `tta`."""
+  pixels = np.asarray(state_lib.preprocess(images))
+  flips = _FLIPS if tta else ((),)
+  logits = sum(np.asarray(apply_fn(np.ascontiguousarray(
+      np.flip(pixels, tuple(a + 1 for a in axes)) if axes else pixels)))
+               for axes in flips)
+  return np.asarray(logits / len(flips), np.float32)
+
+
+def classify_folder(run: Run, images_dir: str, out_dir: str, *,
+                    tta: bool = False, batch_size: int = 8) -> dict[str, Any]:
+  """Writes predictions.csv (and, for class folders, metrics.csv) for the
+  images of `images_dir` (see the module docstring). Returns {'images',
+  'checkpoint', 'step'} and, for class folders, 'metrics'."""
+  entries = labelled_images(images_dir, run.class_names)
+  labelled = entries[0][1] is not None
+  outputs.claim(out_dir, [PREDICTIONS_FILE] + ([METRICS_FILE] if labelled else []))
+  folder = run.config.dataset.get('folder', {})  # image_class_folder's options
+  window = tuple(folder.get('intensity_window', ())) or None
+  rows, total = [], None
+  for start in range(0, len(entries), batch_size):
+    chunk = entries[start:start + batch_size]
+    images = np.zeros((batch_size,) + run.window + (run.channels,), np.uint8)
+    for i, (name, _) in enumerate(chunk):
+      image = image_masks.read_image(os.path.join(images_dir, name),
+                                     'RGB' if run.channels == 3 else 'L', window)
+      images[i] = image_masks.resize(image, run.window[0], Image.BILINEAR
+                                     ).reshape(images.shape[1:])
+    # A full batch every time: one compiled shape.
+    logits = classify_batch(run.apply_fn, images, tta)[:len(chunk)]
+    probabilities = np.asarray(jax.nn.softmax(logits, axis=-1))
+    for (name, label), p in zip(chunk, probabilities):
+      rows.append([name, run.class_names[int(np.argmax(p))]]
+                  + [f'{v:.6g}' for v in p]
+                  + ([run.class_names[label]] if labelled else []))
+    if labelled:
+      total = metrics.merge(total, classification_metrics.batch_statistics(
+          logits, np.array([label for _, label in chunk])))
+  os.makedirs(out_dir, exist_ok=True)
+  with open(os.path.join(out_dir, PREDICTIONS_FILE), 'w', newline='') as f:
+    writer = csv.writer(f)
+    writer.writerow(['file', 'predicted_class']
+                    + [f'probability/{n}' for n in run.class_names]
+                    + (['true_class'] if labelled else []))
+    writer.writerows(rows)
+  result = {'images': len(entries), 'checkpoint': run.checkpoint, 'step': run.step}
+  if labelled:
+    result['metrics'] = classification_metrics.summarize(total, run.class_names)
+    with open(os.path.join(out_dir, METRICS_FILE), 'w', newline='') as f:
+      writer = csv.writer(f)
+      writer.writerow(['metric', 'value'])
+      writer.writerows([k, f'{v:.8g}'] for k, v in result['metrics'].items())
+  return result
+
+
 FLAGS = flags.FLAGS
 
 
@@ -367,7 +473,8 @@ def define_flags() -> None:
   can be imported beside unetjax.main, whose --workdir it shares)."""
   flags.DEFINE_string('workdir', None, 'Workdir of a training run (read only).')
   flags.DEFINE_string('images', None, 'Folder of images to predict (PNG, JPEG, '
-                      'TIFF, BMP, GIF), of any size.')
+                      'TIFF, BMP, GIF), of any size; for a classifier, it may '
+                      'hold one folder per class instead, to be scored.')
   flags.DEFINE_string('masks', None, 'Optional folder of ground-truth masks, '
                       'matched to images by file stem: adds metrics.csv and '
                       'ground-truth contours.')
@@ -403,6 +510,11 @@ def main(argv):
     sys.exit(f'error: {e}')
   print(f'Predicted {result["images"]} images with the {result["checkpoint"]} '
         f'checkpoint (step {result["step"]}) of {FLAGS.workdir} into {FLAGS.out}.')
+  if 'metrics' in result:
+    scores = result['metrics']
+    print('Over all images: ' + ', '.join(
+        f'{k} {scores[k]:.4f}' for k in metrics.main_metrics(scores))
+          + f' ({os.path.join(FLAGS.out, METRICS_FILE)}).')
   if 'mean' in result:
     mean = result['mean']
     print('Mean over images: ' + ', '.join(

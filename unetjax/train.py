@@ -26,6 +26,7 @@ from tqdm import tqdm
 
 from unetjax import augment
 from unetjax import checkpoints
+from unetjax import classification_metrics
 from unetjax import configuration
 from unetjax import evaluation
 from unetjax import logs
@@ -53,15 +54,19 @@ def augment_inputs(batch: dict[str, jax.Array], step: jax.Array,
                    axis_name: str | None):
   """Preprocessed images, labels and roi of `batch`, augmented on the device
   when `augment_config` enables any op. Example keys follow the example's
-  place in the global batch, so jit and pmap augment alike."""
+  place in the global batch, so jit and pmap augment alike. Segmentation
+  labels ('mask') and the roi move with the image; a classification batch
+  ('label', one class per image) has only the image to augment."""
   images = state_lib.preprocess(batch['image'])
-  maps = (batch['mask'],) + ((batch['roi'],) if 'roi' in batch else ())
+  maps = tuple(batch[key] for key in ('mask', 'roi') if key in batch)
   if augment_config is not None and augment.enabled_ops(augment_config):
     offset = (jax.lax.axis_index(axis_name) * images.shape[0]
               if axis_name is not None else 0)
     images, maps = augment.augment_batch(
         jax.random.fold_in(augment_rng, step), images, maps, augment_config,
         index_offset=offset)
+  if 'label' in batch:
+    return images, batch['label'].astype(jnp.int32), None
   roi = maps[1] if len(maps) > 1 else None
   return images, maps[0].astype(jnp.int32), roi
 
@@ -130,26 +135,56 @@ def eval_step(state: state_lib.TrainState, batch: dict[str, jax.Array], *,
   return stats
 
 
+def classification_eval_step(state: state_lib.TrainState,
+                             batch: dict[str, jax.Array], *,
+                             loss_fn: losses.LossFn,
+                             axis_name: str | None = None) -> metrics.Stats:
+  """`classification_metrics.batch_statistics`, the summed per-image loss
+  and the image count, over the valid examples (summed over devices under
+  pmap)."""
+  logits = state.apply_fn({'params': state.params,
+                           'batch_stats': state.batch_stats},
+                          state_lib.preprocess(batch['image']), train=False)
+  labels = batch['label'].astype(jnp.int32)
+  per_image_loss = jax.vmap(lambda lo, la: loss_fn(lo[None], la[None]))(
+      logits, labels)
+  stats = classification_metrics.batch_statistics(logits, labels, batch['valid'])
+  stats['loss_sum'] = jnp.sum(jnp.where(batch['valid'], per_image_loss, 0.0))
+  stats['images'] = jnp.sum(batch['valid'].astype(jnp.int32))
+  if axis_name is not None:
+    stats = jax.lax.psum(stats, axis_name)
+  return stats
+
+
 # (state as laid out by the strategy, split name) -> metrics of that split.
 Evaluator = Callable[[state_lib.TrainState, str], dict[str, float]]
 
+# The eval step and the summary of its summed statistics, by task.
+EVAL_STEPS = {'segmentation': eval_step,
+              'classification': classification_eval_step}
+SUMMARIES = {'segmentation': metrics.summarize,
+             'classification': classification_metrics.summarize}
+
 
 def _summary(total: metrics.Stats, info: pipeline.DatasetInfo) -> dict[str, float]:
-  result = metrics.summarize(total, info.class_names)
+  result = SUMMARIES[info.task](total, info.class_names)
   result['loss'] = float(total['loss_sum'] / total['images'])
   return result
 
 
 def evaluate(eval_step_fn: Callable, state: state_lib.TrainState,
              config: ml_collections.ConfigDict, split: str,
-             info: pipeline.DatasetInfo,
-             strategy: parallel.Strategy) -> dict[str, float]:
-  """Metrics of `state` on one pass over `split`."""
+             info: pipeline.DatasetInfo, strategy: parallel.Strategy,
+             totals: dict[str, metrics.Stats] | None = None) -> dict[str, float]:
+  """Metrics of `state` on one pass over `split`; the summed statistics
+  they come from go to totals[split] (e.g. for figures)."""
   batches = pipeline.eval_batches(config.dataset, split, parallel.host_batch_size(
       eval_batch_size(config.eval_batch_size, info.split_sizes.get(split))))
   total = None
   for batch in strategy.prefetch(batches):
     total = metrics.merge(total, strategy.fetch(eval_step_fn(state, batch)))
+  if totals is not None:
+    totals[split] = total
   return _summary(total, info)
 
 
@@ -175,16 +210,20 @@ def evaluate_whole_images(state: state_lib.TrainState, split: str, *, model: nn.
 
 def make_evaluator(config: ml_collections.ConfigDict, info: pipeline.DatasetInfo,
                    strategy: parallel.Strategy, model: nn.Module,
-                   loss_fn: losses.LossFn) -> Evaluator:
+                   loss_fn: losses.LossFn,
+                   totals: dict[str, metrics.Stats] | None = None) -> Evaluator:
   """Whole-image evaluation for runs trained on patches, batched evaluation
-  of the stored images otherwise."""
+  of the stored images otherwise (keeping each split's last summed
+  statistics in `totals`)."""
   if pipeline.patch_sampling(config.dataset) is not None:
     return functools.partial(evaluate_whole_images, model=model,
                              loss_fn=loss_fn, config=config, info=info,
                              strategy=strategy)
+  options = config.metrics.to_dict() if info.task == 'segmentation' else {}
   step = strategy.compile(functools.partial(
-      eval_step, loss_fn=loss_fn, **config.metrics.to_dict()))
-  return lambda state, split: evaluate(step, state, config, split, info, strategy)
+      EVAL_STEPS[info.task], loss_fn=loss_fn, **options))
+  return lambda state, split: evaluate(step, state, config, split, info,
+                                      strategy, totals=totals)
 
 
 def eval_batch_size(batch_size: int, split_size: int | None) -> int:
@@ -223,9 +262,10 @@ def _fit_for_training(config: ml_collections.ConfigDict):
   parallel.check_batch_size(config.batch_size, 'config.batch_size')
   parallel.check_batch_size(config.eval_batch_size, 'config.eval_batch_size')
   info = pipeline.prepare(config.dataset)
+  configuration.check_task_fits(config, info.name, info.task)
   configuration.check_dataset_fits(config.model.n_classes,
                                    config.loss.class_weights, info.name,
-                                   info.class_names)
+                                   info.class_names, info.task)
   pipeline.check_patches_fit(config.dataset, info)
   input_shape = pipeline.model_input_shape(config.dataset, info)
   # Tracing the model (no compute) raises InputShapeError for image sizes it
@@ -330,6 +370,7 @@ class Loop:
   ckpts: checkpoints.Checkpoints
   logger: logs.MetricLogger
   bar: tqdm
+  task: str = 'segmentation'  # the model's and the dataset's
 
   def untrusted(self, step: int, reason: str) -> DivergenceError:
     """The error that stops a run whose results cannot be trusted, its
@@ -397,7 +438,7 @@ def validate(loop: Loop, progress: Progress,
   result = loop.evaluate_split(state, 'validation')
   loop.logger.write('eval', step, split='validation', **result)
   loop.bar.write(f'step {step}: validation ' + ', '.join(
-      f'{k} {result[k]:.4f}' for k in ('loss', 'dice', 'iou')))
+      f'{k} {result[k]:.4f}' for k in metrics.HEADLINE[loop.task]))
   if diverged(result['loss'], meta.get('first_loss')):
     raise loop.untrusted(step, (
         f'The validation loss is {result["loss"]:.6g} at step {step} (the '
@@ -432,7 +473,8 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                         invocation_start: float,
                         pretrained: dict[str, Any] | None) -> dict[str, Any]:
   strategy = parallel.get_strategy(config.parallel)
-  evaluate_split = make_evaluator(config, info, strategy, model, loss_fn)
+  totals = {}  # each split's last evaluation's sums, for the figures
+  evaluate_split = make_evaluator(config, info, strategy, model, loss_fn, totals)
   model = state_lib.model_for_strategy(model, config.parallel,
                                        config.sync_batch_norm)
   tx, schedule = optimizer_and_schedule(config)
@@ -459,7 +501,8 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   loop = Loop(config, workdir, strategy, evaluate_split, schedule, ckpts, logger,
               tqdm(total=config.num_train_steps, initial=progress.step,
                    desc='train', unit='step', dynamic_ncols=True,
-                   disable=not (config.progress_bar and jax.process_index() == 0)))
+                   disable=not (config.progress_bar and jax.process_index() == 0)),
+              info.task)
   step_fn = strategy.compile(functools.partial(
       train_step, loss_fn=loss_fn, dropout_rng=dropout_rng,
       augment_rng=jax.random.fold_in(jax.random.key(config.seed), 1),
@@ -478,7 +521,10 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   logger.close()
   ckpts.close()
   if jax.process_index() == 0:
-    write_run_figures(workdir, config, info, best_state)
+    if info.task == 'classification':
+      write_classification_figures(workdir, config, info, totals['test'])
+    else:
+      write_run_figures(workdir, config, info, best_state)
     print(logs.format_summary(final, config.best_metric))
   return final
 
@@ -546,6 +592,28 @@ def final_evaluation(evaluate_split: Evaluator, best_state: state_lib.TrainState
       'validation': evaluate_split(best_state, 'validation'),
       'test': evaluate_split(best_state, 'test'),
   }
+
+
+CONFUSION_FILE = 'confusion_matrix.png'
+ROC_FILE = 'roc_curves.png'
+
+
+def write_classification_figures(workdir: str, config: ml_collections.ConfigDict,
+                                 info: pipeline.DatasetInfo,
+                                 test_total: metrics.Stats) -> None:
+  """workdir/curves.png (losses and the validation best_metric against
+  step), and the best state's confusion matrix and one-vs-rest ROC curves
+  on the test split."""
+  plots.plot_curves(os.path.join(workdir, CURVES_FILE),
+                    {'': logs.read_metrics(workdir)}, config.best_metric)
+  plots.plot_confusion_matrix(os.path.join(workdir, CONFUSION_FILE),
+                              np.asarray(test_total['confusion']),
+                              info.class_names)
+  plots.plot_roc_curves(os.path.join(workdir, ROC_FILE), {
+      name: classification_metrics.roc_curve(positives, negatives)
+      for name, positives, negatives in zip(
+          info.class_names, test_total['positive_scores'],
+          test_total['negative_scores'])})
 
 
 def write_run_figures(workdir: str, config: ml_collections.ConfigDict,

@@ -24,6 +24,11 @@ RESULT_NEUTRAL_FIELDS = ('progress_bar', 'dataset.data_dir',
                          'dataset.manual_dir', 'dataset.reader_threads',
                          'dataset.prefetch_batches')
 
+# Fields added to the config after runs were recorded without them, with the
+# value that reproduces those runs: a saved config that lacks one equals a
+# current config that holds this value.
+ADDED_FIELDS = {'loss.label_smoothing': 0.0}
+
 
 def config_to_dict(config: ml_collections.ConfigDict) -> dict[str, Any]:
   return json.loads(config.to_json_best_effort())
@@ -44,6 +49,9 @@ def config_differences(saved: dict[str, Any], current: dict[str, Any]) -> list[s
   saved, current = _flat(saved), _flat(current)
   if DATASET_BUILD not in saved:  # a run recorded before builds were
     current.pop(DATASET_BUILD, None)
+  for key, value in ADDED_FIELDS.items():
+    if key not in saved and current.get(key) == value:
+      current.pop(key)
   return [f'{key}: {saved.get(key, "<absent>")!r} -> {current.get(key, "<absent>")!r}'
           for key in sorted(set(saved) | set(current))
           if key not in RESULT_NEUTRAL_FIELDS and saved.get(key) != current.get(key)]

@@ -35,6 +35,7 @@ from jax.experimental import multihost_utils
 from unetjax import locks
 from unetjax.data import builders  # registers the builders with tfds
 from unetjax.data import patches
+from unetjax.data.builders import image_class_folder
 from unetjax.data.builders import image_folder
 from unetjax.errors import ConfigError, DataError
 
@@ -53,6 +54,11 @@ def _expected_tfds_warning(record: logging.LogRecord) -> bool:
 absl_logging.get_absl_handler().addFilter(_expected_tfds_warning)
 
 
+# What a dataset's examples are labelled with, by task: a class per pixel
+# ('mask', with class_names background first) or a class per image ('label').
+TASK_TARGETS = {'segmentation': 'mask', 'classification': 'label'}
+
+
 @dataclasses.dataclass(frozen=True)
 class DatasetInfo:
   """What the model and metrics need to know about a prepared dataset."""
@@ -62,6 +68,7 @@ class DatasetInfo:
   image_shape: tuple[int | None, int | None, int]
   class_names: tuple[str, ...]
   split_sizes: dict[str, int]
+  task: str = 'segmentation'  # a key of TASK_TARGETS
   has_roi: bool = False  # examples carry 'roi', the pixels to score
   # Binary mask files: foreground above it (lossy masks); None: exactly {0, max}.
   mask_threshold: int | None = None
@@ -83,17 +90,27 @@ def _data_dir(dataset_config: ml_collections.ConfigDict) -> str:
           or os.path.expanduser('~/tensorflow_datasets'))
 
 
+# Builders of a folder of the user's own files: name -> (module with
+# make_config(folder, **options), what the folder holds).
+FOLDER_BUILDERS = {
+    image_folder.ImageFolder.name: (image_folder, 'images/ and masks/'),
+    image_class_folder.ImageClassFolder.name: (
+        image_class_folder, 'one folder of images per class'),
+}
+
+
 def _builder(dataset_config: ml_collections.ConfigDict):
   name = dataset_config.name
   data_dir = _data_dir(dataset_config)
-  if name == image_folder.ImageFolder.name:
+  if name in FOLDER_BUILDERS:
+    module, holds = FOLDER_BUILDERS[name]
     if not dataset_config.manual_dir:
-      raise DataError('image_folder needs config.dataset.manual_dir: the folder '
-                      'with images/ and masks/.')
+      raise DataError(f'{name} needs config.dataset.manual_dir: the folder '
+                      f'with {holds}.')
     options = dataset_config.get('folder', ml_collections.ConfigDict()).to_dict()
-    config = image_folder.make_config(dataset_config.manual_dir, **options)
-    return image_folder.ImageFolder(config=config, data_dir=data_dir,
-                                    file_format='array_record')
+    config = module.make_config(dataset_config.manual_dir, **options)
+    return module.BUILDER(config=config, data_dir=data_dir,
+                          file_format='array_record')
   try:
     return tfds.builder(name, data_dir=data_dir, file_format='array_record')
   except tfds.core.registered.DatasetNotFoundError as e:
@@ -164,10 +181,14 @@ def _dataset_info(dataset_config: ml_collections.ConfigDict,
                   builder) -> DatasetInfo:
   info = builder.info
   features = info.features
-  for key in ('image', 'mask'):
-    if key not in features:
-      raise DataError(f'Dataset {dataset_config.name!r} has no {key!r} feature; '
-                      f'segmentation datasets need "image" and "mask".')
+  targets = [key for key in TASK_TARGETS.values() if key in features]
+  if 'image' not in features or len(targets) != 1:
+    raise DataError(
+        f'Dataset {dataset_config.name!r} has the features '
+        f'{", ".join(features)}; datasets need "image" and one of "mask" '
+        '(segmentation: a class per pixel) or "label" (classification: a '
+        'class per image).')
+  task = next(t for t, key in TASK_TARGETS.items() if key == targets[0])
   metadata = info.metadata or {}
   class_names = tuple(metadata.get('class_names', ()))
   if len(class_names) < 2:
@@ -178,6 +199,7 @@ def _dataset_info(dataset_config: ml_collections.ConfigDict,
       image_shape=tuple(features['image'].shape),
       class_names=class_names,
       split_sizes={name: split.num_examples for name, split in info.splits.items()},
+      task=task,
       has_roi='roi' in features,
       mask_threshold=getattr(builder, 'MASK_THRESHOLD', None),
       image_sizes={split: tuple(map(tuple, sizes)) for split, sizes
@@ -186,8 +208,11 @@ def _dataset_info(dataset_config: ml_collections.ConfigDict,
 
 
 def _standardize(example: dict) -> dict[str, np.ndarray]:
-  """The arrays a step needs: image (H, W, C) uint8, mask and roi (H, W)."""
+  """The arrays a step needs: image (H, W, C) uint8, and mask and roi
+  (H, W) or the image's class id `label`."""
   out = {'image': example['image']}
+  if 'label' in example:
+    out['label'] = np.asarray(example['label'], np.int32)
   for key in ('mask', 'roi'):
     if key in example:
       value = example[key]

@@ -51,12 +51,32 @@ def _elastic_warp(image: np.ndarray, labels: np.ndarray, alpha: float,
   return warped, ndimage.map_coordinates(labels, coords, order=0, mode='reflect')
 
 
+def _nuclei(size: int, cell: np.ndarray, center: np.ndarray, radius: float,
+            count: int, rng: np.random.Generator) -> np.ndarray:
+  """Boolean mask of `count` nuclei inside `cell`: one near its centre, or
+  two on either side of it (a binucleate cell), smaller."""
+  nuclei = np.zeros_like(cell)
+  if count == 1:
+    nucleus_center = center + rng.uniform(-0.2, 0.2, 2) * radius
+    return cell & _star_shape(size, size, nucleus_center,
+                              radius * rng.uniform(0.3, 0.5), rng)
+  angle = rng.uniform(0, np.pi)
+  offset = np.array([np.sin(angle), np.cos(angle)]) * radius * rng.uniform(0.45, 0.6)
+  for side in range(count):
+    nucleus_center = center + offset * (1 if side % 2 == 0 else -1) * (1 + side // 2)
+    nuclei |= cell & _star_shape(size, size, nucleus_center,
+                                 radius * rng.uniform(0.28, 0.36), rng)
+  return nuclei
+
+
 def render_cells(rng: np.random.Generator, image_size: int, n_channels: int = 1,
-                 with_nuclei: bool = False) -> tuple[np.ndarray, np.ndarray]:
+                 with_nuclei: bool = False, nuclei_per_cell: int = 1
+                 ) -> tuple[np.ndarray, np.ndarray]:
   """Returns (image uint8 (S, S, n_channels), labels uint8 (S, S)).
 
   Labels are BACKGROUND/CELL, or BACKGROUND/CELL/NUCLEUS with `with_nuclei`
-  (nuclei are drawn in both cases, so the images look alike).
+  (nuclei are drawn in both cases, so the images look alike). Every cell
+  has `nuclei_per_cell` nuclei (0, 1 or 2).
   """
   size = image_size
   labels = np.zeros((size, size), np.uint8)
@@ -66,9 +86,7 @@ def render_cells(rng: np.random.Generator, image_size: int, n_channels: int = 1,
     center = rng.uniform(0.05, 0.95, 2) * size
     radius = rng.uniform(0.07, 0.17) * size
     cell = _star_shape(size, size, center, radius, rng)
-    nucleus_center = center + rng.uniform(-0.2, 0.2, 2) * radius
-    nucleus = cell & _star_shape(size, size, nucleus_center,
-                                 radius * rng.uniform(0.3, 0.5), rng)
+    nucleus = _nuclei(size, cell, center, radius, nuclei_per_cell, rng)
     rim = cell & ~ndimage.binary_erosion(cell, iterations=max(1, size // 64))
     labels[cell] = CELL  # later cells occlude earlier ones
     labels[nucleus] = NUCLEUS

@@ -31,11 +31,15 @@ MODELS: dict[str, type[nn.Module]] = {
     'resnet_unet': ResNetUNet,
 }
 
-# Image classifiers: images -> logits (N, n_classes); not trainable by
-# unetjax.train, whose datasets are segmentation datasets.
+# Image classifiers: images -> logits (N, n_classes), trained on datasets
+# with one label per image.
 CLASSIFIERS: dict[str, type[nn.Module]] = {
     'resnet': ResNet,
 }
+
+# The task of each registry: what a model's logits label, and so the
+# datasets, loss and metrics it trains with (unetjax.data.pipeline.TASK_TARGETS).
+TASKS = {'segmentation': MODELS, 'classification': CLASSIFIERS}
 
 # Models whose encoder takes torchvision's ImageNet ResNet weights, from the
 # state_dict file named by config.model.pretrained, and can keep it frozen
@@ -103,29 +107,24 @@ def _build(registry: dict[str, type[nn.Module]], model_config: ml_collections.Co
              param_dtype=_dtype(param_dtype, 'config.param_dtype'))
 
 
+def task(model_name: str) -> str:
+  """'segmentation' or 'classification': the task of the model named
+  `model_name` (ConfigError if there is no such model)."""
+  for name, registry in TASKS.items():
+    if model_name in registry:
+      return name
+  raise ConfigError(
+      f'Unknown model {model_name!r} (config.model.name); choose one of: '
+      + '; '.join(f'{", ".join(registry)} ({name})'
+                  for name, registry in TASKS.items()) + '.')
+
+
 def get_model(model_config: ml_collections.ConfigDict, dtype: str = 'float32',
               param_dtype: str = 'float32') -> nn.Module:
-  """Builds the segmentation model named by model_config.name from its other fields."""
-  name = model_config.name
-  if name in CLASSIFIERS:
-    raise ConfigError(
-        f'Model {name!r} is an image classifier (images -> class logits), not '
-        'a segmentation model, so the segmentation training loop cannot train '
-        'it; build it with unetjax.models.get_classifier. Segmentation models: '
-        f'{", ".join(MODELS)}.')
-  if name not in MODELS:
-    raise ConfigError(f'Unknown model {name!r} (config.model.name); choose one '
-                      f'of: {", ".join(MODELS)}.')
-  return _build(MODELS, model_config, dtype, param_dtype)
-
-
-def get_classifier(model_config: ml_collections.ConfigDict, dtype: str = 'float32',
-                   param_dtype: str = 'float32') -> nn.Module:
-  """Builds the image classifier named by model_config.name from its other fields."""
-  if model_config.name not in CLASSIFIERS:
-    raise ConfigError(f'Unknown classifier {model_config.name!r} '
-                      f'(config.model.name); choose one of: {", ".join(CLASSIFIERS)}.')
-  return _build(CLASSIFIERS, model_config, dtype, param_dtype)
+  """Builds the model named by model_config.name (segmentation model or
+  classifier, see `task`) from its other fields."""
+  registry = TASKS[task(model_config.name)]
+  return _build(registry, model_config, dtype, param_dtype)
 
 
 def pretrained_variables(model_config: ml_collections.ConfigDict, model: nn.Module,

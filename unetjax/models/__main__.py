@@ -46,10 +46,7 @@ def build(name: str, fields: dict[str, Any], n_classes: int | None,
     fields['n_classes'] = 1
   if base_filters is not None:
     fields['base_filters'] = base_filters
-  config = ml_collections.ConfigDict(fields)
-  if name in models.CLASSIFIERS:
-    return models.get_classifier(config)
-  return models.get_model(config)
+  return models.get_model(ml_collections.ConfigDict(fields))
 
 
 def list_models(size: int, channels: int, n_classes: int | None,

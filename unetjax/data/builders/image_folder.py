@@ -133,24 +133,40 @@ def _tuples(value):
   return tuple(_tuples(v) for v in value) if isinstance(value, list) else value
 
 
-def make_config(folder: str, **options) -> ImageFolderConfig:
-  """The builder config for `folder` with `options` (see ImageFolderConfig)."""
-  unknown = sorted(set(options) - set(OPTIONS))
+def checked_options(folder: str, options: dict, config_class: type,
+                    option_names: tuple[str, ...], problems_of, builder: str):
+  """The absolute `folder`, `options` with lists as tuples, and an unnamed
+  `config_class` of them; ConfigError naming unknown options and what
+  `problems_of(config)` finds wrong (shared by the folder builders)."""
+  unknown = sorted(set(options) - set(option_names))
   if unknown:
     raise ConfigError(f'Unknown config.dataset.folder option(s) {unknown}; '
-                      f'image_folder takes: {", ".join(OPTIONS)}.')
+                      f'{builder} takes: {", ".join(option_names)}.')
   options = {k: _tuples(v) for k, v in options.items()}
   folder = os.path.abspath(os.path.expanduser(folder))
-  config = ImageFolderConfig(name='unchecked', folder=folder, **options)
-  problems = _problems(config)
+  config = config_class(name='unchecked', folder=folder, **options)
+  problems = problems_of(config)
   if problems:
     raise ConfigError('Invalid config.dataset.folder: ' + '; '.join(problems) + '.')
-  files = files_digest(folder, (config.images_dir, config.masks_dir))
+  return folder, options, config
+
+
+def build_name(folder: str, options: dict, files: str) -> str:
+  """A builder config name: the folder's name and a hash of the folder, the
+  options and the files' digest."""
   digest = hashlib.sha1(json.dumps([folder, sorted(options.items()), files],
                                    default=str).encode()).hexdigest()[:10]
   name = f'{os.path.basename(folder.rstrip(os.sep)) or "data"}-{digest}'
-  name = ''.join(c if c.isalnum() or c in '-_' else '_' for c in name)
-  return ImageFolderConfig(name=name, folder=folder, files=files, **options,
+  return ''.join(c if c.isalnum() or c in '-_' else '_' for c in name)
+
+
+def make_config(folder: str, **options) -> ImageFolderConfig:
+  """The builder config for `folder` with `options` (see ImageFolderConfig)."""
+  folder, options, config = checked_options(
+      folder, options, ImageFolderConfig, OPTIONS, _problems, 'image_folder')
+  files = files_digest(folder, (config.images_dir, config.masks_dir))
+  return ImageFolderConfig(name=build_name(folder, options, files),
+                           folder=folder, files=files, **options,
                            description=f'Images and masks from {folder}.')
 
 
@@ -210,3 +226,6 @@ class ImageFolder(image_masks.ImageMaskBuilder):
           'every class value there, or set mask_threshold for binary masks.')
     order = np.argsort(expected)
     return order[np.searchsorted(expected[order], values)].astype(np.uint8)
+
+# The builder class, for pipeline.FOLDER_BUILDERS.
+BUILDER = ImageFolder

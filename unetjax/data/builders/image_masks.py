@@ -307,7 +307,8 @@ def color_classes(colors: np.ndarray, path: str,
   return order[np.searchsorted(table_codes[order], codes)].astype(np.uint8)
 
 
-def _resize(array: np.ndarray, size: int, resample: int) -> np.ndarray:
+def resize(array: np.ndarray, size: int, resample: int) -> np.ndarray:
+  """`array` resized to size x size with PIL's `resample` (0: as it is)."""
   if size == 0 or array.shape[:2] == (size, size):
     return array
   image = Image.fromarray(array)
@@ -392,8 +393,8 @@ class ImageMaskBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
         raise DataError(
             f'{name} {getattr(pair, name)} is {values.shape[1]}x{values.shape[0]} '
             f'but its image {pair.image} is {image.shape[1]}x{image.shape[0]}.')
-    example = {'image': _png(_resize(image, size, Image.BILINEAR)),
+    example = {'image': _png(resize(image, size, Image.BILINEAR)),
                'file_name': os.path.basename(pair.image)}
     for name, values in maps.items():
-      example[name] = _png(_resize(values, size, Image.NEAREST))
+      example[name] = _png(resize(values, size, Image.NEAREST))
     return example

@@ -17,18 +17,29 @@ class SyntheticCellsConfig(tfds.core.BuilderConfig):
   image_size: int = 64
   n_channels: int = 1
   with_nuclei: bool = False
+  # Image classification: each image's label is the number of nuclei its
+  # cells have, one of CELL_CLASSES; no masks.
+  classify: bool = False
 
   @property
   def class_names(self) -> tuple[str, ...]:
+    if self.classify:
+      return CELL_CLASSES
     names = ('background', 'cell', 'nucleus')
     return names if self.with_nuclei else names[:2]
+
+
+# Image classes of the `classify` config, by nuclei per cell (0, 1, 2).
+CELL_CLASSES = ('anucleate', 'mononucleate', 'binucleate')
 
 
 class SyntheticCells(tfds.core.GeneratorBasedBuilder):
   """Cells with nuclei on a textured, unevenly lit background.
 
   'binary' labels cell vs background; 'multiclass' labels background, cell
-  body and nucleus. Every example is a pure function of its split and index.
+  body and nucleus; 'classify' labels each image by the nuclei per cell of
+  its cells (none, one or two; a third of the images each). Every example is
+  a pure function of its split and index.
   """
 
   VERSION = tfds.core.Version('1.0.0')
@@ -46,24 +57,33 @@ class SyntheticCells(tfds.core.GeneratorBasedBuilder):
           name='multiclass_rgb_128', image_size=128, n_channels=3,
           with_nuclei=True,
           description='128x128 RGB, background / cell body / nucleus.'),
+      SyntheticCellsConfig(
+          name='classify', classify=True,
+          description='64x64 greyscale images labelled anucleate / '
+                      'mononucleate / binucleate by their cells\' nuclei.'),
   ]
 
   def _info(self) -> tfds.core.DatasetInfo:
     cfg = self.builder_config
     shape = (cfg.image_size, cfg.image_size)
+    image = tfds.features.Tensor(shape=shape + (cfg.n_channels,), dtype=np.uint8)
+    names = ', '.join(f'{i}={n}' for i, n in enumerate(cfg.class_names))
+    if cfg.classify:
+      features = {'image': image,
+                  'label': tfds.features.ClassLabel(names=cfg.class_names)}
+      labels = f'Each image is labelled by the nuclei of its cells: {names}.'
+    else:
+      features = {'image': image,
+                  'mask': tfds.features.Tensor(shape=shape, dtype=np.uint8)}
+      labels = f'Masks hold class ids: {names}.'
     return self.dataset_info_from_configs(
-        features=tfds.features.FeaturesDict({
-            'image': tfds.features.Tensor(
-                shape=shape + (cfg.n_channels,), dtype=np.uint8),
-            'mask': tfds.features.Tensor(shape=shape, dtype=np.uint8),
-        }),
-        supervised_keys=('image', 'mask'),
+        features=tfds.features.FeaturesDict(features),
+        supervised_keys=('image', 'label' if cfg.classify else 'mask'),
         metadata=tfds.core.MetadataDict(class_names=list(cfg.class_names)),
         description=(
             'Procedurally generated microscopy-like cells: irregular '
             'touching shapes, bright rims, nuclei, smooth background texture '
-            'and illumination, elastic warp, blur and noise. Masks hold class '
-            f'ids: {", ".join(f"{i}={n}" for i, n in enumerate(cfg.class_names))}.'),
+            f'and illumination, elastic warp, blur and noise. {labels}'),
     )
 
   def _split_generators(self, dl_manager):
@@ -75,6 +95,12 @@ class SyntheticCells(tfds.core.GeneratorBasedBuilder):
     cfg = self.builder_config
     for index in range(n_examples):
       rng = np.random.default_rng(_SPLIT_SEED_OFFSETS[split] + index)
-      image, mask = synthetic.render_cells(
-          rng, cfg.image_size, cfg.n_channels, cfg.with_nuclei)
-      yield index, {'image': image, 'mask': mask}
+      if cfg.classify:
+        label = index % len(CELL_CLASSES)  # nuclei per cell
+        image, _ = synthetic.render_cells(rng, cfg.image_size, cfg.n_channels,
+                                          nuclei_per_cell=label)
+        yield index, {'image': image, 'label': label}
+      else:
+        image, mask = synthetic.render_cells(
+            rng, cfg.image_size, cfg.n_channels, cfg.with_nuclei)
+        yield index, {'image': image, 'mask': mask}
