@@ -84,6 +84,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.loss.ce_weight = 0.5  # cross_entropy_dice = w * CE + (1 - w) * Dice
   config.loss.smooth = 1.0  # added to numerator and denominator of overlap losses
   config.loss.label_smoothing = 0.0  # cross_entropy: target (1 - a) y + a / K
+  # 'border': weight each pixel's loss by the dataset's border weight map
+  # (the U-Net paper's, datasets with instances; pixel-wise losses only).
+  config.loss.pixel_weights = 'none'
   config.loss.focal_gamma = 2.0  # focal: CE scaled by (1 - p_t)**gamma
   config.loss.tversky_alpha = 0.3  # tversky, focal_tversky: weight of false positives
   config.loss.tversky_beta = 0.7  # tversky, focal_tversky: weight of false negatives

@@ -140,3 +140,107 @@ def test_rand_error_and_information_are_scikit_images_on_real_membranes(
   perfect = instances.rand_and_information(cells, cells)
   assert perfect['adapted_rand_error'] == pytest.approx(0, abs=1e-12)
   assert perfect['variation_of_information'] == pytest.approx(0, abs=1e-9)
+
+
+# --- Instances in datasets, training and evaluation. ---
+
+
+def test_synthetic_instances_give_each_visible_cell_one_id_and_its_weight_map():
+  from unetjax.data import synthetic
+  from unetjax.data.builders import synthetic_cells
+  touching = 0
+  for seed in range(8):
+    image, mask, ids = synthetic.render_cells(np.random.default_rng(seed), 64,
+                                              with_instances=True)
+    plain_image, plain_mask = synthetic.render_cells(np.random.default_rng(seed), 64)
+    np.testing.assert_array_equal(image, plain_image)  # same draw as 'binary'
+    np.testing.assert_array_equal(mask, plain_mask)
+    np.testing.assert_array_equal(ids > 0, mask > 0)
+    assert set(np.unique(ids)) == set(range(ids.max() + 1))  # 0..n, none lost
+    # Cells that touch: one connected blob holding several ids.
+    blobs = instances.connected_components(mask > 0)
+    touching += sum(len(np.unique(ids[blobs == b])) > 1
+                    for b in range(1, blobs.max() + 1))
+  assert touching > 0
+  builder = synthetic_cells.SyntheticCells(config='instances', data_dir='/nonexistent')
+  _, example = next(iter(builder._generate_examples('test', 1)))
+  np.testing.assert_array_equal(example['weight'],
+                                instances.border_weight_map(example['instances']))
+
+
+def test_object_totals_score_the_connected_regions_of_the_prediction():
+  from unetjax import evaluation
+  # Two touching objects of unequal size, predicted as one region: the
+  # larger matches it (IoU 24/32 > 0.5), the smaller is missed; AJI pairs
+  # both with it (intersections 24 + 8 over unions 32 + 32).
+  truth = squares((2, 6, 2, 8), (2, 6, 8, 10), shape=(12, 12))
+  apart = squares((2, 6, 2, 4), (8, 10, 8, 10), shape=(12, 12))
+  batch = {'image': np.zeros((3, 12, 12, 1), np.uint8),
+           'instances': np.stack([truth, apart, apart]),
+           'valid': np.array([True, True, False])}
+  foreground = (batch['instances'] > 0).astype(np.float32)[..., None]
+  logits = lambda images: np.where(foreground > 0, 5.0, -5.0)
+  total = evaluation.object_totals(logits, [batch], lambda x: x, 0.5)
+  assert (total['tp'], total['fp'], total['fn']) == (3, 0, 1)
+  summary = instances.summarize_totals(total)
+  assert summary['object_f1'] == pytest.approx(2 * 3 / (2 * 3 + 1))
+  assert summary['aji'] == pytest.approx(np.mean([32 / 64, 1.0]))
+  assert summary == instances.summarize(
+      [{**instances.object_scores(t, instances.connected_components(t > 0)),
+        **instances.rand_and_information(t, instances.connected_components(t > 0))}
+       for t in (truth, apart)])
+
+
+def test_border_weights_reach_the_loss_only_when_asked():
+  import jax.numpy as jnp
+  from unetjax import train
+  batch = {'image': jnp.zeros((2, 8, 8, 1), jnp.uint8),
+           'mask': jnp.ones((2, 8, 8), jnp.uint8),
+           'weight': jnp.full((2, 8, 8), 3.0)}
+  _, _, weights = train.augment_inputs(batch, 0, None, None, None)
+  assert weights is None
+  _, _, weights = train.augment_inputs(batch, 0, None, None, None,
+                                       pixel_weights=True)
+  np.testing.assert_array_equal(weights, batch['weight'])
+  roi = {**batch, 'roi': jnp.zeros((2, 8, 8), jnp.uint8).at[:, :4].set(1)}
+  _, _, weights = train.augment_inputs(roi, 0, None, None, None,
+                                       pixel_weights=True)
+  np.testing.assert_array_equal(weights, 3.0 * roi['roi'])
+
+
+def test_border_weights_need_a_dataset_with_them_and_a_pixel_wise_loss(
+    tfds_dir, tmp_path):
+  from configs import instances as instances_config
+  from unetjax import train
+  config = instances_config.get_config()
+  config.dataset.name, config.dataset.data_dir = 'synthetic_cells/binary', tfds_dir
+  with pytest.raises(ConfigError, match="pixel_weights='border' needs a "
+                     "dataset with instances.*'synthetic_cells/binary' has none"):
+    train.train_and_evaluate(config, str(tmp_path / 'run'))
+  assert not os.path.exists(tmp_path / 'run')
+  from unetjax import configuration
+  config.loss.name = 'dice'
+  with pytest.raises(ConfigError, match="loss.name='dice' is not pixel-wise"):
+    configuration.check_pixel_weights(config.loss, 'synthetic_cells/instances', True)
+  config.loss.pixel_weights = 'borders'
+  with pytest.raises(ConfigError, match="pixel_weights='borders' must be one of"):
+    configuration.validate(config)
+
+
+def test_instance_config_trains_and_reports_object_metrics(tmp_path):
+  from configs import instances as instances_config
+  from unetjax import train
+  config = instances_config.get_config()
+  config.dataset.data_dir = str(tmp_path / 'tfds')
+  config.model.base_filters, config.model.depth = 4, 2
+  config.model.dropout_rates = (0.0,) * 3
+  config.batch_size = config.eval_batch_size = 16
+  config.num_train_steps = config.log_every_steps = 4
+  config.eval_every_steps = config.checkpoint_every_steps = 4
+  config.progress_bar = False
+  final = train.train_and_evaluate(config, str(tmp_path / 'run'))
+  for split in ('validation', 'test'):
+    for name in ('object_f1', 'pq', 'aji', 'adapted_rand_error',
+                 'variation_of_information', 'dice'):
+      assert name in final[split]
+    assert 0 <= final[split]['object_f1'] <= 1

@@ -124,6 +124,7 @@ FIELDS: dict[str, tuple[tuple[type, ...], Check | None]] = {
     'loss.ce_weight': ((int, float), unit_interval),
     'loss.smooth': ((int, float), non_negative),
     'loss.label_smoothing': ((int, float), half_open_unit_interval),
+    'loss.pixel_weights': ((str,), one_of('none', 'border')),
     'loss.focal_gamma': ((int, float), non_negative),
     'loss.tversky_alpha': ((int, float), non_negative),
     'loss.tversky_beta': ((int, float), non_negative),
@@ -270,6 +271,25 @@ def check_task_fits(config: ml_collections.ConfigDict, dataset_name: str,
                     'is for segmentation; classifiers see whole images: set 0')
   if problems:
     raise ConfigError('Invalid config:\n  ' + '\n  '.join(problems))
+
+
+def check_pixel_weights(loss_config: ml_collections.ConfigDict,
+                        dataset_name: str, has_weights: bool) -> None:
+  """ConfigError unless config.loss.pixel_weights='border' comes with a
+  dataset that holds the border weight maps and a pixel-wise loss."""
+  if loss_config.pixel_weights != 'border':
+    return
+  if not has_weights:
+    raise ConfigError(
+        "config.loss.pixel_weights='border' needs a dataset with instances, "
+        f"whose examples hold the border weight map; {dataset_name!r} has "
+        "none (e.g. synthetic_cells/instances has).")
+  if loss_config.name not in losses.IMAGE_LOSSES:
+    raise ConfigError(
+        "config.loss.pixel_weights='border' weights each pixel's loss, as the "
+        'U-Net paper weights its cross-entropy; config.loss.name='
+        f'{loss_config.name!r} is not pixel-wise: choose one of '
+        f'{", ".join(losses.IMAGE_LOSSES)}.')
 
 
 def check_dataset_fits(model_classes: int, class_weights: Sequence[float],

@@ -19,6 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.experimental import multihost_utils
 
+from unetjax import instances
 from unetjax import losses
 from unetjax import metrics
 from unetjax import parallel
@@ -83,4 +84,29 @@ def whole_image_statistics(apply_fn: sliding_window.ApplyFn,
   if jax.process_count() > 1:
     gathered = multihost_utils.process_allgather(total)
     total = jax.tree.map(lambda x: np.sum(x, axis=0), gathered)
+  return total
+
+
+def object_totals(apply_fn: sliding_window.ApplyFn,
+                  batches: Iterable[dict[str, np.ndarray]],
+                  preprocess: Callable[[np.ndarray], np.ndarray],
+                  threshold: float) -> dict[str, float]:
+  """`instances.totals` over this process's `batches` (with 'instances', one
+  id per true object) and over processes. The predicted objects are the
+  4-connected regions of predicted foreground (any class but background),
+  found on the host with scipy."""
+  per_image = []
+  for batch in batches:
+    predicted = np.asarray(metrics.predict_classes(
+        apply_fn(np.asarray(preprocess(batch['image']))), threshold))
+    for i in np.flatnonzero(batch['valid']):
+      truth = batch['instances'][i]
+      found = instances.connected_components(predicted[i] > 0)
+      per_image.append({**instances.object_scores(truth, found),
+                        **instances.rand_and_information(truth, found)})
+  total = instances.totals(per_image)
+  if jax.process_count() > 1:
+    gathered = multihost_utils.process_allgather(
+        {k: np.float64(v) for k, v in total.items()})
+    total = {k: float(np.sum(v)) for k, v in gathered.items()}
   return total

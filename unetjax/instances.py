@@ -147,27 +147,49 @@ def rand_and_information(true: np.ndarray, pred: np.ndarray) -> dict[str, float]
           'variation_of_information': float(split + merge)}
 
 
-def summarize(per_image: list[dict[str, float]]) -> dict[str, float]:
+# Per-image scores that `totals` adds up, and the means it counts.
+_SUMMED = ('tp', 'fp', 'fn', 'matched_iou')
+_MEANS = ('aji', 'adapted_rand_error', 'variation_of_information')
+
+
+def totals(per_image: list[dict[str, float]]) -> dict[str, float]:
+  """Sums over images of `object_scores` (and `rand_and_information`)
+  results, which add over batches and processes: the matches, and the sum
+  and count of each per-image mean over the images where it is defined (an
+  image with no objects in either mask has no AJI)."""
+  nan = float('nan')
+  out = {k: float(sum(s[k] for s in per_image)) for k in _SUMMED}
+  values = {
+      'aji': [s['aji_intersection'] / s['aji_union'] for s in per_image
+              if s['aji_union'] > 0],
+      'adapted_rand_error': [s.get('adapted_rand_error', nan) for s in per_image],
+      'variation_of_information': [s.get('variation_of_information', nan)
+                                   for s in per_image]}
+  for name in _MEANS:
+    finite = [v for v in values[name] if np.isfinite(v)]
+    out[f'{name}_sum'], out[f'{name}_count'] = float(sum(finite)), float(len(finite))
+  return out
+
+
+def summarize_totals(total: dict[str, float]) -> dict[str, float]:
   """Object precision, recall and F1, SQ, RQ and PQ from the matches pooled
-  over images; AJI, adapted Rand error and VI as means over the images
-  where they are defined (an image with no objects in either mask has no
-  AJI)."""
-  total = {k: sum(s[k] for s in per_image) for k in ('tp', 'fp', 'fn', 'matched_iou')}
+  over images; AJI, adapted Rand error and VI as means over images."""
   tp, fp, fn = total['tp'], total['fp'], total['fn']
   nan = float('nan')
   sq = total['matched_iou'] / tp if tp else nan
   rq = tp / (tp + fp / 2 + fn / 2) if tp + fp + fn else nan
-  mean = lambda values: float(np.mean(values)) if values else nan
-  return {
+  result = {
       'object_precision': tp / (tp + fp) if tp + fp else nan,
       'object_recall': tp / (tp + fn) if tp + fn else nan,
       'object_f1': 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else nan,
       'sq': sq, 'rq': rq, 'pq': sq * rq if tp else (0.0 if fp + fn else nan),
-      'aji': mean([s['aji_intersection'] / s['aji_union'] for s in per_image
-                   if s['aji_union'] > 0]),
-      'adapted_rand_error': mean([s['adapted_rand_error'] for s in per_image
-                                  if np.isfinite(s.get('adapted_rand_error', nan))]),
-      'variation_of_information': mean(
-          [s['variation_of_information'] for s in per_image
-           if np.isfinite(s.get('variation_of_information', nan))]),
   }
+  for name in _MEANS:
+    count = total[f'{name}_count']
+    result[name] = total[f'{name}_sum'] / count if count else nan
+  return result
+
+
+def summarize(per_image: list[dict[str, float]]) -> dict[str, float]:
+  """`summarize_totals` of the `totals` of `per_image`."""
+  return summarize_totals(totals(per_image))

@@ -29,6 +29,7 @@ from unetjax import checkpoints
 from unetjax import classification_metrics
 from unetjax import configuration
 from unetjax import evaluation
+from unetjax import instances
 from unetjax import logs
 from unetjax import losses
 from unetjax import metrics
@@ -51,14 +52,17 @@ PREDICTIONS_FILE = 'predictions.png'
 def augment_inputs(batch: dict[str, jax.Array], step: jax.Array,
                    augment_rng: jax.Array,
                    augment_config: ml_collections.ConfigDict | None,
-                   axis_name: str | None):
-  """Preprocessed images, labels and roi of `batch`, augmented on the device
-  when `augment_config` enables any op. Example keys follow the example's
-  place in the global batch, so jit and pmap augment alike. Segmentation
-  labels ('mask') and the roi move with the image; a classification batch
-  ('label', one class per image) has only the image to augment."""
+                   axis_name: str | None, pixel_weights: bool = False):
+  """Preprocessed images, labels and the loss's pixel weights (the roi, and
+  with `pixel_weights` the batch's 'weight' map; None: all 1) of `batch`,
+  augmented on the device when `augment_config` enables any op. Example
+  keys follow the example's place in the global batch, so jit and pmap
+  augment alike. Segmentation labels ('mask') and the maps move with the
+  image; a classification batch ('label', one class per image) has only the
+  image to augment."""
   images = state_lib.preprocess(batch['image'])
-  maps = tuple(batch[key] for key in ('mask', 'roi') if key in batch)
+  keys = ('mask', 'roi') + (('weight',) if pixel_weights else ())
+  maps = tuple(batch[key] for key in keys if key in batch)
   if augment_config is not None and augment.enabled_ops(augment_config):
     offset = (jax.lax.axis_index(axis_name) * images.shape[0]
               if axis_name is not None else 0)
@@ -67,19 +71,23 @@ def augment_inputs(batch: dict[str, jax.Array], step: jax.Array,
         index_offset=offset)
   if 'label' in batch:
     return images, batch['label'].astype(jnp.int32), None
-  roi = maps[1] if len(maps) > 1 else None
-  return images, maps[0].astype(jnp.int32), roi
+  weights = None
+  for weight_map in maps[1:]:  # roi and weight
+    weight_map = weight_map.astype(jnp.float32)
+    weights = weight_map if weights is None else weights * weight_map
+  return images, maps[0].astype(jnp.int32), weights
 
 
 def train_step(state: state_lib.TrainState, batch: dict[str, jax.Array], *,
                loss_fn: losses.LossFn, dropout_rng: jax.Array,
                augment_rng: jax.Array | None = None,
                augment_config: ml_collections.ConfigDict | None = None,
-               skip_nonfinite: bool = False, axis_name: str | None = None
+               skip_nonfinite: bool = False, axis_name: str | None = None,
+               pixel_weights: bool = False
                ) -> tuple[state_lib.TrainState, dict[str, jax.Array]]:
   """One optimizer update on `batch` ('image' uint8 NHWC, 'mask' class ids,
-  optionally 'roi', the pixels to learn from), augmented per
-  `augment_config`.
+  optionally 'roi', the pixels to learn from, and with `pixel_weights` the
+  loss's per-pixel 'weight'), augmented per `augment_config`.
 
   Under pmap (`axis_name` set) gradients, loss and batch-norm statistics are
   averaged over devices, and each device draws its own dropout masks. A
@@ -90,7 +98,7 @@ def train_step(state: state_lib.TrainState, batch: dict[str, jax.Array], *,
   if axis_name is not None:
     rng = jax.random.fold_in(rng, jax.lax.axis_index(axis_name))
   images, labels, roi = augment_inputs(batch, state.step, augment_rng,
-                                       augment_config, axis_name)
+                                       augment_config, axis_name, pixel_weights)
 
   def compute_loss(params):
     outputs, updates = state.apply_fn(
@@ -222,8 +230,27 @@ def make_evaluator(config: ml_collections.ConfigDict, info: pipeline.DatasetInfo
   options = config.metrics.to_dict() if info.task == 'segmentation' else {}
   step = strategy.compile(functools.partial(
       EVAL_STEPS[info.task], loss_fn=loss_fn, **options))
-  return lambda state, split: evaluate(step, state, config, split, info,
-                                      strategy, totals=totals)
+  evaluator = lambda state, split: evaluate(step, state, config, split, info,
+                                           strategy, totals=totals)
+  if not info.has_instances:
+    return evaluator
+  return lambda state, split: {
+      **evaluator(state, split),
+      **evaluate_objects(state, split, model=model, config=config,
+                         strategy=strategy)}
+
+
+def evaluate_objects(state: state_lib.TrainState, split: str, *,
+                     model: nn.Module, config: ml_collections.ConfigDict,
+                     strategy: parallel.Strategy) -> dict[str, float]:
+  """Object metrics of `state` on `split` of a dataset with instances
+  (`evaluation.object_totals`, `instances.summarize_totals`)."""
+  apply_fn, _ = evaluation.local_apply_fn(
+      model, strategy.host_state(state_lib.variables(state)))
+  batches = pipeline.eval_batches(config.dataset, split, parallel.host_batch_size(
+      config.eval_batch_size))
+  return instances.summarize_totals(evaluation.object_totals(
+      apply_fn, batches, state_lib.preprocess, config.metrics.threshold))
 
 
 def eval_batch_size(batch_size: int, split_size: int | None) -> int:
@@ -263,6 +290,7 @@ def _fit_for_training(config: ml_collections.ConfigDict):
   parallel.check_batch_size(config.eval_batch_size, 'config.eval_batch_size')
   info = pipeline.prepare(config.dataset)
   configuration.check_task_fits(config, info.name, info.task)
+  configuration.check_pixel_weights(config.loss, info.name, info.has_instances)
   configuration.check_dataset_fits(config.model.n_classes,
                                    config.loss.class_weights, info.name,
                                    info.class_names, info.task)
@@ -507,7 +535,8 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
       train_step, loss_fn=loss_fn, dropout_rng=dropout_rng,
       augment_rng=jax.random.fold_in(jax.random.key(config.seed), 1),
       augment_config=config.augment,
-      skip_nonfinite=config.on_nonfinite_loss == 'skip'), donate_state=True)
+      skip_nonfinite=config.on_nonfinite_loss == 'skip',
+      pixel_weights=config.loss.pixel_weights == 'border'), donate_state=True)
   batches = strategy.prefetch(pipeline.train_batches(
       config.dataset, parallel.host_batch_size(config.batch_size), config.seed,
       start_step=progress.step))

@@ -70,6 +70,9 @@ class DatasetInfo:
   split_sizes: dict[str, int]
   task: str = 'segmentation'  # a key of TASK_TARGETS
   has_roi: bool = False  # examples carry 'roi', the pixels to score
+  # Examples carry 'instances' (one id per object) and 'weight' (the border
+  # weight map of config.loss.pixel_weights='border').
+  has_instances: bool = False
   # Binary mask files: foreground above it (lossy masks); None: exactly {0, max}.
   mask_threshold: int | None = None
   # Native-size datasets: (height, width) of each image, per split.
@@ -201,6 +204,7 @@ def _dataset_info(dataset_config: ml_collections.ConfigDict,
       split_sizes={name: split.num_examples for name, split in info.splits.items()},
       task=task,
       has_roi='roi' in features,
+      has_instances='instances' in features,
       mask_threshold=getattr(builder, 'MASK_THRESHOLD', None),
       image_sizes={split: tuple(map(tuple, sizes)) for split, sizes
                    in metadata.get('image_sizes', {}).items()},
@@ -209,11 +213,12 @@ def _dataset_info(dataset_config: ml_collections.ConfigDict,
 
 def _standardize(example: dict) -> dict[str, np.ndarray]:
   """The arrays a step needs: image (H, W, C) uint8, and mask and roi
-  (H, W) or the image's class id `label`."""
+  (H, W) (with instance datasets, instances and weight too) or the image's
+  class id `label`."""
   out = {'image': example['image']}
   if 'label' in example:
     out['label'] = np.asarray(example['label'], np.int32)
-  for key in ('mask', 'roi'):
+  for key in ('mask', 'roi', 'instances', 'weight'):
     if key in example:
       value = example[key]
       out[key] = value[..., 0] if value.ndim == 3 else value

@@ -36,11 +36,11 @@ def _smooth_noise(shape: tuple[int, int], sigma: float,
   return (noise - noise.mean()) / (noise.std() + 1e-8)
 
 
-def _elastic_warp(image: np.ndarray, labels: np.ndarray, alpha: float,
-                  sigma: float, rng: np.random.Generator):
-  """Warps image (linear) and labels (nearest) by one smooth displacement field
-  (Simard et al. 2003)."""
-  height, width = labels.shape
+def _elastic_warp(image: np.ndarray, label_maps: tuple[np.ndarray, ...],
+                  alpha: float, sigma: float, rng: np.random.Generator):
+  """Warps image (linear) and label maps (nearest) by one smooth
+  displacement field (Simard et al. 2003)."""
+  height, width = label_maps[0].shape
   dy = ndimage.gaussian_filter(rng.uniform(-1, 1, (height, width)), sigma) * alpha
   dx = ndimage.gaussian_filter(rng.uniform(-1, 1, (height, width)), sigma) * alpha
   yy, xx = np.mgrid[:height, :width]
@@ -48,7 +48,8 @@ def _elastic_warp(image: np.ndarray, labels: np.ndarray, alpha: float,
   warped = np.stack([
       ndimage.map_coordinates(image[..., c], coords, order=1, mode='reflect')
       for c in range(image.shape[-1])], axis=-1)
-  return warped, ndimage.map_coordinates(labels, coords, order=0, mode='reflect')
+  return warped, tuple(ndimage.map_coordinates(m, coords, order=0, mode='reflect')
+                       for m in label_maps)
 
 
 def _nuclei(size: int, cell: np.ndarray, center: np.ndarray, radius: float,
@@ -70,9 +71,11 @@ def _nuclei(size: int, cell: np.ndarray, center: np.ndarray, radius: float,
 
 
 def render_cells(rng: np.random.Generator, image_size: int, n_channels: int = 1,
-                 with_nuclei: bool = False, nuclei_per_cell: int = 1
-                 ) -> tuple[np.ndarray, np.ndarray]:
-  """Returns (image uint8 (S, S, n_channels), labels uint8 (S, S)).
+                 with_nuclei: bool = False, nuclei_per_cell: int = 1,
+                 with_instances: bool = False):
+  """Returns (image uint8 (S, S, n_channels), labels uint8 (S, S)), and with
+  `with_instances` the cells' ids uint16 (S, S) as a third array: 0 for
+  background, 1..n for the visible part of each cell, in drawing order.
 
   Labels are BACKGROUND/CELL, or BACKGROUND/CELL/NUCLEUS with `with_nuclei`
   (nuclei are drawn in both cases, so the images look alike). Every cell
@@ -80,15 +83,17 @@ def render_cells(rng: np.random.Generator, image_size: int, n_channels: int = 1,
   """
   size = image_size
   labels = np.zeros((size, size), np.uint8)
+  ids = np.zeros((size, size), np.uint16)
   shading = np.zeros((size, size), np.float32)
   n_cells = rng.integers(2, 9)
-  for _ in range(n_cells):
+  for index in range(n_cells):
     center = rng.uniform(0.05, 0.95, 2) * size
     radius = rng.uniform(0.07, 0.17) * size
     cell = _star_shape(size, size, center, radius, rng)
     nucleus = _nuclei(size, cell, center, radius, nuclei_per_cell, rng)
     rim = cell & ~ndimage.binary_erosion(cell, iterations=max(1, size // 64))
     labels[cell] = CELL  # later cells occlude earlier ones
+    ids[cell] = index + 1
     labels[nucleus] = NUCLEUS
     shading[cell] = rng.uniform(0.8, 1.2)
     shading[rim] += 0.35
@@ -102,11 +107,17 @@ def render_cells(rng: np.random.Generator, image_size: int, n_channels: int = 1,
   tint = rng.uniform(0.6, 1.0, n_channels) if n_channels > 1 else np.ones(1)
   image = intensity[..., None] * tint
 
-  image, labels = _elastic_warp(image, labels, alpha=size / 16,
-                                sigma=size / 16, rng=rng)
+  image, (labels, ids) = _elastic_warp(image, (labels, ids), alpha=size / 16,
+                                       sigma=size / 16, rng=rng)
   image = ndimage.gaussian_filter(image, (rng.uniform(0.4, 1.1),) * 2 + (0,))
   image = image + rng.normal(0, rng.uniform(0.02, 0.06), image.shape)
   image = np.clip(image, 0, 1) * 255
   if not with_nuclei:
     labels = np.minimum(labels, CELL)
-  return image.round().astype(np.uint8), labels.astype(np.uint8)
+  image = image.round().astype(np.uint8)
+  if with_instances:  # ids 1..n of the cells still visible after occlusion
+    lookup = np.zeros(int(ids.max()) + 1, np.uint16)
+    visible = np.unique(ids[ids > 0])
+    lookup[visible] = np.arange(1, len(visible) + 1)
+    return image, labels.astype(np.uint8), lookup[ids]
+  return image, labels.astype(np.uint8)

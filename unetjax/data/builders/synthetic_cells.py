@@ -20,6 +20,9 @@ class SyntheticCellsConfig(tfds.core.BuilderConfig):
   # Image classification: each image's label is the number of nuclei its
   # cells have, one of CELL_CLASSES; no masks.
   classify: bool = False
+  # Instance segmentation: examples also hold each cell's id ('instances',
+  # 0 = background) and the U-Net paper's border weight map ('weight').
+  instances: bool = False
 
   @property
   def class_names(self) -> tuple[str, ...]:
@@ -37,7 +40,8 @@ class SyntheticCells(tfds.core.GeneratorBasedBuilder):
   """Cells with nuclei on a textured, unevenly lit background.
 
   'binary' labels cell vs background; 'multiclass' labels background, cell
-  body and nucleus; 'classify' labels each image by the nuclei per cell of
+  body and nucleus; 'instances' is 'binary' with each cell's id and the
+  border weight map; 'classify' labels each image by the nuclei per cell of
   its cells (none, one or two; a third of the images each). Every example is
   a pure function of its split and index.
   """
@@ -58,6 +62,10 @@ class SyntheticCells(tfds.core.GeneratorBasedBuilder):
           with_nuclei=True,
           description='128x128 RGB, background / cell body / nucleus.'),
       SyntheticCellsConfig(
+          name='instances', instances=True,
+          description='64x64 greyscale, cell vs background, with one id per '
+                      'cell and the border weight map.'),
+      SyntheticCellsConfig(
           name='classify', classify=True,
           description='64x64 greyscale images labelled anucleate / '
                       'mononucleate / binucleate by their cells\' nuclei.'),
@@ -76,6 +84,11 @@ class SyntheticCells(tfds.core.GeneratorBasedBuilder):
       features = {'image': image,
                   'mask': tfds.features.Tensor(shape=shape, dtype=np.uint8)}
       labels = f'Masks hold class ids: {names}.'
+    if cfg.instances:
+      features['instances'] = tfds.features.Tensor(shape=shape, dtype=np.uint16)
+      features['weight'] = tfds.features.Tensor(shape=shape, dtype=np.float32)
+      labels += (' Instances hold one id per cell (0 = background); weight '
+                 "is the U-Net paper's border weight map (w0 = 10, sigma = 5).")
     return self.dataset_info_from_configs(
         features=tfds.features.FeaturesDict(features),
         supervised_keys=('image', 'label' if cfg.classify else 'mask'),
@@ -100,6 +113,12 @@ class SyntheticCells(tfds.core.GeneratorBasedBuilder):
         image, _ = synthetic.render_cells(rng, cfg.image_size, cfg.n_channels,
                                           nuclei_per_cell=label)
         yield index, {'image': image, 'label': label}
+      elif cfg.instances:
+        from unetjax import instances  # pylint: disable=import-outside-toplevel (scikit-image, for this config only)
+        image, mask, ids = synthetic.render_cells(
+            rng, cfg.image_size, cfg.n_channels, with_instances=True)
+        yield index, {'image': image, 'mask': mask, 'instances': ids,
+                      'weight': instances.border_weight_map(ids)}
       else:
         image, mask = synthetic.render_cells(
             rng, cfg.image_size, cfg.n_channels, cfg.with_nuclei)
