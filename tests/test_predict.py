@@ -370,3 +370,24 @@ def test_predict_replaces_its_own_files_but_no_other(run_dir, folders, tmp_path)
                      'unetjax did not write it'):
     predict.predict_folder(run_dir, images, str(mine))
   assert file_bytes(mine) == {'masks/small.png': b'a file the user put here'}
+
+
+def test_a_run_trained_on_instances_writes_its_objects(model_and_state, folders,
+                                                       tmp_path):
+  from unetjax import instances
+  config, _, state = model_and_state
+  config = config.copy_and_resolve_references()
+  config.dataset.name = 'synthetic_cells/instances'  # described, never built
+  workdir = make_workdir(tmp_path / 'run', config, state)
+  predict.predict_folder(workdir, str(folders / 'images'), str(tmp_path / 'out'))
+  for name in ('fits', 'large'):
+    mask = np.asarray(Image.open(tmp_path / 'out' / 'masks' / f'{name}.png'))
+    objects = np.asarray(Image.open(tmp_path / 'out' / 'objects' / f'{name}.png'))
+    np.testing.assert_array_equal(objects, instances.connected_components(mask > 0))
+    tinted = np.asarray(Image.open(tmp_path / 'out' / 'object_overlays' / f'{name}.png'))
+    image = np.asarray(Image.open(folders / 'images' / f'{name}.png'))
+    assert tinted.shape == image.shape + (3,)
+    np.testing.assert_array_equal(tinted[objects == 0], np.stack([image[objects == 0]] * 3, -1))
+    for i in np.unique(objects)[1:]:  # one colour per object (within rounding)
+      colour = tinted[objects == i].astype(int) * 2 - image[objects == i][:, None]
+      assert np.all(colour.max(0) - colour.min(0) <= 2)

@@ -16,6 +16,10 @@ size are predicted by a sliding window of the training image size
                        ground truth's in green, both in yellow
   metrics.csv          with --masks: one row per image, then 'mean' (over
                        images) and 'all' (pixel counts pooled over images)
+  objects/<stem>.png   runs trained on a dataset with instances: the
+                       predicted objects (4-connected regions), one id each,
+                       16-bit PNG
+  object_overlays/<stem>.png  the image with each object in its own colour
 
 A classification run (configs/classify.py) resizes each image to its
 training size, as its dataset builder did, and writes instead:
@@ -45,6 +49,7 @@ from unetjax import checkpoints
 from unetjax import classification_metrics
 from unetjax import command_line
 from unetjax import evaluation
+from unetjax import instances
 from unetjax import metrics
 from unetjax import models
 from unetjax import outputs
@@ -152,6 +157,7 @@ class Run:
   class_names: tuple[str, ...]
   task: str  # 'segmentation' or 'classification' (models.TASKS)
   mask_threshold: int | None  # the dataset's, for lossy masks
+  has_instances: bool  # trained on objects: write them too (`object_outputs`)
   checkpoint: str  # 'best' or 'latest'
   step: int
 
@@ -208,7 +214,9 @@ def load_run(workdir: str) -> Run:
   return Run(config=config,
              apply_fn=functools.partial(evaluation.forward, model, variables),
              window=window, channels=channels, class_names=info.class_names,
-             task=models.task(config.model.name), mask_threshold=info.mask_threshold, checkpoint=name, step=int(step))
+             task=models.task(config.model.name),
+             mask_threshold=info.mask_threshold,
+             has_instances=info.has_instances, checkpoint=name, step=int(step))
 
 
 def _image_files(folder: str, flag: str) -> list[str]:
@@ -341,10 +349,11 @@ def predict_folder(workdir: str, images_dir: str, out_dir: str,
   if mask_threshold is None:
     mask_threshold = run.mask_threshold
   stems = [image_masks.stem(path) for path in image_files]
+  subfolders = ('masks', 'overlays') + (OBJECT_FOLDERS if run.has_instances else ())
   outputs.claim(out_dir, [os.path.join(sub, f'{name}.png') for name in stems
-                          for sub in ('masks', 'overlays')] +
+                          for sub in subfolders] +
                 ([METRICS_FILE] if masks_dir is not None else []))
-  for sub in ('masks', 'overlays'):
+  for sub in subfolders:
     os.makedirs(os.path.join(out_dir, sub), exist_ok=True)
   folder = run.config.dataset.get('folder', {})  # image_folder's reading options
   window = tuple(folder.get('intensity_window', ())) or None
@@ -371,6 +380,8 @@ def predict_folder(workdir: str, images_dir: str, out_dir: str,
         os.path.join(out_dir, 'masks', f'{name}.png'))
     Image.fromarray(overlay(image, prediction, n_classes, label)).save(
         os.path.join(out_dir, 'overlays', f'{name}.png'))
+    if run.has_instances:
+      write_objects(out_dir, name, image, prediction)
   result = {'images': len(image_files), 'checkpoint': run.checkpoint,
             'step': run.step}
   if masks_dir is not None:
@@ -378,6 +389,41 @@ def predict_folder(workdir: str, images_dir: str, out_dir: str,
         os.path.join(out_dir, METRICS_FILE), rows,
         metrics.summarize(total, run.class_names))
   return result
+
+
+# A run trained on a dataset with instances also writes, per image, the
+# predicted objects (uint16 ids, 16-bit PNG) and the image with one colour
+# per object.
+OBJECT_FOLDERS = ('objects', 'object_overlays')
+
+
+def object_colours(n: int) -> np.ndarray:
+  """(n + 1, 3) uint8 colours: black for the background, then n distinct
+  ones (golden-ratio hues, full saturation)."""
+  import colorsys  # pylint: disable=import-outside-toplevel
+  hues = (np.arange(n) * 0.618033988749895) % 1.0
+  return np.array([(0, 0, 0)] + [
+      tuple(int(255 * c) for c in colorsys.hsv_to_rgb(h, 0.85, 1.0))
+      for h in hues], np.uint8)
+
+
+def write_objects(out_dir: str, name: str, image: np.ndarray,
+                  prediction: np.ndarray) -> np.ndarray:
+  """Writes objects/<name>.png (the 4-connected regions of the predicted
+  foreground, `instances.connected_components`) and object_overlays/<name>.png
+  (the image, each object tinted by its colour); returns the objects."""
+  objects = instances.connected_components(np.asarray(prediction) > 0)
+  if objects.max() > np.iinfo(np.uint16).max:
+    raise DataError(f'{name}: {objects.max()} objects do not fit a 16-bit PNG.')
+  Image.fromarray(objects.astype(np.uint16)).save(
+      os.path.join(out_dir, OBJECT_FOLDERS[0], f'{name}.png'))
+  rgb = np.array(np.broadcast_to(image, image.shape[:2] + (3,))
+                 if image.shape[-1] == 1 else image[..., :3], np.float32)
+  colours = object_colours(int(objects.max()))[objects].astype(np.float32)
+  tinted = np.where(objects[..., None] > 0, 0.5 * rgb + 0.5 * colours, rgb)
+  Image.fromarray(tinted.round().astype(np.uint8)).save(
+      os.path.join(out_dir, OBJECT_FOLDERS[1], f'{name}.png'))
+  return objects
 
 
 def labelled_images(images_dir: str, class_names: Sequence[str]
