@@ -221,7 +221,12 @@ def test_border_weights_need_a_dataset_with_them_and_a_pixel_wise_loss(
   from unetjax import configuration
   config.loss.name = 'dice'
   with pytest.raises(ConfigError, match="loss.name='dice' is not pixel-wise"):
-    configuration.check_pixel_weights(config.loss, 'synthetic_cells/instances', True)
+    configuration.check_instances_fit(config, 'synthetic_cells/instances', True)
+  config.loss.pixel_weights = 'none'
+  with pytest.raises(ConfigError, match="best_metric='object_f1' is an object "
+                     "metric.*'synthetic_cells/binary' has none"):
+    configuration.check_instances_fit(config, 'synthetic_cells/binary', False)
+  configuration.check_instances_fit(config, 'synthetic_cells/instances', True)
   config.loss.pixel_weights = 'borders'
   with pytest.raises(ConfigError, match="pixel_weights='borders' must be one of"):
     configuration.validate(config)

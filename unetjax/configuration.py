@@ -273,23 +273,30 @@ def check_task_fits(config: ml_collections.ConfigDict, dataset_name: str,
     raise ConfigError('Invalid config:\n  ' + '\n  '.join(problems))
 
 
-def check_pixel_weights(loss_config: ml_collections.ConfigDict,
-                        dataset_name: str, has_weights: bool) -> None:
-  """ConfigError unless config.loss.pixel_weights='border' comes with a
-  dataset that holds the border weight maps and a pixel-wise loss."""
-  if loss_config.pixel_weights != 'border':
-    return
-  if not has_weights:
+def check_instances_fit(config: ml_collections.ConfigDict, dataset_name: str,
+                        has_instances: bool) -> None:
+  """ConfigError unless config.loss.pixel_weights='border' (with a
+  pixel-wise loss) and an object metric as config.best_metric come with a
+  dataset with instances, which holds the objects and their border weight
+  maps."""
+  if config.loss.pixel_weights == 'border':
+    if not has_instances:
+      raise ConfigError(
+          "config.loss.pixel_weights='border' needs a dataset with instances, "
+          f"whose examples hold the border weight map; {dataset_name!r} has "
+          "none (e.g. synthetic_cells/instances has).")
+    if config.loss.name not in losses.IMAGE_LOSSES:
+      raise ConfigError(
+          "config.loss.pixel_weights='border' weights each pixel's loss, as "
+          'the U-Net paper weights its cross-entropy; config.loss.name='
+          f'{config.loss.name!r} is not pixel-wise: choose one of '
+          f'{", ".join(losses.IMAGE_LOSSES)}.')
+  if metrics.METRICS[config.best_metric].objects and not has_instances:
     raise ConfigError(
-        "config.loss.pixel_weights='border' needs a dataset with instances, "
-        f"whose examples hold the border weight map; {dataset_name!r} has "
-        "none (e.g. synthetic_cells/instances has).")
-  if loss_config.name not in losses.IMAGE_LOSSES:
-    raise ConfigError(
-        "config.loss.pixel_weights='border' weights each pixel's loss, as the "
-        'U-Net paper weights its cross-entropy; config.loss.name='
-        f'{loss_config.name!r} is not pixel-wise: choose one of '
-        f'{", ".join(losses.IMAGE_LOSSES)}.')
+        f'config.best_metric={config.best_metric!r} is an object metric, '
+        f'reported for datasets with instances only; {dataset_name!r} has none '
+        '(e.g. synthetic_cells/instances has). Choose a pixel metric such as '
+        "'dice'.")
 
 
 def check_dataset_fits(model_classes: int, class_weights: Sequence[float],

@@ -57,6 +57,7 @@ class Metric:
   lower_is_better: bool = False
   main: bool = True  # shown in run summaries and sweep tables
   tasks: tuple[str, ...] = (SEGMENTATION,)  # the runs that report it
+  objects: bool = False  # reported for datasets with instances only
 
 
 # Every metric a run reports (`summarize`'s, unetjax.classification_metrics'
@@ -77,15 +78,15 @@ METRICS: dict[str, Metric] = {
     'hd95': Metric('HD95 (px)', lower_is_better=True),
     'assd': Metric('ASSD (px)', lower_is_better=True),
     # Objects (datasets with instances; unetjax.instances)
-    'object_f1': Metric('Object F1'),
-    'pq': Metric('PQ'),
-    'aji': Metric('AJI'),
-    'object_precision': Metric('Object precision', main=False),
-    'object_recall': Metric('Object recall', main=False),
-    'sq': Metric('SQ', main=False),
-    'rq': Metric('RQ', main=False),
-    'adapted_rand_error': Metric('Rand error', lower_is_better=True),
-    'variation_of_information': Metric('VI', lower_is_better=True),
+    'object_f1': Metric('Object F1', objects=True),
+    'pq': Metric('PQ', objects=True),
+    'aji': Metric('AJI', objects=True),
+    'object_precision': Metric('Object precision', main=False, objects=True),
+    'object_recall': Metric('Object recall', main=False, objects=True),
+    'sq': Metric('SQ', main=False, objects=True),
+    'rq': Metric('RQ', main=False, objects=True),
+    'adapted_rand_error': Metric('Rand error', lower_is_better=True, objects=True),
+    'variation_of_information': Metric('VI', lower_is_better=True, objects=True),
     'accuracy': Metric('Accuracy', tasks=(CLASSIFICATION,)),
     'balanced_accuracy': Metric('Balanced acc.', tasks=(CLASSIFICATION,)),
     'macro_f1': Metric('Macro-F1', tasks=(CLASSIFICATION,)),

@@ -290,7 +290,7 @@ def _fit_for_training(config: ml_collections.ConfigDict):
   parallel.check_batch_size(config.eval_batch_size, 'config.eval_batch_size')
   info = pipeline.prepare(config.dataset)
   configuration.check_task_fits(config, info.name, info.task)
-  configuration.check_pixel_weights(config.loss, info.name, info.has_instances)
+  configuration.check_instances_fit(config, info.name, info.has_instances)
   configuration.check_dataset_fits(config.model.n_classes,
                                    config.loss.class_weights, info.name,
                                    info.class_names, info.task)
