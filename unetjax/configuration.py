@@ -18,6 +18,7 @@ from unetjax import metrics
 from unetjax import models
 from unetjax import parallel
 from unetjax import state
+from unetjax.data import patches
 from unetjax.errors import ConfigError, DataError
 
 Check = Callable[[Any], str | None]  # returns what is wrong, or None
@@ -264,9 +265,8 @@ def check_task_fits(config: ml_collections.ConfigDict, dataset_name: str,
     names = [n for n, m in metrics.METRICS.items() if task in m.tasks]
     problems.append(f'config.best_metric={config.best_metric!r} is not a {task} '
                     f'metric; choose one of: {", ".join(names)}')
-  patch = config.dataset.patch_size
-  if task == 'classification' and any(
-      patch if isinstance(patch, (tuple, list)) else (patch,)):
+  if (task == 'classification'
+      and patches.patch_shape(config.dataset.patch_size) is not None):
     problems.append(f'config.dataset.patch_size={config.dataset.patch_size!r} '
                     'is for segmentation; classifiers see whole images: set 0')
   if problems:

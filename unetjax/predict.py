@@ -474,16 +474,15 @@ def classify_folder(run: Run, images_dir: str, out_dir: str, *,
   labelled = entries[0][1] is not None
   outputs.claim(out_dir, [PREDICTIONS_FILE] + ([METRICS_FILE] if labelled else []))
   folder = run.config.dataset.get('folder', {})  # image_class_folder's options
-  window = tuple(folder.get('intensity_window', ())) or None
+  window = tuple(folder.get('intensity_window', ()))
   rows, total = [], None
   for start in range(0, len(entries), batch_size):
     chunk = entries[start:start + batch_size]
     images = np.zeros((batch_size,) + run.window + (run.channels,), np.uint8)
     for i, (name, _) in enumerate(chunk):
-      image = image_masks.read_image(os.path.join(images_dir, name),
-                                     'RGB' if run.channels == 3 else 'L', window)
-      images[i] = image_masks.resize(image, run.window[0], Image.BILINEAR
-                                     ).reshape(images.shape[1:])
+      images[i] = image_class_folder.read_image(
+          os.path.join(images_dir, name), run.channels, run.window[0],
+          window).reshape(images.shape[1:])
     # A full batch every time: one compiled shape.
     logits = classify_batch(run.apply_fn, images, tta)[:len(chunk)]
     probabilities = np.asarray(jax.nn.softmax(logits, axis=-1))

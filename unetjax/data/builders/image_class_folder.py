@@ -224,6 +224,16 @@ def make_config(folder: str, **options) -> ImageClassFolderConfig:
       description=f'Images of {len(class_names)} classes from {folder}.')
 
 
+def read_image(path: str, n_channels: int, image_size: int,
+               intensity_window=()) -> np.ndarray:
+  """uint8 pixels of an image file as the dataset stores them (and
+  prediction must read them): greyscale or RGB, scaled to 8 bits, resized
+  bilinearly to image_size x image_size."""
+  image = image_masks.read_image(path, 'RGB' if n_channels == 3 else 'L',
+                                 tuple(intensity_window) or None)
+  return image_masks.resize(image, image_size, Image.BILINEAR)
+
+
 @dataclasses.dataclass(frozen=True)
 class Example:
   """The file of one example; `key` is its path relative to the folder."""
@@ -307,10 +317,8 @@ class ImageClassFolder(tfds.core.GeneratorBasedBuilder):
   def _generate_examples(self, examples: list[Example]):
     cfg = self.builder_config
     for example in examples:
-      image = image_masks.read_image(example.image,
-                                     'RGB' if cfg.n_channels == 3 else 'L',
-                                     cfg.intensity_window or None)
-      image = image_masks.resize(image, cfg.image_size, Image.BILINEAR)
+      image = read_image(example.image, cfg.n_channels, cfg.image_size,
+                         cfg.intensity_window)
       yield example.key, {'image': image_masks._png(image),
                           'label': example.label, 'file_name': example.key}
 
