@@ -28,6 +28,11 @@ def get_config() -> ml_collections.ConfigDict:
   config.dataset.foreground_oversampling = 1 / 3  # share of patches centred on foreground
   config.dataset.pad_patches = True  # zero-pad images smaller than the patch (unscored)
   config.dataset.eval_overlap = 0.5  # overlap of neighbouring evaluation windows
+  # What a segmentation model learns: 'mask' (the dataset's classes) or, for
+  # datasets with instances, 'three_class' (background / interior / border
+  # of each object, made from its ids; set model.n_classes = 3). Objects are
+  # then found by a watershed from the predicted interiors.
+  config.dataset.target = 'mask'
   config.dataset.reader_threads = 2  # grain threads reading and batching examples
   config.dataset.prefetch_batches = 4  # batches grain reads ahead
 

@@ -17,7 +17,11 @@ def get_config():
   config.dataset.folder = ml_collections.ConfigDict()
   config.dataset.folder.image_size = 256  # square side after resizing
   config.dataset.folder.n_channels = 3  # 1 = greyscale, 3 = RGB
+  config.dataset.folder.masks_dir = 'masks'  # '' = the instance masks make the masks
   config.dataset.folder.mask_suffix = ''  # mask stem = image stem + suffix
+  # Instance segmentation: the folder of instance masks (one id per object,
+  # 0 = background, 16-bit PNG or TIFF), named as the masks; '' = none.
+  config.dataset.folder.instances_dir = ''
   config.dataset.folder.mask_values = (0, 255)  # pixel value of each class
   # Colour masks: the (R, G, B) of each class, background first, e.g.
   # ((0, 0, 0), (0, 255, 0)); () = grey masks read by mask_values.

@@ -468,9 +468,24 @@ def test_bad_shapes_are_clear_errors():
   with pytest.raises(ValueError, match=r'does not match the image'):
     augment.augment_example(jax.random.key(0), image,
                             (jnp.zeros((SIZE, SIZE + 1), jnp.uint8),), config)
-  with pytest.raises(ValueError, match=r'integer class ids or booleans'):
+  with pytest.raises(ValueError, match=r'class ids, booleans or per-pixel'):
     augment.augment_example(jax.random.key(0), image,
-                            (jnp.zeros((SIZE, SIZE)),), config)
+                            (jnp.zeros((SIZE, SIZE), jnp.complex64),), config)
+
+
+def test_a_weight_map_moves_with_the_mask():
+  """A float map (the border weights) is read by nearest neighbour like the
+  mask, so a weight stays on the pixel of the class it was computed for."""
+  rng = np.random.default_rng(0)
+  mask = jnp.asarray(rng.integers(0, 2, (SIZE, SIZE)), jnp.int32)
+  weight = jnp.where(mask > 0, 2.5, 0.25).astype(jnp.float32)
+  config = config_for('rotate')
+  _, (moved_mask, moved_weight) = augment.augment_example(
+      jax.random.key(3), jnp.zeros((SIZE, SIZE, 1)), (mask, weight), config)
+  assert moved_weight.dtype == jnp.float32
+  assert not np.array_equal(moved_mask, mask)  # it did move
+  np.testing.assert_array_equal(moved_weight,
+                                np.where(moved_mask > 0, 2.5, 0.25))
 
 
 def test_default_and_augmented_configs_are_valid():

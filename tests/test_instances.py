@@ -178,6 +178,7 @@ def test_object_totals_score_the_connected_regions_of_the_prediction():
   batch = {'image': np.zeros((3, 12, 12, 1), np.uint8),
            'instances': np.stack([truth, apart, apart]),
            'valid': np.array([True, True, False])}
+  batch['mask'] = (batch['instances'] > 0).astype(np.uint8)
   foreground = (batch['instances'] > 0).astype(np.float32)[..., None]
   logits = lambda images: np.where(foreground > 0, 5.0, -5.0)
   total = evaluation.object_totals(logits, [batch], lambda x: x, 0.5)
@@ -232,20 +233,274 @@ def test_border_weights_need_a_dataset_with_them_and_a_pixel_wise_loss(
     configuration.validate(config)
 
 
-def test_instance_config_trains_and_reports_object_metrics(tmp_path):
+@pytest.mark.parametrize('target', ['mask', 'three_class'])
+def test_instance_config_trains_and_reports_object_metrics(tfds_dir, tmp_path,
+                                                           target):
+  """configs/instances.py as it is (border weights) and with the three-class
+  target, whose objects come from a watershed of the predicted interiors."""
   from configs import instances as instances_config
   from unetjax import train
   config = instances_config.get_config()
-  config.dataset.data_dir = str(tmp_path / 'tfds')
+  config.dataset.data_dir = tfds_dir
   config.model.base_filters, config.model.depth = 4, 2
   config.model.dropout_rates = (0.0,) * 3
   config.batch_size = config.eval_batch_size = 16
   config.num_train_steps = config.log_every_steps = 4
   config.eval_every_steps = config.checkpoint_every_steps = 4
   config.progress_bar = False
+  if target == 'three_class':
+    config.dataset.target, config.model.n_classes = 'three_class', 3
   final = train.train_and_evaluate(config, str(tmp_path / 'run'))
   for split in ('validation', 'test'):
     for name in ('object_f1', 'pq', 'aji', 'adapted_rand_error',
                  'variation_of_information', 'dice'):
       assert name in final[split]
     assert 0 <= final[split]['object_f1'] <= 1
+  if target == 'three_class':
+    assert 'dice/border' in final['test']
+
+
+# --- The three-class target and the rules that read objects. ---
+
+
+def test_three_class_target_parts_touching_objects_and_the_watershed_rejoins_them():
+  two = squares((2, 8, 2, 7), (2, 8, 7, 12), shape=(10, 14))
+  target = instances.three_class_target(two)
+  np.testing.assert_array_equal(target > 0, two > 0)
+  # Border: object pixels with a 4-neighbour outside the object (scikit-image).
+  from skimage.segmentation import find_boundaries
+  np.testing.assert_array_equal(
+      target == 2, find_boundaries(two, connectivity=1, mode='inner') & (two > 0))
+  assert target[4, 6] == target[4, 7] == 2  # the shared edge, both sides
+  interiors = instances.connected_components(target == 1)
+  assert interiors.max() == 2  # the interiors never touch
+  # The watershed from the interiors gives back both squares whole.
+  found = instances.objects_in(target, 'three_class')
+  assert instances.object_scores(two, found)['tp'] == 2
+  np.testing.assert_array_equal(found > 0, two > 0)
+  # The plain rule sees one blob.
+  assert instances.objects_in((two > 0).astype(np.uint8), 'foreground').max() == 1
+
+
+def test_background_rule_reads_the_regions_between_membranes():
+  membranes = np.zeros((9, 9), np.uint8)
+  membranes[3:6, :] = 1  # one horizontal membrane, 3 px wide: two regions
+  regions = instances.objects_in(membranes, 'background')
+  # Each region grown over the membrane pixels nearest to it: the border's
+  # width does not count.
+  np.testing.assert_array_equal(regions[:4], 1)
+  np.testing.assert_array_equal(regions[5:], 2)
+  assert set(regions[4]) <= {1, 2}
+  # A gap in the membrane joins the regions.
+  membranes[3:6, 4] = 0
+  assert instances.objects_in(membranes, 'background').max() == 1
+  with pytest.raises(ConfigError, match='Unknown object rule'):
+    instances.objects_in(membranes, 'edges')
+
+
+def test_three_class_target_needs_a_dataset_with_instances(tfds_dir):
+  from configs import default
+  from unetjax.data import pipeline
+  config = default.get_config().dataset
+  config.data_dir, config.target = tfds_dir, 'three_class'
+  with pytest.raises(ConfigError, match="target='three_class' is made from "
+                     "instances.*'synthetic_cells/binary' has none"):
+    pipeline.describe(config)
+
+
+def test_three_class_masks_come_from_the_instances(tfds_dir):
+  from configs import default
+  from unetjax.data import pipeline
+  config = default.get_config().dataset
+  config.name, config.data_dir = 'synthetic_cells/instances', tfds_dir
+  plain = pipeline.prepare(config)
+  assert plain.objects == 'foreground'
+  config.target = 'three_class'
+  info = pipeline.prepare(config)
+  assert info.class_names == ('background', 'interior', 'border')
+  assert info.objects == 'three_class'
+  batch = next(pipeline.eval_batches(config, 'validation', 4))
+  for ids, mask in zip(batch['instances'], batch['mask']):
+    np.testing.assert_array_equal(mask, instances.three_class_target(ids))
+  assert (batch['mask'] == 2).any() and (batch['mask'] == 1).any()
+
+
+# --- Panoptic quality per class. ---
+
+
+def test_panoptic_quality_per_class_matches_within_each_class():
+  """Class 1 (two squares): one found, one missed. Class 2 (one square):
+  found, but a stray class-2 region is a false positive. Hand-computed:
+  PQ_1 = 1 * 1 / (1 + 0 + 1/2) = 2/3, PQ_2 = 1 / (1 + 1/2) = 2/3 with SQ 1;
+  a square predicted as the wrong class is missed in its class and a false
+  positive in the other."""
+  truth = squares((0, 4, 0, 4), (0, 4, 10, 14), (10, 14, 0, 4), shape=(16, 16))
+  classes = np.select([truth == 3, truth > 0], [2, 1], 0)
+  predicted = np.zeros_like(classes)
+  predicted[0:4, 0:4] = 1  # object 1, right class
+  predicted[10:14, 0:4] = 2  # object 3, right class
+  predicted[12:16, 12:16] = 2  # nothing there
+  per_class = instances.class_object_scores(truth, classes, predicted, 3)
+  assert (per_class['tp/1'], per_class['fp/1'], per_class['fn/1']) == (1, 0, 1)
+  assert (per_class['tp/2'], per_class['fp/2'], per_class['fn/2']) == (1, 1, 0)
+  names = ('background', 'cell', 'nucleus')
+  summary = instances.summarize(
+      [{**instances.object_scores(truth, instances.objects_in(predicted)),
+        **per_class}], names)
+  assert summary['pq/cell'] == pytest.approx(2 / 3)
+  assert summary['pq/nucleus'] == pytest.approx(2 / 3)
+  assert summary['pq'] == pytest.approx(2 / 3)  # the mean over classes
+  wrong = np.where(truth == 1, 2, predicted)  # object 1 predicted as class 2
+  swapped = instances.class_object_scores(truth, classes, wrong, 3)
+  assert (swapped['tp/1'], swapped['fn/1']) == (0, 2)
+  assert swapped['fp/2'] == 2
+  # Without per-class matches (two classes) PQ pools every object.
+  binary = instances.summarize([instances.object_scores(truth, instances.objects_in(predicted))])
+  assert not any('/' in k for k in binary)
+
+
+# --- Instance masks in folders. ---
+
+
+def write_instance_folder(root, n=6, size=(36, 28), with_masks=True, seed=0):
+  """Images, masks (0 / 100 / 200 for background, cell, nucleus) and 16-bit
+  instance masks with ids above 255."""
+  rng = np.random.default_rng(seed)
+  for sub in ('images', 'masks', 'instances'):
+    os.makedirs(root / sub, exist_ok=True)
+  for i in range(n):
+    image = rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
+    Image.fromarray(image).save(root / 'images' / f'{i:02d}.png')
+    ids = np.zeros((size[1], size[0]), np.uint16)
+    ids[2:12, 2:14] = 300 + i
+    ids[2:12, 14:30] = 1000  # touching the first
+    ids[16:26, 5:20] = 40000
+    Image.fromarray(ids).save(root / 'instances' / f'{i:02d}.png')
+    if with_masks:
+      mask = np.where(ids == 40000, 200, np.where(ids > 0, 100, 0)).astype(np.uint8)
+      Image.fromarray(mask).save(root / 'masks' / f'{i:02d}.png')
+
+
+@pytest.mark.parametrize('image_size', [0, 56])
+def test_image_folder_reads_16_bit_instance_masks(tmp_path, image_size):
+  from configs import default
+  from unetjax.data import pipeline
+  root = tmp_path / 'cells'
+  write_instance_folder(root)
+  config = default.get_config().dataset
+  config.name, config.data_dir = 'image_folder', str(tmp_path / 'tfds')
+  config.manual_dir = str(root)
+  config.folder = dict(instances_dir='instances', image_size=image_size,
+                       mask_values=(0, 100, 200),
+                       class_names=('background', 'cell', 'nucleus'),
+                       split_fractions=(0.5, 0.25, 0.25))
+  info = pipeline.prepare(config)
+  assert info.has_instances and info.class_names == ('background', 'cell', 'nucleus')
+  for example in pipeline.examples(config, 'train'):
+    ids = example['instances']
+    side = image_size or None
+    assert ids.dtype == np.uint16 and ids.shape == ((side, side) if side else (28, 36))
+    assert {1000, 40000} <= set(np.unique(ids))  # 16-bit ids kept
+    np.testing.assert_array_equal(example['weight'], instances.border_weight_map(ids))
+    np.testing.assert_array_equal(example['mask'] == 2, ids == 40000)
+    if not image_size:
+      stored = [np.asarray(Image.open(root / 'instances' / f))
+                for f in sorted(os.listdir(root / 'instances'))]
+      assert any(np.array_equal(ids, s) for s in stored)
+  # Instance masks alone make a binary dataset.
+  config.folder = dict(instances_dir='instances', masks_dir='', image_size=0,
+                       split_fractions=(0.5, 0.25, 0.25))
+  info = pipeline.prepare(config)
+  assert info.class_names == ('background', 'foreground')
+  example = next(pipeline.examples(config, 'test'))
+  np.testing.assert_array_equal(example['mask'], example['instances'] > 0)
+
+
+def test_instance_masks_that_do_not_fit_16_bits_or_are_not_ids_are_clear_errors(tmp_path):
+  from unetjax.data.builders import image_masks
+  from unetjax.errors import DataError
+  # 32-bit ids above 65535 are renumbered, keeping the objects apart.
+  big = np.zeros((6, 6), np.int32)
+  big[:3], big[3:] = 70000, 123456
+  Image.fromarray(big).save(tmp_path / 'big.tif')
+  np.testing.assert_array_equal(image_masks.read_instances(str(tmp_path / 'big.tif')),
+                                np.where(big == 70000, 1, 2))
+  # More objects than 16-bit ids hold: one object per pixel of 256 x 257.
+  many = np.arange(1, 256 * 257 + 1, dtype=np.int32).reshape(256, 257)
+  Image.fromarray(many).save(tmp_path / 'many.tif')
+  with pytest.raises(DataError, match=r'many.tif holds 65792 objects, more than '
+                     r'the 65535 that 16-bit ids hold'):
+    image_masks.read_instances(str(tmp_path / 'many.tif'))
+  Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(tmp_path / 'rgb.png')
+  with pytest.raises(DataError, match=r'rgb.png has 3 channels; save one whole number'):
+    image_masks.read_instances(str(tmp_path / 'rgb.png'))
+  Image.fromarray(np.full((4, 4), 1.5, np.float32)).save(tmp_path / 'frac.tif')
+  with pytest.raises(DataError, match='frac.tif holds fractional values'):
+    image_masks.read_instances(str(tmp_path / 'frac.tif'))
+
+
+def test_instances_dir_is_checked_with_the_other_folder_options(tmp_path):
+  from unetjax.data.builders import image_folder
+  with pytest.raises(ConfigError, match="masks_dir='' needs instances_dir"):
+    image_folder.make_config(str(tmp_path), masks_dir='')
+  assert 'instances' not in image_folder.OPTIONS  # set from instances_dir
+
+
+# --- Instance maps in training patches. ---
+
+
+def test_patches_cut_the_instances_and_weights_with_the_image():
+  from unetjax.data import patches
+  rng = np.random.default_rng(0)
+  ids = rng.integers(0, 5, (40, 50)).astype(np.uint16)
+  example = {'image': np.stack([ids.astype(np.uint8)] * 3, -1),
+             'mask': (ids > 0).astype(np.uint8), 'instances': ids,
+             'weight': ids.astype(np.float32) / 2}
+  sampling = patches.PatchSampling(size=(16, 24))
+  for seed in range(5):
+    patch = patches.sample_patch(example, np.random.default_rng(seed), sampling)
+    assert patch['instances'].shape == patch['weight'].shape == (16, 24)
+    np.testing.assert_array_equal(patch['instances'], patch['image'][..., 0])
+    np.testing.assert_array_equal(patch['weight'], patch['instances'] / 2)
+    np.testing.assert_array_equal(patch['mask'], patch['instances'] > 0)
+
+
+def test_isbi_instances_are_the_regions_between_membranes(real_fixtures, tmp_path):
+  """isbi2012_em/instances from a folder of the real label slices (committed
+  fixtures): ids are the 4-connected interior regions, weights the formula,
+  and the objects are read from predictions by the 'background' rule."""
+  from unetjax.data.builders import isbi2012_em
+  builder = isbi2012_em.Isbi2012Em(config='instances', data_dir=str(tmp_path))
+  assert builder.builder_config.instances and builder.OBJECTS == 'background'
+  masks = os.path.join(real_fixtures, 'isbi2012_em', 'masks')
+  name = sorted(os.listdir(masks))[0]
+  from unetjax.data.builders import image_masks
+  pair = image_masks.Pair('00', os.path.join(masks, name), os.path.join(masks, name))
+  example = builder._example(pair)
+  label = np.asarray(Image.open(os.path.join(masks, name)))
+  np.testing.assert_array_equal(example['instances'],
+                                instances.connected_components(label > 127))
+  np.testing.assert_array_equal(example['weight'],
+                                instances.border_weight_map(example['instances']))
+  assert example['instances'].max() > 20
+  # Scoring a membrane map: a perfect one scores perfectly; thicker predicted
+  # membranes cost little (the regions grow over them, and only the true
+  # regions are scored); a gap that joins two regions is a merge.
+  from scipy import ndimage
+  from unetjax import evaluation
+  score = evaluation.ObjectScoring('background')
+  truth, membranes = example['instances'], (label <= 127).astype(np.uint8)
+  perfect = instances.summarize([score(truth, membranes, membranes)])
+  assert perfect['object_f1'] == perfect['pq'] == perfect['aji'] == 1
+  assert perfect['adapted_rand_error'] == pytest.approx(0, abs=1e-12)
+  assert perfect['variation_of_information'] == pytest.approx(0, abs=1e-9)
+  thick = ndimage.binary_dilation(membranes, iterations=1).astype(np.uint8)
+  thicker = instances.summarize([score(truth, membranes, thick)])
+  assert 0 < thicker['adapted_rand_error'] < 0.02
+  joined = membranes.copy()
+  joined[:, 250:262] = 0  # a vertical band without membranes
+  merged = instances.summarize([score(truth, membranes, joined)])
+  assert merged['adapted_rand_error'] > 5 * thicker['adapted_rand_error']
+  error, _, _ = sk_metrics.adapted_rand_error(
+      truth, np.where(truth > 0, instances.objects_in(joined, 'background'), 0))
+  assert merged['adapted_rand_error'] == pytest.approx(error)

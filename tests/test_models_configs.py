@@ -40,13 +40,13 @@ def test_config_is_valid_and_its_model_takes_the_default_images(name):
 
 
 @pytest.mark.parametrize('name', ['drive_native', 'membranes_native',
-                                  'kvasir_native'])
+                                  'kvasir_native', 'membranes_instances'])
 def test_native_recipes_are_valid_and_their_patches_fit_the_model(name):
   config = load(name)
   configuration.validate(config)
   model = models.get_model(config.model, config.dtype, config.param_dtype)
   side = config.dataset.patch_size or 256  # Kvasir-SEG: whole 256 px images
-  channels = 1 if name == 'membranes_native' else 3
+  channels = 1 if name.startswith('membranes') else 3
   logits = jax.eval_shape(lambda: model.apply(
       model.init(jax.random.key(0), jnp.zeros((1, side, side, channels))),
       jnp.zeros((1, side, side, channels))))

@@ -171,7 +171,7 @@ def test_whole_image_evaluation_of_one_window_is_one_forward_pass():
   label = (rng.random((PATCH, PATCH)) > 0.7).astype(np.uint8)
   loss_fn = losses.get_loss(default.get_config().loss)
   options = dict(default.get_config().metrics.to_dict(), surface_metrics=False)
-  stats = evaluation.whole_image_statistics(
+  stats, _ = evaluation.whole_image_statistics(
       apply_fn, [{'image': image, 'mask': label}],
       lambda x: np.asarray(state_lib.preprocess(x)), window=(PATCH, PATCH),
       overlap=0.5, batch_size=8, batch_multiple=n_devices, loss_fn=loss_fn,
@@ -204,7 +204,7 @@ def test_native_size_metrics_equal_the_metric_functions_inside_the_roi():
       batch_multiple=n_devices))
   options = dict(default.get_config().metrics.to_dict(), surface_metrics=False)
   loss_fn = losses.get_loss(default.get_config().loss)
-  stats = evaluation.whole_image_statistics(
+  stats, _ = evaluation.whole_image_statistics(
       apply_fn, [{'image': image, 'mask': label, 'roi': roi.astype(np.uint8)}],
       preprocess, window=(PATCH, PATCH), overlap=0.5, batch_size=8,
       batch_multiple=n_devices, loss_fn=loss_fn, metric_options=options)
@@ -219,7 +219,7 @@ def test_native_size_metrics_equal_the_metric_functions_inside_the_roi():
   assert summary['dice'] == pytest.approx(2 * tp / (2 * tp + fp + fn))
   # Pixels outside the roi do not count: changing them changes nothing.
   outside_changed = np.where(inside, label, 1 - label)
-  again = evaluation.whole_image_statistics(
+  again, _ = evaluation.whole_image_statistics(
       apply_fn, [{'image': image, 'mask': outside_changed,
                   'roi': roi.astype(np.uint8)}],
       preprocess, window=(PATCH, PATCH), overlap=0.5, batch_size=8,

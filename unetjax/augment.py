@@ -320,9 +320,10 @@ def _check_shapes(image: jax.Array, label_maps: LabelMaps) -> None:
     if labels.shape != image.shape[:2]:
       raise ValueError(f'Label map of shape {labels.shape} does not match the '
                        f'image {image.shape}: label maps are (H, W).')
-    if not (jnp.issubdtype(labels.dtype, jnp.integer) or labels.dtype == bool):
-      raise ValueError(f'Label maps must be integer class ids or booleans, '
-                       f'got {labels.dtype}.')
+    if not (jnp.issubdtype(labels.dtype, jnp.integer) or labels.dtype == bool
+            or jnp.issubdtype(labels.dtype, jnp.floating)):
+      raise ValueError(f'Label maps must be class ids, booleans or per-pixel '
+                       f'weights, got {labels.dtype}.')
 
 
 def augment_example(rng: jax.Array, image: jax.Array,
@@ -330,7 +331,8 @@ def augment_example(rng: jax.Array, image: jax.Array,
                     config: ml_collections.ConfigDict
                     ) -> tuple[jax.Array, LabelMaps]:
   """Augments one example: image (H, W, C) float in [0, 1] and a tuple of
-  (H, W) integer or boolean label maps (the mask, a field-of-view mask, ...),
+  (H, W) label maps (the mask, a field-of-view mask, a float weight map, ...,
+  all read by nearest neighbour),
   all moved by the same geometric transform and returned with their dtypes;
   photometric ops change the image only.
 

@@ -115,6 +115,7 @@ FIELDS: dict[str, tuple[tuple[type, ...], Check | None]] = {
     'dataset.foreground_oversampling': ((int, float), unit_interval),
     'dataset.pad_patches': ((bool,), None),
     'dataset.eval_overlap': ((int, float), half_open_unit_interval),
+    'dataset.target': ((str,), one_of('mask', 'three_class')),
     'dataset.reader_threads': ((int,), positive),
     'dataset.prefetch_batches': ((int,), positive),
     'model.name': ((str,), None),  # models.get_model names the choices

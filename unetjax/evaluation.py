@@ -10,6 +10,7 @@ Windows are split over this process's devices; each process scores its share
 of the images and the sums are added over processes.
 """
 
+import dataclasses
 import functools
 from typing import Any, Callable, Iterable
 
@@ -60,17 +61,56 @@ def local_apply_fn(model: nn.Module, variables: dict[str, Any]
   return apply_fn, len(jax.local_devices())
 
 
+@dataclasses.dataclass(frozen=True)
+class ObjectScoring:
+  """How one image's objects are scored: read from the predicted classes by
+  `rule` (instances.OBJECT_RULES) and matched to the true ids; with more
+  than two classes (and objects of any foreground class), also matched per
+  class for panoptic quality per class."""
+  rule: str = 'foreground'
+  n_classes: int = 2
+
+  def __call__(self, truth: np.ndarray, true_classes: np.ndarray,
+               predicted: np.ndarray) -> dict[str, float]:
+    """The `instances.totals` inputs of one image: ids `truth`, the true
+    class map and the (H, W) predicted classes."""
+    found = instances.objects_in(predicted, self.rule)
+    if self.rule == 'background':
+      # Scored inside the true regions only (foreground-restricted, as the
+      # ISBI 2012 challenge): the grown regions' share of the true borders
+      # does not count.
+      found = np.where(truth > 0, found, 0)
+    scores = {**instances.object_scores(truth, found),
+              **instances.rand_and_information(truth, found)}
+    if self.n_classes > 2 and self.rule == 'foreground':
+      scores.update(instances.class_object_scores(
+          truth, true_classes, predicted, self.n_classes))
+    return scores
+
+
+def _process_sum(total: dict[str, float]) -> dict[str, float]:
+  if jax.process_count() == 1:
+    return total
+  gathered = multihost_utils.process_allgather(
+      {k: np.float64(v) for k, v in total.items()})
+  return {k: float(np.sum(v)) for k, v in gathered.items()}
+
+
 def whole_image_statistics(apply_fn: sliding_window.ApplyFn,
                            examples: Iterable[dict[str, np.ndarray]],
                            preprocess: Callable[[np.ndarray], np.ndarray], *,
                            window: tuple[int, int], overlap: float,
                            batch_size: int, batch_multiple: int,
                            loss_fn: losses.LossFn,
-                           metric_options: dict[str, Any]) -> metrics.Stats:
+                           metric_options: dict[str, Any],
+                           objects: ObjectScoring | None = None
+                           ) -> tuple[metrics.Stats, dict[str, float] | None]:
   """Sums of `image_statistics` over `examples` (this process's) and over
-  processes, each image predicted whole by a sliding window."""
+  processes, each image predicted whole by a sliding window; with `objects`
+  (examples with 'instances'), also the `instances.totals` of the objects
+  it scores in the same predictions."""
   options = tuple(sorted(metric_options.items()))
-  total = None
+  total, per_image = None, []
   for example in examples:
     image = np.asarray(preprocess(example['image']))
     logits = sliding_window.sliding_window_logits(
@@ -81,32 +121,30 @@ def whole_image_statistics(apply_fn: sliding_window.ApplyFn,
            else np.ones(label.shape, bool))
     total = metrics.merge(total, image_statistics(
         logits, label, roi, loss_fn=loss_fn, metric_options=options))
+    if objects is not None:
+      predicted = np.asarray(metrics.predict_classes(
+          logits[None], metric_options.get('threshold', 0.5)))[0]
+      per_image.append(objects(example['instances'], label, predicted))
   if jax.process_count() > 1:
     gathered = multihost_utils.process_allgather(total)
     total = jax.tree.map(lambda x: np.sum(x, axis=0), gathered)
-  return total
+  if objects is None:
+    return total, None
+  return total, _process_sum(instances.totals(per_image))
 
 
 def object_totals(apply_fn: sliding_window.ApplyFn,
                   batches: Iterable[dict[str, np.ndarray]],
                   preprocess: Callable[[np.ndarray], np.ndarray],
-                  threshold: float) -> dict[str, float]:
+                  threshold: float, objects: ObjectScoring = ObjectScoring()
+                  ) -> dict[str, float]:
   """`instances.totals` over this process's `batches` (with 'instances', one
-  id per true object) and over processes. The predicted objects are the
-  4-connected regions of predicted foreground (any class but background),
-  found on the host with scipy."""
+  id per true object) and over processes, scored by `objects` on the host
+  with scipy and scikit-image."""
   per_image = []
   for batch in batches:
     predicted = np.asarray(metrics.predict_classes(
         apply_fn(np.asarray(preprocess(batch['image']))), threshold))
-    for i in np.flatnonzero(batch['valid']):
-      truth = batch['instances'][i]
-      found = instances.connected_components(predicted[i] > 0)
-      per_image.append({**instances.object_scores(truth, found),
-                        **instances.rand_and_information(truth, found)})
-  total = instances.totals(per_image)
-  if jax.process_count() > 1:
-    gathered = multihost_utils.process_allgather(
-        {k: np.float64(v) for k, v in total.items()})
-    total = {k: float(np.sum(v)) for k, v in gathered.items()}
-  return total
+    per_image += [objects(batch['instances'][i], batch['mask'][i], predicted[i])
+                  for i in np.flatnonzero(batch['valid'])]
+  return _process_sum(instances.totals(per_image))

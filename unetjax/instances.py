@@ -65,6 +65,47 @@ def watershed(foreground: np.ndarray, *, markers: np.ndarray | None = None,
   return remove_small(labels.astype(np.int32), min_size)
 
 
+# How objects are read from a predicted class map (DatasetInfo.objects):
+# - 'foreground': the 4-connected regions of any class but background;
+# - 'background': the 4-connected regions of the background class, which
+#   thin foreground structures (cell membranes in EM) separate, each grown
+#   over the foreground pixels nearest to it, so that the width of the
+#   predicted borders does not count, only where they part or join regions
+#   (as the ISBI 2012 challenge thinned borders before its Rand scores);
+# - 'three_class': a watershed of the foreground (interior or border class)
+#   from the connected interiors (class 1), for the background / interior /
+#   border target (`three_class_target`).
+OBJECT_RULES = ('foreground', 'background', 'three_class')
+
+
+def objects_in(predicted: np.ndarray, rule: str = 'foreground',
+               min_size: int = 0) -> np.ndarray:
+  """The objects (a label image) of one (H, W) map of predicted class ids,
+  read by `rule` (one of OBJECT_RULES)."""
+  if rule == 'foreground':
+    return connected_components(predicted > 0, min_size)
+  if rule == 'background':
+    regions = connected_components(predicted == 0, min_size)
+    return segmentation.expand_labels(regions, distance=sum(regions.shape))
+  if rule == 'three_class':
+    return watershed(predicted > 0, interior=predicted == 1, min_size=min_size)
+  raise ConfigError(f'Unknown object rule {rule!r}; one of {OBJECT_RULES}.')
+
+
+# The classes of the three-class target.
+THREE_CLASS_NAMES = ('background', 'interior', 'border')
+
+
+def three_class_target(ids: np.ndarray) -> np.ndarray:
+  """Background (0) / interior (1) / border (2) of a label image, the
+  alternative to the border weight map for keeping touching objects apart:
+  a border pixel is an object pixel with a 4-neighbour outside its object
+  (scikit-image's inner boundaries), so touching objects are parted by two
+  border pixels and their interiors never touch."""
+  borders = segmentation.find_boundaries(ids, connectivity=1, mode='inner')
+  return np.where(ids > 0, np.where(borders, 2, 1), 0).astype(np.uint8)
+
+
 def border_weight_map(instances: np.ndarray, w0: float = 10.0,
                       sigma: float = 5.0) -> np.ndarray:
   """The U-Net paper's pixel weights (Ronneberger et al. 2015, eq. 2):
@@ -134,6 +175,29 @@ def object_scores(true: np.ndarray, pred: np.ndarray,
   return scores
 
 
+def class_object_scores(true: np.ndarray, true_classes: np.ndarray,
+                        predicted_classes: np.ndarray, n_classes: int,
+                        iou_threshold: float = 0.5) -> dict[str, float]:
+  """One image's matches per foreground class c (1..n_classes - 1), for
+  panoptic quality per class (Kirillov et al. 2019): the true objects of
+  class c (each object's class is the one most of its pixels hold in
+  `true_classes`) against the 4-connected regions predicted as c. Returns
+  'tp/c', 'fp/c', 'fn/c' and 'matched_iou/c' (c the class id)."""
+  ids = np.unique(true[true > 0])
+  majority = np.zeros(int(true.max()) + 1, np.int64)
+  if ids.size:
+    counts = np.zeros((majority.size, n_classes), np.int64)
+    np.add.at(counts, (true.ravel(), np.clip(true_classes.ravel(), 0, n_classes - 1)), 1)
+    majority = counts.argmax(1)
+  scores = {}
+  for c in range(1, n_classes):
+    of_class = np.where((true > 0) & (majority[true] == c), true, 0)
+    found = connected_components(predicted_classes == c)
+    matched = object_scores(of_class, found, iou_threshold)
+    scores.update({f'{key}/{c}': matched[key] for key in _SUMMED})
+  return scores
+
+
 def rand_and_information(true: np.ndarray, pred: np.ndarray) -> dict[str, float]:
   """The ISBI 2012 challenge's measures of one image, from scikit-image:
   the adapted Rand error (true background ignored) and the variation of
@@ -153,12 +217,14 @@ _MEANS = ('aji', 'adapted_rand_error', 'variation_of_information')
 
 
 def totals(per_image: list[dict[str, float]]) -> dict[str, float]:
-  """Sums over images of `object_scores` (and `rand_and_information`)
-  results, which add over batches and processes: the matches, and the sum
-  and count of each per-image mean over the images where it is defined (an
-  image with no objects in either mask has no AJI)."""
+  """Sums over images of `object_scores` (and `rand_and_information` and
+  `class_object_scores`) results, which add over batches and processes: the
+  matches, and the sum and count of each per-image mean over the images
+  where it is defined (an image with no objects in either mask has no AJI)."""
   nan = float('nan')
-  out = {k: float(sum(s[k] for s in per_image)) for k in _SUMMED}
+  summed = list(_SUMMED) + sorted(
+      {k for s in per_image for k in s if k.split('/')[0] in _SUMMED and '/' in k})
+  out = {k: float(sum(s.get(k, 0.0) for s in per_image)) for k in summed}
   values = {
       'aji': [s['aji_intersection'] / s['aji_union'] for s in per_image
               if s['aji_union'] > 0],
@@ -171,25 +237,49 @@ def totals(per_image: list[dict[str, float]]) -> dict[str, float]:
   return out
 
 
-def summarize_totals(total: dict[str, float]) -> dict[str, float]:
+def _panoptic(tp: float, fp: float, fn: float,
+              matched_iou: float) -> dict[str, float]:
+  nan = float('nan')
+  sq = matched_iou / tp if tp else nan
+  rq = tp / (tp + fp / 2 + fn / 2) if tp + fp + fn else nan
+  return {'sq': sq, 'rq': rq, 'pq': sq * rq if tp else (0.0 if fp + fn else nan)}
+
+
+def summarize_totals(total: dict[str, float],
+                     class_names: tuple[str, ...] = ()) -> dict[str, float]:
   """Object precision, recall and F1, SQ, RQ and PQ from the matches pooled
-  over images; AJI, adapted Rand error and VI as means over images."""
+  over images; AJI, adapted Rand error and VI as means over images.
+
+  With per-class matches (`class_object_scores`, more than two
+  `class_names`), SQ, RQ and PQ are also given per class as 'pq/<class
+  name>' ..., and the plain names are their means over the classes that
+  occur (Kirillov et al.'s multi-class PQ); object F1, AJI and the rest
+  count objects whatever their class."""
   tp, fp, fn = total['tp'], total['fp'], total['fn']
   nan = float('nan')
-  sq = total['matched_iou'] / tp if tp else nan
-  rq = tp / (tp + fp / 2 + fn / 2) if tp + fp + fn else nan
   result = {
       'object_precision': tp / (tp + fp) if tp + fp else nan,
       'object_recall': tp / (tp + fn) if tp + fn else nan,
       'object_f1': 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else nan,
-      'sq': sq, 'rq': rq, 'pq': sq * rq if tp else (0.0 if fp + fn else nan),
+      **_panoptic(tp, fp, fn, total['matched_iou']),
   }
+  per_class = {
+      name: _panoptic(*(total[f'{k}/{c}'] for k in _SUMMED))
+      for c, name in enumerate(class_names) if f'tp/{c}' in total}
+  if per_class:
+    for key in ('sq', 'rq', 'pq'):
+      values = [scores[key] for scores in per_class.values()]
+      finite = [v for v in values if np.isfinite(v)]
+      result[key] = float(np.mean(finite)) if finite else nan
+      result.update({f'{key}/{name}': scores[key]
+                     for name, scores in per_class.items()})
   for name in _MEANS:
     count = total[f'{name}_count']
     result[name] = total[f'{name}_sum'] / count if count else nan
   return result
 
 
-def summarize(per_image: list[dict[str, float]]) -> dict[str, float]:
+def summarize(per_image: list[dict[str, float]],
+              class_names: tuple[str, ...] = ()) -> dict[str, float]:
   """`summarize_totals` of the `totals` of `per_image`."""
-  return summarize_totals(totals(per_image))
+  return summarize_totals(totals(per_image), class_names)

@@ -157,7 +157,9 @@ class Run:
   class_names: tuple[str, ...]
   task: str  # 'segmentation' or 'classification' (models.TASKS)
   mask_threshold: int | None  # the dataset's, for lossy masks
-  has_instances: bool  # trained on objects: write them too (`object_outputs`)
+  # Trained on instances: how objects are read from the predicted classes
+  # (instances.OBJECT_RULES), to write them too; None otherwise.
+  objects: str | None
   checkpoint: str  # 'best' or 'latest'
   step: int
 
@@ -216,7 +218,8 @@ def load_run(workdir: str) -> Run:
              window=window, channels=channels, class_names=info.class_names,
              task=models.task(config.model.name),
              mask_threshold=info.mask_threshold,
-             has_instances=info.has_instances, checkpoint=name, step=int(step))
+             objects=info.objects if info.has_instances else None,
+             checkpoint=name, step=int(step))
 
 
 def _image_files(folder: str, flag: str) -> list[str]:
@@ -349,7 +352,7 @@ def predict_folder(workdir: str, images_dir: str, out_dir: str,
   if mask_threshold is None:
     mask_threshold = run.mask_threshold
   stems = [image_masks.stem(path) for path in image_files]
-  subfolders = ('masks', 'overlays') + (OBJECT_FOLDERS if run.has_instances else ())
+  subfolders = ('masks', 'overlays') + (OBJECT_FOLDERS if run.objects else ())
   outputs.claim(out_dir, [os.path.join(sub, f'{name}.png') for name in stems
                           for sub in subfolders] +
                 ([METRICS_FILE] if masks_dir is not None else []))
@@ -380,8 +383,8 @@ def predict_folder(workdir: str, images_dir: str, out_dir: str,
         os.path.join(out_dir, 'masks', f'{name}.png'))
     Image.fromarray(overlay(image, prediction, n_classes, label)).save(
         os.path.join(out_dir, 'overlays', f'{name}.png'))
-    if run.has_instances:
-      write_objects(out_dir, name, image, prediction)
+    if run.objects:
+      write_objects(out_dir, name, image, prediction, run.objects)
   result = {'images': len(image_files), 'checkpoint': run.checkpoint,
             'step': run.step}
   if masks_dir is not None:
@@ -408,11 +411,11 @@ def object_colours(n: int) -> np.ndarray:
 
 
 def write_objects(out_dir: str, name: str, image: np.ndarray,
-                  prediction: np.ndarray) -> np.ndarray:
-  """Writes objects/<name>.png (the 4-connected regions of the predicted
-  foreground, `instances.connected_components`) and object_overlays/<name>.png
-  (the image, each object tinted by its colour); returns the objects."""
-  objects = instances.connected_components(np.asarray(prediction) > 0)
+                  prediction: np.ndarray, rule: str = 'foreground') -> np.ndarray:
+  """Writes objects/<name>.png (the objects read from the predicted classes
+  by `rule`, `instances.objects_in`) and object_overlays/<name>.png (the
+  image, each object tinted by its colour); returns the objects."""
+  objects = instances.objects_in(np.asarray(prediction), rule)
   if objects.max() > np.iinfo(np.uint16).max:
     raise DataError(f'{name}: {objects.max()} objects do not fit a 16-bit PNG.')
   Image.fromarray(objects.astype(np.uint16)).save(

@@ -202,18 +202,29 @@ def evaluate_whole_images(state: state_lib.TrainState, split: str, *, model: nn.
                           info: pipeline.DatasetInfo,
                           strategy: parallel.Strategy) -> dict[str, float]:
   """Metrics of `state` on `split`, every image predicted at its own size by
-  a sliding window of the training patch (`unetjax.evaluation`)."""
+  a sliding window of the training patch (`unetjax.evaluation`); with
+  instances, the object metrics of the same predictions too."""
   apply_fn, n_devices = evaluation.local_apply_fn(
       model, strategy.host_state(state_lib.variables(state)))
-  total = evaluation.whole_image_statistics(
+  total, objects = evaluation.whole_image_statistics(
       apply_fn, pipeline.examples(config.dataset, split),
       lambda image: np.asarray(state_lib.preprocess(image)),
       window=pipeline.patch_sampling(config.dataset).size,
       overlap=config.dataset.eval_overlap,
       batch_size=parallel.host_batch_size(config.eval_batch_size),
       batch_multiple=n_devices, loss_fn=loss_fn,
-      metric_options=config.metrics.to_dict())
-  return _summary(total, info)
+      metric_options=config.metrics.to_dict(),
+      objects=object_scoring(info))
+  summary = _summary(total, info)
+  return summary if objects is None else {
+      **summary, **instances.summarize_totals(objects, info.class_names)}
+
+
+def object_scoring(info: pipeline.DatasetInfo) -> evaluation.ObjectScoring | None:
+  """How a dataset's objects are scored; None without instances."""
+  if not info.has_instances:
+    return None
+  return evaluation.ObjectScoring(info.objects, len(info.class_names))
 
 
 def make_evaluator(config: ml_collections.ConfigDict, info: pipeline.DatasetInfo,
@@ -237,12 +248,13 @@ def make_evaluator(config: ml_collections.ConfigDict, info: pipeline.DatasetInfo
   return lambda state, split: {
       **evaluator(state, split),
       **evaluate_objects(state, split, model=model, config=config,
-                         strategy=strategy)}
+                         strategy=strategy, info=info)}
 
 
 def evaluate_objects(state: state_lib.TrainState, split: str, *,
                      model: nn.Module, config: ml_collections.ConfigDict,
-                     strategy: parallel.Strategy) -> dict[str, float]:
+                     strategy: parallel.Strategy,
+                     info: pipeline.DatasetInfo) -> dict[str, float]:
   """Object metrics of `state` on `split` of a dataset with instances
   (`evaluation.object_totals`, `instances.summarize_totals`)."""
   apply_fn, _ = evaluation.local_apply_fn(
@@ -250,7 +262,8 @@ def evaluate_objects(state: state_lib.TrainState, split: str, *,
   batches = pipeline.eval_batches(config.dataset, split, parallel.host_batch_size(
       config.eval_batch_size))
   return instances.summarize_totals(evaluation.object_totals(
-      apply_fn, batches, state_lib.preprocess, config.metrics.threshold))
+      apply_fn, batches, state_lib.preprocess, config.metrics.threshold,
+      object_scoring(info)), info.class_names)
 
 
 def eval_batch_size(batch_size: int, split_size: int | None) -> int:

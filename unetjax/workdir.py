@@ -27,7 +27,8 @@ RESULT_NEUTRAL_FIELDS = ('progress_bar', 'dataset.data_dir',
 # Fields added to the config after runs were recorded without them, with the
 # value that reproduces those runs: a saved config that lacks one equals a
 # current config that holds this value.
-ADDED_FIELDS = {'loss.label_smoothing': 0.0, 'loss.pixel_weights': 'none'}
+ADDED_FIELDS = {'loss.label_smoothing': 0.0, 'loss.pixel_weights': 'none',
+                'dataset.target': 'mask'}
 
 
 def config_to_dict(config: ml_collections.ConfigDict) -> dict[str, Any]:

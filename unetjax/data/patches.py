@@ -27,6 +27,10 @@ class PatchSampling:
   pad: bool = True  # pad images smaller than the patch (else an error)
 
 
+# Per-pixel maps that instance datasets add, cropped with the image.
+PIXEL_MAPS = ('instances', 'weight')
+
+
 def patch_shape(patch_size) -> tuple[int, int] | None:
   """config.dataset.patch_size (0, a side, or (height, width), as checked by
   `unetjax.configuration`) -> (h, w), or None for whole images."""
@@ -55,8 +59,9 @@ def _centre(candidates: np.ndarray, width: int,
 
 def sample_patch(example: dict[str, np.ndarray], rng: np.random.Generator,
                  sampling: PatchSampling) -> dict[str, np.ndarray]:
-  """A random `sampling.size` crop of `example`'s 'image', 'mask' and 'roi'
-  (all pixels if it has none); the crop's 'roi' leaves out padding."""
+  """A random `sampling.size` crop of `example`'s 'image', 'mask', 'roi'
+  (all pixels if it has none) and whichever per-pixel maps of instance data
+  it has ('instances', 'weight'); the crop's 'roi' leaves out padding."""
   image, mask = example['image'], example['mask']
   height, width = mask.shape
   if not sampling.pad and (height < sampling.size[0] or width < sampling.size[1]):
@@ -66,7 +71,10 @@ def sample_patch(example: dict[str, np.ndarray], rng: np.random.Generator,
         'config.dataset.pad_patches=True or a smaller patch.')
   roi = example.get('roi')
   roi = np.ones_like(mask) if roi is None else (roi > 0).astype(mask.dtype)
-  image, mask, roi = (_pad_to(a, sampling.size) for a in (image, mask, roi))
+  maps = {'image': image, 'mask': mask, 'roi': roi,
+          **{k: example[k] for k in PIXEL_MAPS if k in example}}
+  maps = {k: _pad_to(a, sampling.size) for k, a in maps.items()}
+  mask, roi = maps['mask'], maps['roi']
   padded_height, padded_width = mask.shape
   centre = None
   if rng.random() < sampling.foreground_share:
@@ -80,4 +88,4 @@ def sample_patch(example: dict[str, np.ndarray], rng: np.random.Generator,
   left = int(np.clip(centre[1] - sampling.size[1] // 2, 0,
                      padded_width - sampling.size[1]))
   window = (slice(top, top + sampling.size[0]), slice(left, left + sampling.size[1]))
-  return {'image': image[window], 'mask': mask[window], 'roi': roi[window]}
+  return {k: a[window] for k, a in maps.items()}

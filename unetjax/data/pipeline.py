@@ -32,6 +32,7 @@ import tensorflow_datasets as tfds
 from absl import logging as absl_logging
 from jax.experimental import multihost_utils
 
+from unetjax import instances
 from unetjax import locks
 from unetjax.data import builders  # registers the builders with tfds
 from unetjax.data import patches
@@ -73,6 +74,8 @@ class DatasetInfo:
   # Examples carry 'instances' (one id per object) and 'weight' (the border
   # weight map of config.loss.pixel_weights='border').
   has_instances: bool = False
+  # How objects are read from predicted classes (instances.OBJECT_RULES).
+  objects: str = 'foreground'
   # Binary mask files: foreground above it (lossy masks); None: exactly {0, max}.
   mask_threshold: int | None = None
   # Native-size datasets: (height, width) of each image, per split.
@@ -197,6 +200,15 @@ def _dataset_info(dataset_config: ml_collections.ConfigDict,
   if len(class_names) < 2:
     raise DataError(f'Dataset {dataset_config.name!r} lists no class names '
                     '(metadata "class_names", background first).')
+  objects = metadata.get('objects', 'foreground')
+  if three_class(dataset_config):
+    if 'instances' not in features:
+      raise ConfigError(
+          "config.dataset.target='three_class' is made from instances (one id "
+          f'per object), and {dataset_config.name!r} has none: use an instance '
+          'dataset (synthetic_cells/instances, isbi2012_em/instances, or '
+          "image_folder with an instances/ folder) or target='mask'.")
+    class_names, objects = instances.THREE_CLASS_NAMES, 'three_class'
   return DatasetInfo(
       name=dataset_config.name,
       image_shape=tuple(features['image'].shape),
@@ -205,6 +217,7 @@ def _dataset_info(dataset_config: ml_collections.ConfigDict,
       task=task,
       has_roi='roi' in features,
       has_instances='instances' in features,
+      objects=objects,
       mask_threshold=getattr(builder, 'MASK_THRESHOLD', None),
       image_sizes={split: tuple(map(tuple, sizes)) for split, sizes
                    in metadata.get('image_sizes', {}).items()},
@@ -225,14 +238,25 @@ def _standardize(example: dict) -> dict[str, np.ndarray]:
   return out
 
 
+def three_class(dataset_config: ml_collections.ConfigDict) -> bool:
+  """Whether the masks trained on are the background / interior / border
+  target made from the instances (config.dataset.target)."""
+  return dataset_config.get('target', 'mask') == 'three_class'
+
+
+def _three_class_mask(example: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+  return {**example, 'mask': instances.three_class_target(example['instances'])}
+
+
 def _source(dataset_config: ml_collections.ConfigDict,
             split: str) -> grain.MapDataset:
   builder = _builder(dataset_config)
   if split not in builder.info.splits:
     raise DataError(f'Dataset {dataset_config.name!r} has no split {split!r}; '
                     f'it has: {", ".join(builder.info.splits)}.')
-  return grain.MapDataset.source(builder.as_data_source(split=split)).map(
+  source = grain.MapDataset.source(builder.as_data_source(split=split)).map(
       _standardize)
+  return source.map(_three_class_mask) if three_class(dataset_config) else source
 
 
 def _read_options(dataset_config: ml_collections.ConfigDict) -> grain.ReadOptions:

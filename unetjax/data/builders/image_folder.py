@@ -3,6 +3,13 @@
     <folder>/images/case001.png   <folder>/masks/case001.png   (PNG, JPEG,
     TIFF, BMP or GIF; matched by file stem, plus an optional mask suffix)
 
+An optional folder of instance masks (`instances_dir`, e.g. 'instances',
+files named as the masks) holds one whole number per object (0 =
+background; 8-, 16- or 32-bit PNG or TIFF) for instance segmentation: the
+examples then carry the ids and the U-Net paper's border weight map. With
+`masks_dir=''` the instance masks alone make a binary dataset (foreground =
+any object).
+
 Masks hold one grey value (or palette index) per class, listed in
 `mask_values` (class i is the pixel value mask_values[i]), or one colour per
 class, listed in `mask_colors` (class i is the colour mask_colors[i]); any
@@ -34,6 +41,9 @@ class ImageFolderConfig(image_masks.ImageMaskConfig):
   images_dir: str = 'images'
   masks_dir: str = 'masks'
   mask_suffix: str = ''  # mask stem = image stem + suffix, e.g. '_segmentation'
+  # Folder of instance masks (one id per object), named as the masks; ''
+  # = none. With masks_dir='' they are also the (binary) masks.
+  instances_dir: str = ''
   n_channels: int = 3  # 1 = greyscale, 3 = RGB
   mask_values: tuple[int, ...] = (0, 255)  # pixel value of each class
   mask_colors: tuple[tuple[int, int, int], ...] = ()  # RGB of each class, or ()
@@ -46,7 +56,7 @@ class ImageFolderConfig(image_masks.ImageMaskConfig):
 
   @property
   def n_classes(self) -> int:
-    if self.mask_threshold >= 0:
+    if self.mask_threshold >= 0 or not self.masks_dir:
       return 2
     return len(self.mask_colors) if self.mask_colors else len(self.mask_values)
 
@@ -62,7 +72,7 @@ class ImageFolderConfig(image_masks.ImageMaskConfig):
 
 OPTIONS = tuple(f.name for f in dataclasses.fields(ImageFolderConfig)
                 if f.name not in {f.name for f in dataclasses.fields(
-                    tfds.core.BuilderConfig)} | {'folder', 'files'})
+                    tfds.core.BuilderConfig)} | {'folder', 'files', 'instances'})
 
 
 def _is_number(value) -> bool:
@@ -103,6 +113,9 @@ def _problems(config: ImageFolderConfig) -> list[str]:
       config.mask_colors) < 2:
     problems.append('mask_colors must list at least 2 colours (background '
                     'first)')
+  if not config.masks_dir and not config.instances_dir:
+    problems.append("masks_dir='' needs instances_dir: the folder of instance "
+                    'masks that then make the masks')
   window = config.intensity_window
   if window and (len(window) != 2 or not all(map(_is_number, window))
                  or window[0] >= window[1]):
@@ -164,9 +177,11 @@ def make_config(folder: str, **options) -> ImageFolderConfig:
   """The builder config for `folder` with `options` (see ImageFolderConfig)."""
   folder, options, config = checked_options(
       folder, options, ImageFolderConfig, OPTIONS, _problems, 'image_folder')
-  files = files_digest(folder, (config.images_dir, config.masks_dir))
+  files = files_digest(folder, (config.images_dir, config.masks_dir,
+                                 config.instances_dir))
   return ImageFolderConfig(name=build_name(folder, options, files),
                            folder=folder, files=files, **options,
+                           instances=bool(config.instances_dir),
                            description=f'Images and masks from {folder}.')
 
 
@@ -191,21 +206,31 @@ class ImageFolder(image_masks.ImageMaskBuilder):
     return self.builder_config.intensity_window or None
 
   def _read_mask(self, path):
+    if not self.builder_config.masks_dir:  # the instance masks are the masks
+      return image_masks.read_instances(path)
     return image_masks.read_mask(path, colors=bool(
         self.builder_config.mask_colors))
 
   def _find_pairs(self, manual_dir):
     del manual_dir  # the folder is part of the config
     cfg = self.builder_config
-    pairs = image_masks.pairs_in_folders(os.path.join(cfg.folder, cfg.images_dir),
-                                         os.path.join(cfg.folder, cfg.masks_dir),
-                                         cfg.mask_suffix)
+    images = os.path.join(cfg.folder, cfg.images_dir)
+    pairs = image_masks.pairs_in_folders(
+        images, os.path.join(cfg.folder, cfg.masks_dir or cfg.instances_dir),
+        cfg.mask_suffix)
+    if cfg.instances_dir:
+      with_ids = image_masks.pairs_in_folders(
+          images, os.path.join(cfg.folder, cfg.instances_dir), cfg.mask_suffix)
+      ids = {pair.key: pair.mask for pair in with_ids}
+      pairs = [dataclasses.replace(pair, instances=ids[pair.key]) for pair in pairs]
     return image_masks.seeded_split(
         pairs, dict(zip(('train', 'validation', 'test'), cfg.split_fractions)),
         cfg.split_seed)
 
   def _mask_to_classes(self, values, path):
     cfg = self.builder_config
+    if not cfg.masks_dir:
+      return (values > 0).astype(np.uint8)
     if cfg.mask_threshold >= 0:
       return image_masks.binary_mask(values, path, cfg.mask_threshold)
     if cfg.mask_colors:

@@ -22,6 +22,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from unetjax import instances
 from unetjax.errors import DataError
 
 IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.tif', '.tiff', '.bmp', '.gif')
@@ -32,15 +33,21 @@ class ImageMaskConfig(tfds.core.BuilderConfig):
   # Side of the square images and masks after resizing; 0 keeps each image's
   # own size.
   image_size: int = 256
+  # Instance data: examples also hold one id per object ('instances', read
+  # by the builder's `_instances`) and the U-Net paper's border weight map
+  # ('weight'), both at the stored size.
+  instances: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
 class Pair:
-  """The files of one example; `roi` marks the pixels to score (optional)."""
+  """The files of one example; `roi` marks the pixels to score, `instances`
+  holds one id per object (both optional)."""
   key: str
   image: str
   mask: str
   roi: str | None = None
+  instances: str | None = None
 
 
 def sized_configs(sizes: Iterable[int], what: str,
@@ -257,6 +264,44 @@ def read_mask(path: str, colors: bool = False) -> np.ndarray:
   return values
 
 
+# Instance ids are stored as uint16: at most this many objects per image.
+MAX_INSTANCE_ID = np.iinfo(np.uint16).max
+
+
+def read_instances(path: str) -> np.ndarray:
+  """One image's instance ids (H, W) int32 from a label file (0 =
+  background, one whole number per object; 8-, 16- or 32-bit PNG or TIFF).
+  Ids above 65535 are renumbered 1..K in the order of their values; a file
+  with more objects than 16-bit ids hold, or that is not one whole number
+  per pixel, is a DataError naming it."""
+  values = np.asarray(_open(path))
+  if values.ndim != 2:
+    raise DataError(
+        f'Instance mask {path} has {values.shape[-1]} channels; save one whole '
+        'number per object in a single channel (a 16-bit PNG or TIFF, 0 = '
+        'background), not colours.')
+  if values.dtype.kind == 'f':
+    if not np.all(np.isfinite(values)) or np.any(values != np.round(values)):
+      raise DataError(f'Instance mask {path} holds fractional values; it needs '
+                      'one whole number per object (0 = background).')
+    values = values.astype(np.int64)
+  values = values.astype(np.int64)
+  if values.min() < 0:
+    raise DataError(f'Instance mask {path} holds negative ids; use 0 for the '
+                    'background and positive ids for objects.')
+  if values.max() <= MAX_INSTANCE_ID:
+    return values.astype(np.int32)
+  ids = np.unique(values)
+  n_objects = len(ids) - (ids[0] == 0)
+  if n_objects > MAX_INSTANCE_ID:
+    raise DataError(
+        f'Instance mask {path} holds {n_objects} objects, more than the '
+        f'{MAX_INSTANCE_ID} that 16-bit ids hold; split the image into tiles '
+        'with fewer objects each.')
+  return np.searchsorted(ids[ids > 0], values, side='right').astype(np.int32) * (
+      values > 0)
+
+
 def colors_text(colors: np.ndarray, limit: int = 10) -> str:
   text = ', '.join(str(tuple(int(v) for v in c)) for c in colors[:limit])
   return text + (', ...' if len(colors) > limit else '')
@@ -334,6 +379,7 @@ class ImageMaskBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
   INTENSITY_WINDOW: tuple[float, float] | None = None  # see `to_uint8`
   HOMEPAGE = ''
   CITATION = ''
+  OBJECTS = 'foreground'  # how objects are read from predictions (instances.OBJECT_RULES)
   DESCRIPTION = ''
 
   def _find_pairs(self, manual_dir: str) -> dict[str, list[Pair]]:
@@ -347,6 +393,14 @@ class ImageMaskBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
   def _read_mask(self, path: str) -> np.ndarray:
     return read_mask(path)
 
+  def _instances(self, classes: np.ndarray, pair: Pair) -> np.ndarray:
+    """One id per object of an example without an instance file, from its
+    stored mask of class ids: the 4-connected foreground regions, or with
+    `OBJECTS` 'background' the 4-connected background regions."""
+    del pair  # builders with other sources of ids use it
+    objects = classes == 0 if self.OBJECTS == 'background' else classes > 0
+    return instances.connected_components(objects)
+
   def _info(self) -> tfds.core.DatasetInfo:
     size = self.builder_config.image_size or None  # None: each its own
     features = {
@@ -356,6 +410,13 @@ class ImageMaskBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     }
     if self.HAS_ROI:
       features['roi'] = tfds.features.Image(shape=(size, size, 1))
+    metadata = {'class_names': list(self.CLASS_NAMES)}
+    if self.builder_config.instances:
+      features['instances'] = tfds.features.Tensor(
+          shape=(size, size), dtype=np.uint16, encoding=tfds.features.Encoding.ZLIB)
+      features['weight'] = tfds.features.Tensor(
+          shape=(size, size), dtype=np.float32, encoding=tfds.features.Encoding.ZLIB)
+      metadata['objects'] = self.OBJECTS
     classes = ', '.join(f'{i}={n}' for i, n in enumerate(self.CLASS_NAMES))
     return self.dataset_info_from_configs(
         features=tfds.features.FeaturesDict(features),
@@ -363,7 +424,7 @@ class ImageMaskBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
         homepage=self.HOMEPAGE,
         citation=self.CITATION,
         description=f'{self.DESCRIPTION} Masks hold class ids: {classes}.',
-        metadata=tfds.core.MetadataDict(class_names=list(self.CLASS_NAMES)),
+        metadata=tfds.core.MetadataDict(**metadata),
     )
 
   def _split_generators(self, dl_manager):
@@ -388,6 +449,8 @@ class ImageMaskBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     maps = {'mask': mask}
     if self.HAS_ROI:
       maps['roi'] = binary_mask(read_mask(pair.roi), pair.roi, threshold=127)
+    if pair.instances is not None:
+      maps['instances'] = read_instances(pair.instances)
     for name, values in maps.items():
       if values.shape[:2] != image.shape[:2]:
         raise DataError(
@@ -395,6 +458,15 @@ class ImageMaskBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
             f'but its image {pair.image} is {image.shape[1]}x{image.shape[0]}.')
     example = {'image': _png(resize(image, size, Image.BILINEAR)),
                'file_name': os.path.basename(pair.image)}
-    for name, values in maps.items():
-      example[name] = _png(resize(values, size, Image.NEAREST))
+    stored = {name: resize(values, size, Image.NEAREST)
+              for name, values in maps.items()}
+    for name in ('mask', 'roi'):
+      if name in stored:
+        example[name] = _png(stored[name])
+    if self.builder_config.instances:
+      ids = stored.get('instances')
+      if ids is None:
+        ids = self._instances(stored['mask'], pair)
+      example['instances'] = ids.astype(np.uint16)
+      example['weight'] = instances.border_weight_map(ids)
     return example

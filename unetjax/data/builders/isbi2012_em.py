@@ -16,7 +16,15 @@ class Isbi2012Em(image_masks.ImageMaskBuilder):
   name = 'isbi2012_em'
 
   BUILDER_CONFIGS = image_masks.sized_configs(
-      (512, 256, 128), '512x512 greyscale slices')
+      (512, 256, 128), '512x512 greyscale slices') + [
+          image_masks.ImageMaskConfig(
+              name='instances', image_size=512, instances=True,
+              description=('512x512 greyscale slices with the regions between '
+                           'membranes as instances (one id per 4-connected '
+                           'interior region) and the border weight map.'))]
+  # The objects (neurite cross-sections) are the interior regions that the
+  # membranes part, as the challenge's Rand error reads a membrane map.
+  OBJECTS = 'background'
   CLASS_NAMES = ('interior', 'membrane')
   N_CHANNELS = 1
   HOMEPAGE = 'https://imagej.net/events/isbi-2012-segmentation-challenge'
