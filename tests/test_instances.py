@@ -416,6 +416,33 @@ def test_image_folder_reads_16_bit_instance_masks(tmp_path, image_size):
   np.testing.assert_array_equal(example['mask'], example['instances'] > 0)
 
 
+def test_a_multi_class_instance_folder_trains_and_reports_pq_per_class(tmp_path):
+  from configs import folder
+  from unetjax import train
+  root = tmp_path / 'cells'
+  write_instance_folder(root, n=8, size=(32, 32))
+  config = folder.get_config()
+  config.dataset.data_dir, config.dataset.manual_dir = str(tmp_path / 'tfds'), str(root)
+  config.dataset.folder.update(instances_dir='instances', image_size=0,
+                               mask_values=(0, 100, 200),
+                               class_names=('background', 'cell', 'nucleus'),
+                               split_fractions=(0.5, 0.25, 0.25))
+  config.dataset.patch_size = 32
+  config.model.update(n_classes=3, base_filters=4, depth=2, dropout_rates=(0.0,) * 3)
+  config.batch_size = config.eval_batch_size = 8
+  config.num_train_steps = config.log_every_steps = 2
+  config.eval_every_steps = config.checkpoint_every_steps = 2
+  config.best_metric, config.progress_bar = 'pq', False
+  final = train.train_and_evaluate(config, str(tmp_path / 'run'))
+  for split in ('validation', 'test'):
+    for name in ('pq/cell', 'pq/nucleus', 'sq/cell', 'rq/nucleus', 'object_f1'):
+      assert name in final[split]
+    per_class = [final[split][f'pq/{c}'] for c in ('cell', 'nucleus')
+                 if np.isfinite(final[split][f'pq/{c}'])]
+    if per_class:
+      assert final[split]['pq'] == pytest.approx(np.mean(per_class))
+
+
 def test_instance_masks_that_do_not_fit_16_bits_or_are_not_ids_are_clear_errors(tmp_path):
   from unetjax.data.builders import image_masks
   from unetjax.errors import DataError
