@@ -69,7 +69,7 @@ def real_fixtures() -> str:
 def pytest_xdist_auto_num_workers(config):
   """Worker processes for `-n auto`: one per core, at most 4. Each test
   process compiles on one core and runs JAX on 8 fake devices; on 2 cores
-  two workers take about 40% off the suite's time, and beyond a few the
+  two workers took the suite from 35 to 25 minutes, and beyond a few the
   workers' memory grows faster than the time falls."""
   del config
   cores = (len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity')
