@@ -183,9 +183,8 @@ def class_object_scores(true: np.ndarray, true_classes: np.ndarray,
   class c (each object's class is the one most of its pixels hold in
   `true_classes`) against the 4-connected regions predicted as c. Returns
   'tp/c', 'fp/c', 'fn/c' and 'matched_iou/c' (c the class id)."""
-  ids = np.unique(true[true > 0])
   majority = np.zeros(int(true.max()) + 1, np.int64)
-  if ids.size:
+  if majority.size > 1:
     counts = np.zeros((majority.size, n_classes), np.int64)
     np.add.at(counts, (true.ravel(), np.clip(true_classes.ravel(), 0, n_classes - 1)), 1)
     majority = counts.argmax(1)

@@ -284,7 +284,6 @@ def read_instances(path: str) -> np.ndarray:
     if not np.all(np.isfinite(values)) or np.any(values != np.round(values)):
       raise DataError(f'Instance mask {path} holds fractional values; it needs '
                       'one whole number per object (0 = background).')
-    values = values.astype(np.int64)
   values = values.astype(np.int64)
   if values.min() < 0:
     raise DataError(f'Instance mask {path} holds negative ids; use 0 for the '
