@@ -11,14 +11,32 @@ import json
 import logging
 import math
 import os
+import sys
 import time
 from typing import Any
 
 import jax
 import numpy as np
-from tensorboardX import SummaryWriter
 
 from unetjax import metrics
+
+
+def _import_summary_writer() -> type:
+  """tensorboardX's SummaryWriter, imported without PyTorch: tensorboardX
+  imports torch whenever it is installed (2 s of every process's start)
+  only to accept torch tensors, which unetjax never logs."""
+  if 'torch' in sys.modules or 'tensorboardX' in sys.modules:
+    from tensorboardX import SummaryWriter  # pylint: disable=import-outside-toplevel
+    return SummaryWriter
+  sys.modules['torch'] = None  # `import torch` raises ImportError
+  try:
+    from tensorboardX import SummaryWriter  # pylint: disable=import-outside-toplevel
+  finally:
+    del sys.modules['torch']
+  return SummaryWriter
+
+
+SummaryWriter = _import_summary_writer()
 
 METRICS_FILE = 'metrics.jsonl'
 
