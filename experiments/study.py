@@ -16,9 +16,10 @@ Settings (environment variables):
                     recipe (configs/drive_native.py, membranes_native.py,
                     kvasir_native.py: patches, whole-image evaluation, poly
                     schedule, per-dataset augmentation), trained to
-                    convergence; the U-Net, seed 0, about an hour per dataset
-                    on one core of a CPU (experiments/study_long.sh), with the
-                    recipe's augmentation (aug=on) and without it (aug=off);
+                    convergence; the U-Net, seed 0, at most about an hour
+                    per dataset data parallel over both cores of a 2-core CPU
+                    (experiments/study_long.sh), with the recipe's
+                    augmentation (aug=on) and without it (aug=off);
                     'long_gpu': the same recipes, all four networks and three
                     seeds, for one accelerator (aug=on).
   UNETJAX_DATA      folder holding isbi2012_em/, drive/ and kvasir_seg/
