@@ -69,6 +69,9 @@ LONG_RECIPES = {'isbi2012_em': membranes_native, 'drive': drive_native,
 RECIPE_FIELDS = ('dataset', 'augment', 'optimizer', 'batch_size',
                  'eval_batch_size', 'num_train_steps', 'eval_every_steps',
                  'checkpoint_every_steps', 'log_every_steps')
+# Model fields a recipe may set (a width sized for the CPU hour): they hold
+# under the `long` protocol's U-Net; `long_gpu` trains each network's own.
+RECIPE_MODEL_FIELDS = ('base_filters', 'dropout_rates')
 MODELS = {'unet': unet, 'unet_pp': unet_pp, 'resunet': resunet,
           'resunet_pp': resunet_pp}
 
@@ -76,20 +79,28 @@ MODELS = {'unet': unet, 'unet_pp': unet_pp, 'resunet': resunet,
 def recipe_choice(name: str, data: str) -> tuple[str, dict]:
   config = LONG_RECIPES[name].get_config()
   config.dataset.manual_dir = os.path.join(data, name)
-  return name, {f'config.{field}': config[field] for field in RECIPE_FIELDS}
+  base_model = default.get_config().model
+  return name, {
+      **{f'config.{field}': config[field] for field in RECIPE_FIELDS},
+      **{f'config.model.{field}': config.model[field]
+         for field in RECIPE_MODEL_FIELDS
+         if config.model[field] != base_model[field]}}
 
 
 def long_sweep(protocol: str, data: str) -> dict:
   """One run per dataset x network x augmentation x seed, each dataset with
   its recipe."""
-  models = ['unet'] if protocol == 'long' else list(MODELS)
   return {
       'base': 'configs/default.py',
       'fixed': {'config.progress_bar': False},
       'axes': {
           'dataset': [recipe_choice(name, data) for name in LONG_RECIPES],
-          'model': [(m, {'config.model': MODELS[m].get_config().model})
-                    for m in models],
+          # 'long': the U-Net of default.py (configs/unet.py), less the
+          # recipe's model fields; 'long_gpu': each network's whole config.
+          'model': ([('unet', {'config.model.name': 'unet'})]
+                    if protocol == 'long' else
+                    [(m, {'config.model': MODELS[m].get_config().model})
+                     for m in MODELS]),
           # off: the recipe less its augmentation (default.py's, all off).
           'aug': [('on', {})] + ([('off', {
               'config.augment': default.get_config().augment})]

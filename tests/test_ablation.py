@@ -1,4 +1,5 @@
 import csv
+import importlib
 import os
 import subprocess
 import sys
@@ -226,6 +227,11 @@ def test_study_long_protocols_use_each_datasets_native_recipe(monkeypatch):
       assert config.num_train_steps == recipe.num_train_steps
       assert config.optimizer.schedule == 'poly'
       assert config.model.name == run.labels['model']
+      # 'long' trains the recipe's width; 'long_gpu' each network's own.
+      model = (recipe.model if protocol == 'long' else
+               importlib.import_module(f"configs.{run.labels['model']}")
+               .get_config().model)
+      assert config.model.to_dict() == model.to_dict()
 
 
 def test_pixel_forest_beats_chance_and_is_scored_by_unetjax_metrics(tfds_dir,
