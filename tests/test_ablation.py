@@ -39,6 +39,7 @@ def read_csv(path):
     return list(csv.DictReader(f))
 
 
+@pytest.mark.slow
 def test_smoke_sweep_writes_a_row_per_run_tables_and_plots(smoke_run):
   sweep, out, failures = smoke_run
   assert failures == []
@@ -73,6 +74,7 @@ def test_smoke_sweep_writes_a_row_per_run_tables_and_plots(smoke_run):
   assert ablation.validation_curves(resunet, 'dice')[0] == [2, 4]
 
 
+@pytest.mark.slow
 def test_rerun_trains_nothing_and_rebuilds_the_tables(smoke_run, capsys):
   sweep, out, _ = smoke_run
   results = [os.path.join(out, r.name, 'result.json')
@@ -234,6 +236,7 @@ def test_study_long_protocols_use_each_datasets_native_recipe(monkeypatch):
       assert config.model.to_dict() == model.to_dict()
 
 
+@pytest.mark.slow
 def test_pixel_forest_beats_chance_and_is_scored_by_unetjax_metrics(tfds_dir,
                                                                     tmp_path):
   config = default.get_config()

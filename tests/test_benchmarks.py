@@ -84,6 +84,7 @@ def test_torch_cases_and_ratio_and_summary(tmp_path, monkeypatch):
   assert f'| {ratio["ratio"]} |' in text
 
 
+@pytest.mark.slow
 def test_data_parallel_case_times_the_same_step_on_two_devices(tmp_path):
   model = models.get_model(train_throughput.model_config('unet', TINY))
   results = []

@@ -94,6 +94,7 @@ def test_nuclei_per_cell_draws_that_many_nuclei_per_cell():
       assert nuclei >= count * cells * 0.5
 
 
+@pytest.mark.slow
 def test_training_reports_metrics_equal_to_sklearn_on_the_best_checkpoint(trained):
   config, workdir, final = trained
   records = logs.read_metrics(workdir)
@@ -142,6 +143,7 @@ def write_class_folders(root, per_class=4):
       Image.fromarray(image[..., 0]).save(root / name / f'{i}.png')
 
 
+@pytest.mark.slow
 def test_predict_writes_class_probabilities_and_scores_class_folders(
     trained, tmp_path):
   _, workdir, _ = trained
@@ -179,6 +181,7 @@ def test_predict_writes_class_probabilities_and_scores_class_folders(
     assert len(list(csv.DictReader(f))) == 4
 
 
+@pytest.mark.slow
 def test_predict_refuses_unknown_class_folders_and_masks(trained, tmp_path):
   _, workdir, _ = trained
   os.makedirs(tmp_path / 'images' / 'mitotic')
@@ -254,6 +257,7 @@ def test_runs_recorded_before_label_smoothing_existed_still_resume():
       "loss.label_smoothing: '<absent>' -> 0.1"]
 
 
+@pytest.mark.slow
 def test_the_ablation_runner_tabulates_classification_runs(data_dir, tmp_path):
   from unetjax import ablation
   base = small_config(data_dir)
@@ -269,6 +273,7 @@ def test_the_ablation_runner_tabulates_classification_runs(data_dir, tmp_path):
   assert os.path.exists(tmp_path / 'test_macro_f1.png')  # the runs' best_metric
 
 
+@pytest.mark.slow
 def test_class_folder_config_trains_on_a_folder_of_class_folders(tmp_path):
   from configs import class_folder
   write_class_folders(tmp_path / 'root', per_class=5)

@@ -460,6 +460,7 @@ def test_a_changed_folder_builds_anew(tmp_path):
   assert len(build(tmp_path, folder, n_channels=1)) == 4
 
 
+@pytest.mark.slow
 def test_a_run_records_the_build_it_used(tmp_path):
   folder = Folder(str(tmp_path / 'data'))
   for i in range(3):
@@ -535,6 +536,7 @@ def synthetic(tmp_path_factory):
   return root, folder
 
 
+@pytest.mark.slow
 def test_skipping_most_updates_stops_the_run(synthetic, tmp_path):
   root, folder = synthetic
   config = tiny_run_config(
@@ -551,6 +553,7 @@ def test_skipping_most_updates_stops_the_run(synthetic, tmp_path):
   assert records[-1]['reason'] == str(error.value)
 
 
+@pytest.mark.slow
 def test_a_non_finite_validation_loss_stops_the_run(synthetic, tmp_path,
                                                     monkeypatch):
   root, folder = synthetic
@@ -568,6 +571,7 @@ def test_a_non_finite_validation_loss_stops_the_run(synthetic, tmp_path,
   assert records[-1]['event'] == 'stopped'
 
 
+@pytest.mark.slow
 def test_a_huge_learning_rate_does_not_end_as_a_normal_run(synthetic, tmp_path):
   root, folder = synthetic
   config = tiny_run_config(

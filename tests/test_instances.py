@@ -234,6 +234,7 @@ def test_border_weights_need_a_dataset_with_them_and_a_pixel_wise_loss(
 
 
 @pytest.mark.parametrize('target', ['mask', 'three_class'])
+@pytest.mark.slow
 def test_instance_config_trains_and_reports_object_metrics(tfds_dir, tmp_path,
                                                            target):
   """configs/instances.py as it is (border weights) and with the three-class
@@ -308,6 +309,7 @@ def test_three_class_target_needs_a_dataset_with_instances(tfds_dir):
     pipeline.describe(config)
 
 
+@pytest.mark.slow
 def test_three_class_masks_come_from_the_instances(tfds_dir):
   from configs import default
   from unetjax.data import pipeline
@@ -416,6 +418,7 @@ def test_image_folder_reads_16_bit_instance_masks(tmp_path, image_size):
   np.testing.assert_array_equal(example['mask'], example['instances'] > 0)
 
 
+@pytest.mark.slow
 def test_a_multi_class_instance_folder_trains_and_reports_pq_per_class(tmp_path):
   from configs import folder
   from unetjax import train

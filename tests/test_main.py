@@ -167,7 +167,8 @@ def test_two_processes_train_like_one(tfds_dir, tmp_path):
   assert two_devices.returncode == 0, two_devices.stderr
   assert 'devices: [CpuDevice(id=0), CpuDevice(id=1)]' in two_devices.stdout
   port = free_port()
-  env = {**os.environ, 'XLA_FLAGS': '--xla_force_host_platform_device_count=4'}
+  env = {**os.environ, 'XLA_FLAGS': os.environ['XLA_FLAGS'].replace(
+      'device_count=8', 'device_count=4')}
   processes = [subprocess.Popen(
       main_command(tmp_path / 'multi', tfds_dir, *overrides,
                    f'--coordinator_address=localhost:{port}',

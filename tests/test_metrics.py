@@ -335,6 +335,7 @@ def test_dice_is_2iou_over_1_plus_iou_for_every_image(masks, seed):
 
 @settings(max_examples=6, deadline=None)
 @given(seed=st.integers(0, 2**32 - 1), n_chunks=st.sampled_from([1, 2, 7]))
+@pytest.mark.slow
 def test_accumulating_in_chunks_gives_the_same_numbers(seed, n_chunks):
   logits, labels, _ = multiclass_case(np.random.default_rng(seed), (7, 12, 12), 3)
   names = ['background', 'a', 'b']

@@ -131,6 +131,7 @@ def test_bfloat16_forward_is_finite_with_float32_params_and_logits(name):
 
 
 @pytest.mark.parametrize('name', NAMES)
+@pytest.mark.slow
 def test_gradient_reaches_every_parameter_and_adam_overfits_a_tiny_batch(name):
   model = tiny(name)
   images, labels = discs(4, 32)
@@ -488,6 +489,7 @@ def test_resnet_classifies_images_of_any_size():
     shapes(ResNet(num_layers=101), (1, 32, 32, 3))
 
 
+@pytest.mark.slow
 def test_resnet18_overfits_a_tiny_labelled_batch():
   model = ResNet(n_classes=4, num_layers=18, base_filters=16)
   rng = np.random.default_rng(0)

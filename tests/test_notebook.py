@@ -4,12 +4,14 @@ over the 8 fake CPU devices the kernel inherits from conftest)."""
 import os
 
 import nbformat
+import pytest
 from nbclient import NotebookClient
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NOTEBOOK = os.path.join(REPO, 'experiments', 'colab_tpu.ipynb')
 
 
+@pytest.mark.slow
 def test_colab_notebook_runs_on_a_tiny_config(tfds_dir, tmp_path):
   notebook = nbformat.read(NOTEBOOK, as_version=4)
   parameters = [c for c in notebook.cells

@@ -91,6 +91,7 @@ def test_host_batches_compose_the_single_process_batch(tfds_dir):
           np.concatenate([p[key] for p in parts]), expected[key])
 
 
+@pytest.mark.slow
 def test_augmented_training_is_the_same_under_jit_and_pmap(tfds_dir):
   config = importlib.import_module('configs.augmented').get_config()
   config.dataset.data_dir = tfds_dir

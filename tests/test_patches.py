@@ -252,6 +252,7 @@ def test_a_native_dataset_without_a_patch_size_says_to_set_one(
     train.train_and_evaluate(config, str(tmp_path / 'run'))
 
 
+@pytest.mark.slow
 def test_training_on_patches_evaluates_whole_images(native_folder, native_info,
                                                     tmp_path):
   config, info = native_info

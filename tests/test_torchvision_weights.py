@@ -93,7 +93,7 @@ def test_smp_counts_are_the_encoder_plus_smps_decoder():
             + smp_decoder_parameters(channels)) == total
 
 
-@pytest.mark.parametrize('num_layers', [18, 34, 50])
+@pytest.mark.parametrize('num_layers', [18, 34, pytest.param(50, marks=pytest.mark.slow)])
 def test_classifier_gives_torchvisions_logits(tmp_path, num_layers):
   net = random_torch_resnet(num_layers)
   path = save_state_dict(net, tmp_path / 'resnet.pth')
@@ -107,6 +107,7 @@ def test_classifier_gives_torchvisions_logits(tmp_path, num_layers):
   assert relative_error(np.asarray(logits), expected) < 1e-4
 
 
+@pytest.mark.slow
 def test_resnet34_unet_encoder_gives_torchvisions_features(tmp_path):
   net = random_torch_resnet(34)
   path = save_state_dict(net, tmp_path / 'resnet34.pth')
@@ -223,6 +224,7 @@ def test_config_file_defaults_match_smp():
   assert config.model.pretrained == ''
 
 
+@pytest.mark.slow
 def test_a_frozen_encoder_keeps_its_weights_for_the_given_steps():
   import optax
   config = resnet_unet_config.get_config()

@@ -68,6 +68,7 @@ def state_template(config, image_shape):
 
 @pytest.mark.parametrize('name, n_classes', [('synthetic_cells/binary', 1),
                                              ('synthetic_cells/multiclass', 3)])
+@pytest.mark.slow
 def test_loss_halves_over_real_steps_on_a_fixed_batch(tfds_dir, name, n_classes):
   config = small_config(tfds_dir, **{'dataset.name': name,
                                      'model.n_classes': n_classes,
@@ -210,6 +211,7 @@ def test_a_run_trains_evaluates_and_resumes_without_repeating_work(tfds_dir, tmp
   assert events.count('resume') == 1 and events.count('train') == 2
 
 
+@pytest.mark.slow
 def test_extending_a_run_with_allow_config_change_keeps_the_old_config(tfds_dir,
                                                                       tmp_path):
   workdir = str(tmp_path / 'run')
@@ -223,6 +225,7 @@ def test_extending_a_run_with_allow_config_change_keeps_the_old_config(tfds_dir,
   assert np.isfinite(final['test']['dice'])
 
 
+@pytest.mark.slow
 def test_diverging_loss_stops_naming_the_step_and_keeps_good_checkpoints(
     tfds_dir, tmp_path):
   config = small_config(tfds_dir, **{'optimizer.learning_rate': 1e30,
@@ -272,6 +275,7 @@ def tensorboard_points(folder):
   return points
 
 
+@pytest.mark.slow
 def test_a_save_cut_short_is_ignored_and_the_run_resumes_before_it(
     tfds_dir, tmp_path, complete_run):
   source, complete = complete_run
@@ -351,6 +355,7 @@ def test_inference_restores_the_variables_alone(tmp_path, norm):
 
 
 @pytest.mark.parametrize('how', ['delete', 'truncate', 'flip', 'meta'])
+@pytest.mark.slow
 def test_a_damaged_checkpoint_is_reported_and_set_aside_for_an_older_one(
     tfds_dir, tmp_path, complete_run, how):
   workdir = tmp_path / 'run'
