@@ -413,6 +413,7 @@ def test_a_nonfinite_checkpoint_is_damaged():
   assert 'do not match the checksum' in checkpoints.damage(state, meta)
 
 
+@pytest.mark.slow
 def test_allow_config_change_refuses_a_model_the_checkpoint_does_not_fit(
     tfds_dir, tmp_path, complete_run):
   workdir = tmp_path / 'run'
