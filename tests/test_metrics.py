@@ -347,3 +347,39 @@ def test_accumulating_in_chunks_gives_the_same_numbers(seed, n_chunks):
   assert chunked.keys() == whole.keys()
   for key in whole:
     np.testing.assert_allclose(chunked[key], whole[key], rtol=1e-6, err_msg=key)
+
+
+def test_max_f_pixel_error_is_the_best_pooled_sklearn_f1_over_the_thresholds():
+  rng = np.random.default_rng(0)
+  truths = [rng.random((12, 9)) < 0.7, rng.random((5, 7)) < 0.3]
+  # Noisy probabilities of the truth, so that the thresholds differ.
+  probabilities = [np.clip(t * 0.3 + rng.random(t.shape) * 0.7, 0, 1)
+                   for t in truths]
+  pooled_truth = np.concatenate([t.ravel() for t in truths])
+  pooled = np.concatenate([p.ravel() for p in probabilities])
+  f_scores = [skm.f1_score(pooled_truth, pooled > th, zero_division=0)
+              for th in metrics.CHALLENGE_THRESHOLDS]
+  error, threshold = metrics.max_f_pixel_error(probabilities, truths)
+  np.testing.assert_allclose(error, 1 - max(f_scores), rtol=1e-12)
+  assert threshold == metrics.CHALLENGE_THRESHOLDS[int(np.argmax(f_scores))]
+  assert 0 < error < 1
+  # Pooled, not averaged per image: the mean of the per-image errors differs.
+  per_image = np.mean([metrics.max_f_pixel_error([p], [t])[0]
+                       for p, t in zip(probabilities, truths)])
+  assert abs(per_image - error) > 1e-3
+
+
+def test_max_f_pixel_error_scores_the_positive_pixels_it_is_given():
+  truth = np.zeros((4, 4), bool)
+  truth[:, :3] = True  # mostly positive, like the challenge's cell interiors
+  exact = truth.astype(np.float64)
+  assert metrics.max_f_pixel_error([exact], [truth])[0] == 0.0
+  # One false positive among 12 true pixels: F = 24 / 25.
+  one_wrong = exact.copy()
+  one_wrong[0, 3] = 1.0
+  np.testing.assert_allclose(metrics.max_f_pixel_error([one_wrong], [truth])[0],
+                             1 - 24 / 25)
+  # Nothing found at any threshold: F = 0.
+  assert metrics.max_f_pixel_error([np.zeros((4, 4))], [truth]) == (1.0, 0.0)
+  with pytest.raises(ValueError):
+    metrics.max_f_pixel_error([exact, exact], [truth])

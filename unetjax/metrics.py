@@ -305,3 +305,38 @@ def summarize(total: Mapping[str, np.ndarray],
       for class_name, value in zip(class_names[first:], values[first:]):
         metrics[f'{name}/{class_name}'] = float(value)
   return metrics
+
+
+# Fiji's PixelError.getPixelErrorMaximalFScore(0.0, 1.0, 0.1), with which the
+# ISBI 2012 challenge scored its entries.
+CHALLENGE_THRESHOLDS = tuple(np.round(np.arange(11) * 0.1, 1))
+
+
+def max_f_pixel_error(probabilities: Iterable[np.ndarray],
+                      truths: Iterable[np.ndarray],
+                      thresholds: Sequence[float] = CHALLENGE_THRESHOLDS
+                      ) -> tuple[float, float]:
+  """The ISBI 2012 EM challenge's pixel error: 1 - the largest F-score, over
+  `thresholds`, of the pixels whose probability exceeds the threshold
+  against the true (boolean) pixels, with the counts pooled over all images.
+  Returns (error, the threshold that gives it).
+
+  Written here because no library has it; it follows Fiji's
+  trainableSegmentation.metrics.PixelError, the organisers' scorer, in which
+  the positive pixels are those the challenge's label images mark non-zero:
+  the cell interiors, not the membranes."""
+  thresholds = np.asarray(thresholds, np.float64)
+  tp = np.zeros(len(thresholds))
+  fp = np.zeros(len(thresholds))
+  fn = np.zeros(len(thresholds))
+  for probability, truth in zip(probabilities, truths, strict=True):
+    probability = np.asarray(probability, np.float64).ravel()
+    truth = np.asarray(truth, bool).ravel()
+    found = probability[None] > thresholds[:, None]
+    tp += (found & truth).sum(1)
+    fp += (found & ~truth).sum(1)
+    fn += (~found & truth).sum(1)
+  with np.errstate(invalid='ignore', divide='ignore'):
+    f_score = np.nan_to_num(2 * tp / (2 * tp + fp + fn))
+  best = int(np.argmax(f_score))
+  return float(1 - f_score[best]), float(thresholds[best])
