@@ -1,6 +1,7 @@
 """The documentation's commands and links: every command in README.md and
 docs/*.md that runs one of unetjax's programs (`python -m unetjax...`,
-`python -m benchmarks...`, `python experiments/...py`, `bash ...sh`) uses
+`python -m benchmarks...`, `python -m experiments...`,
+`python experiments/...py`, `bash ...sh`) uses
 flags that program defines, config files that exist and config fields that
 the config has; every relative link points at a file and heading that
 exist."""
@@ -139,7 +140,7 @@ def commands_in(shell: str, doc: str = '<text>', line: int = 0) -> list[Command]
       if os.path.basename(token) in ('python', 'python3') and i + 1 < len(segment):
         rest = segment[i + 1:]
         if (rest[0] == '-m' and len(rest) > 1
-            and rest[1].split('.')[0] in ('unetjax', 'benchmarks')):
+            and rest[1].split('.')[0] in ('unetjax', 'benchmarks', 'experiments')):
           program, args = rest[1], rest[2:]
         elif rest[0].endswith('.py') and not rest[0].startswith('-'):
           program, args = rest[0], rest[1:]
