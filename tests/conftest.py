@@ -93,28 +93,9 @@ def pytest_xdist_auto_num_workers(config):
   return max(1, min(4, cores))
 
 
-# The files that take longest on 2 workers (`--durations`), longest first.
-# xdist (`--dist loadfile --no-loadscope-reorder`) hands out whole files in
-# collection order, so starting with these keeps both workers busy to the
-# end; ordered by test count instead, the few long end-to-end files came
-# last and one worker ran them alone for minutes.
-LONGEST_FILES = ('test_main.py', 'test_models_configs.py', 'test_train.py',
-                 'test_ablation.py', 'test_instances.py', 'test_classification.py',
-                 'test_builders.py', 'test_parallel.py', 'test_models_zoo.py',
-                 'test_notebook.py', 'test_input_fuzz.py', 'test_patches.py',
-                 'test_torchvision_weights.py')
-
-
-def _file_rank(item) -> int:
-  name = os.path.basename(str(item.path))
-  return LONGEST_FILES.index(name) if name in LONGEST_FILES else len(LONGEST_FILES)
-
-
 def pytest_collection_modifyitems(items):
-  """Runs the longest files first (LONGEST_FILES), and marks the tests that
-  need $UNETJAX_REAL_DATA `real_data`, so that `-m real_data` selects (and
-  counts) them."""
-  items.sort(key=_file_rank)  # stable: each file's tests keep their order
+  """Marks the tests that need $UNETJAX_REAL_DATA `real_data`, so that
+  `-m real_data` selects (and counts) them."""
   for item in items:
     if 'real_data' in getattr(item, 'fixturenames', ()):
       item.add_marker(pytest.mark.real_data)
