@@ -1,5 +1,5 @@
 """Test setup: 8 fake CPU devices (set before JAX starts, or chex's pmap
-variants are silently skipped), XLA's CPU optimisation off, one compilation
+variants are silently skipped), XLA's CPU optimisation and new fusion emitters off, one compilation
 cache for the session, and the synthetic datasets built once."""
 
 import atexit
@@ -9,14 +9,17 @@ import tempfile
 
 # The tests run tiny programs for a few steps, so XLA's CPU code optimisation
 # costs more than it saves: without it a U-Net 3+ train step compiles in 6 s
-# instead of 14 (and runs 2x slower). Set before JAX starts, so the
-# `unetjax.main` subprocesses inherit it; an XLA_FLAGS that names the level
-# keeps its own.
+# instead of 14 (and runs 2x slower). XLA's newer CPU fusion emitters compile
+# the same programs 2x slower again than the classic ones (a U-Net 3+ config's
+# 2-step training: 57 s -> 35 s, of which compilation 31 s -> 17 s). Set
+# before JAX starts, so the `unetjax.main` subprocesses inherit them; an
+# XLA_FLAGS that names either keeps its own.
 _flags = os.environ.get('XLA_FLAGS', '')
 os.environ['XLA_FLAGS'] = ' '.join(
     [_flags, '--xla_force_host_platform_device_count=8']
-    + ([] if 'xla_backend_optimization_level' in _flags
-       else ['--xla_backend_optimization_level=0'])).strip()
+    + [flag for flag in ('--xla_backend_optimization_level=0',
+                         '--xla_cpu_use_fusion_emitters=false')
+       if flag.split('=')[0] not in _flags]).strip()
 
 # Many tests compile the same steps, in this process and in the `python -m
 # unetjax.main` subprocesses they start (which inherit the environment): JAX's
