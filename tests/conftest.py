@@ -1,6 +1,7 @@
 """Test setup: 8 fake CPU devices (set before JAX starts, or chex's pmap
-variants are silently skipped), XLA's CPU optimisation and new fusion emitters off, one compilation
-cache for the session, and the synthetic datasets built once."""
+variants are silently skipped), XLA's CPU optimisation and new fusion
+emitters off, one compilation cache for the session, and the synthetic
+datasets built once."""
 
 import atexit
 import os

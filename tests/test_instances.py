@@ -249,6 +249,9 @@ def test_instance_config_trains_and_reports_object_metrics(tfds_dir, tmp_path,
   config.num_train_steps = config.log_every_steps = 4
   config.eval_every_steps = config.checkpoint_every_steps = 4
   config.progress_bar = False
+  # Boundary F1 / HD95 / ASSD are the default config's (tests/test_train.py);
+  # without them the evaluation step compiles in a fraction of the time.
+  config.metrics.surface_metrics = False
   if target == 'three_class':
     config.dataset.target, config.model.n_classes = 'three_class', 3
   final = train.train_and_evaluate(config, str(tmp_path / 'run'))

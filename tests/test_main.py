@@ -86,7 +86,9 @@ def test_missing_config_field_in_a_config_file(tfds_dir, tmp_path):
   assert 'Traceback' not in result.stderr
 
 
-RESUME_OVERRIDES = ('--config.model.base_filters=8',
+# A U-Net of depth 2 (with dropout: its random masks must resume too).
+SHALLOW = ('--config.model.depth=2', '--config.model.dropout_rates=(0.1,0.2,0.3)')
+RESUME_OVERRIDES = ('--config.model.base_filters=8', *SHALLOW,
                     '--config.num_train_steps=20', '--config.checkpoint_every_steps=5',
                     '--config.eval_every_steps=10', '--config.log_every_steps=5')
 
@@ -160,7 +162,7 @@ def test_two_processes_train_like_one(tfds_dir, tmp_path):
   is tests/test_parallel.py's."""
   overrides = ('--config.num_train_steps=4', '--config.eval_every_steps=2',
                '--config.log_every_steps=2', '--config.checkpoint_every_steps=2',
-               '--config.model.base_filters=4')
+               '--config.model.base_filters=4', *SHALLOW)
   two_devices = run_main(tmp_path / 'two_devices', tfds_dir, *overrides,
                          '--cpu_devices=2')  # the host split in 2, not 8
   assert two_devices.returncode == 0, two_devices.stderr
