@@ -14,6 +14,8 @@ packages=(
   simple-parsing==0.1.9 docstring-parser==0.18.0 tensorflow-metadata==1.21.0
   googleapis-common-protos==1.76.0 termcolor==3.3.0 toml==0.10.2
   importlib-resources==7.1.0
+  scikit-image==0.26.0 imageio==2.38.2 lazy-loader==0.6 networkx==3.6.1
+  tifffile==2026.3.3
 )
 python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 \
   --implementation cp --platform manylinux_2_28_x86_64 \

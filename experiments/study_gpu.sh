@@ -8,8 +8,8 @@
 # DATA holds isbi2012_em/, drive/ and kvasir_seg/ as in ../shared/data (the
 # default), and may hold a tensorflow_datasets/ folder of datasets already
 # prepared: experiments/pack_study_data.sh packs the study's data that way
-# (~40 MB). The host needs jax, flax, optax, chex, orbax and
-# scikit-learn/scikit-image (the pixel forest); the other dependencies come
+# (~40 MB). The host needs jax, flax, optax, chex, orbax and scikit-learn
+# (the pixel forest); the other dependencies come
 # from the wheels in .whl (benchmarks/offline_env.sh). TFDS prepares the
 # datasets under $SCRATCH/tensorflow_datasets and compiled programs are
 # cached in $SCRATCH/jax_cache (SCRATCH=/tmp/unetjax-study unless set); the

@@ -48,6 +48,7 @@ from unetjax import logs
 from unetjax import metrics as metrics_lib
 from unetjax import plots
 from unetjax.errors import ConfigError, UserInputError, WorkdirInUseError
+from unetjax.extras import MissingExtraError
 
 RESULT_FILE = 'result.json'
 ERROR_FILE = 'error.json'
@@ -213,6 +214,8 @@ def run_configs(sweep: dict[str, Any],
       config.seed = run.seed
       check_run_config(config)
       configs.append(config)
+    except MissingExtraError:
+      raise  # one line for the sweep: what to install
     except UserInputError as e:
       problems.setdefault(str(e), []).append(run.name)
   if problems:

@@ -8,7 +8,7 @@ is scored by `unetjax.metrics` on the same confusion counts, so its numbers
 sit in the same tables. In a sweep, `config.model = pixel_forest.default_config()`
 (name 'pixel_forest') selects it; its fields are below.
 
-Needs scikit-learn and scikit-image: pip install -e '.[experiments]'.
+Needs scikit-learn: pip install -e '.[experiments]'.
 """
 
 import functools
@@ -19,8 +19,10 @@ from typing import Any, Iterator
 import jax
 import ml_collections
 import numpy as np
+from skimage import feature
 
 from unetjax import configuration
+from unetjax import extras
 from unetjax import logs
 from unetjax import metrics
 from unetjax import workdir as workdir_lib
@@ -28,6 +30,7 @@ from unetjax.data import pipeline
 from unetjax.errors import ConfigError
 
 NAME = 'pixel_forest'
+_FEATURE = 'The pixel forest baseline (config.model.name=pixel_forest)'
 _FIELD_TYPES = {
     'name': (str,), 'n_classes': (int,), 'n_estimators': (int,),
     'max_depth': (int,), 'min_samples_leaf': (int,), 'train_pixels': (int,),
@@ -56,19 +59,10 @@ def default_config() -> ml_collections.ConfigDict:
   })
 
 
-def _require_libraries():
-  try:
-    from sklearn import ensemble
-    from skimage import feature
-  except ImportError as e:
-    raise ImportError(
-        f'The pixel forest baseline needs scikit-learn and scikit-image ({e}); '
-        "install them with pip install -e '.[experiments]'.") from e
-  return ensemble, feature
-
-
 def check_config(model_config: ml_collections.ConfigDict) -> None:
-  """Raises ConfigError for unknown, missing or mistyped fields."""
+  """Raises ConfigError for unknown, missing or mistyped fields, and
+  MissingExtraError without scikit-learn."""
+  extras.check('sklearn', 'experiments', _FEATURE)
   problems = []
   for key, value in model_config.items():
     if key not in _FIELD_TYPES:
@@ -89,7 +83,6 @@ def check_config(model_config: ml_collections.ConfigDict) -> None:
 
 def features(image: np.ndarray, model_config: ml_collections.ConfigDict) -> np.ndarray:
   """(H, W, F) float32 filter responses of a uint8 (H, W, C) image."""
-  _, feature = _require_libraries()
   num_sigma = model_config.num_sigma or None
   return feature.multiscale_basic_features(
       image.astype(np.float32) / 255.0, intensity=model_config.intensity,
@@ -109,7 +102,7 @@ def _examples(dataset_config: ml_collections.ConfigDict,
 def fit(config: ml_collections.ConfigDict, info: pipeline.DatasetInfo):
   """A RandomForestClassifier on `train_pixels` pixels drawn uniformly from
   the roi of each training image (an equal share per image)."""
-  ensemble, _ = _require_libraries()
+  ensemble = extras.require('sklearn.ensemble', 'experiments', _FEATURE)
   model_config = config.model
   rng = np.random.default_rng(config.seed)
   per_image = math.ceil(model_config.train_pixels / info.split_sizes['train'])
@@ -180,7 +173,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   record train.train_and_evaluate returns (best_step None: no steps)."""
   start = time.time()
   check_config(config.model)
-  _require_libraries()
   info = pipeline.prepare(config.dataset)
   configuration.check_dataset_fits(config.model.n_classes,
                                    config.loss.class_weights, info.name,

@@ -17,6 +17,7 @@ import flax
 import jax
 import numpy as np
 
+from unetjax import extras
 from unetjax.errors import ConfigError
 from unetjax.models.resnet import BOTTLENECK_DEPTHS, ENCODER_SCOPE, STAGE_SIZES
 
@@ -28,11 +29,8 @@ def read_state_dict(path: str) -> dict[str, np.ndarray]:
   if not os.path.isfile(path):
     raise ConfigError(f'config.model.pretrained={path!r} is not a file: give '
                       'the path of a torchvision ResNet state_dict (.pth).')
-  try:
-    import torch  # pylint: disable=import-outside-toplevel
-  except ImportError as e:
-    raise ConfigError('config.model.pretrained: reading a PyTorch .pth file '
-                      'needs torch (pip install torch).') from e
+  torch = extras.require('torch', 'peers', 'config.model.pretrained (reading '
+                         'a PyTorch .pth file)')
   try:
     loaded = torch.load(path, map_location='cpu', weights_only=True)
   except Exception as e:  # pickle, zip and torch errors alike
