@@ -44,7 +44,7 @@ def get_config() -> ml_collections.ConfigDict:
   # Dropout per level, shallow to deep, last = bottleneck (one number = all).
   config.model.dropout_rates = (0.1, 0.1, 0.2, 0.2, 0.3)
   # Normalisation after every convolution: 'batch', 'group' (group norm, for
-  # batches of a few images) or 'none'.
+  # batches of a few images), 'instance' (per channel and image) or 'none'.
   config.model.norm = 'batch'
   config.model.upsample = 'transpose'  # 'transpose' (2x2 up-conv), 'bilinear' or 'nearest'
 

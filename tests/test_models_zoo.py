@@ -10,6 +10,7 @@ import functools
 import re
 
 import flax
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -19,6 +20,7 @@ from ml_collections import ConfigDict
 
 from unetjax import losses, models
 from unetjax.errors import ConfigError, InputShapeError
+from unetjax.models import layers
 from unetjax.models import (AttentionUNet, FCN8s, ResNet, ResNetUNet, ResUNet,
                             ResUNetPlusPlus, UNet, UNet3Plus, UNetPlusPlus)
 
@@ -184,12 +186,26 @@ def test_a_size_the_model_cannot_take_is_a_clear_error(name):
 @pytest.mark.parametrize('name', NAMES)
 def test_group_norm_and_no_norm_variants_run_without_batch_statistics(name):
   images = jax.random.uniform(jax.random.key(1), (1, 32, 32, 1))
-  for norm in ('group', 'none'):
+  for norm in ('group', 'instance', 'none'):
     model = tiny(name, norm=norm)
     variables = shapes(model, images.shape)
     assert 'batch_stats' not in variables
   with pytest.raises(ConfigError, match="Unknown norm 'layer'"):
     shapes(tiny(name, norm='layer'), images.shape)
+
+
+def test_instance_norm_standardises_each_channel_of_each_image():
+  x = np.random.default_rng(0).normal(3.0, 2.0, (2, 8, 8, 6)).astype(np.float32)
+  x[1] *= 10.0  # a brighter image must not change the other's output
+  norm = nn.GroupNorm(num_groups=6)  # what layers.normalization builds
+  module = type('Norm', (nn.Module,), {'__call__': nn.compact(
+      lambda self, v: layers.normalization('instance', train=True)(v))})()
+  variables = module.init(jax.random.key(0), x)
+  y = np.asarray(module.apply(variables, x))
+  mean = x.mean(axis=(1, 2), keepdims=True)
+  std = np.sqrt(x.var(axis=(1, 2), keepdims=True) + norm.epsilon)
+  np.testing.assert_allclose(y, (x - mean) / std, atol=1e-4)
+  assert 'batch_stats' not in variables
 
 
 def test_registry_builds_every_model_from_its_config_fields():

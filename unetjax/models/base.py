@@ -23,7 +23,8 @@ class SegmentationModel(nn.Module):
       the last for the bottleneck; a decoder stage uses the rate of the
       encoder level at its resolution.
     norm: 'batch' (batch norm after every convolution, which then has no
-      bias), 'group' (group norm, for batches of a few images) or 'none'.
+      bias), 'group' (group norm, for batches of a few images), 'instance'
+      (per channel and image) or 'none'.
     upsample: 'transpose' (2x2 up-convolution), 'bilinear' or 'nearest'
       (resize, then a 1x1 convolution where the channel count changes).
     dtype: computation dtype (e.g. jnp.bfloat16); params stay in param_dtype.

@@ -21,7 +21,7 @@ DEVICE_AXIS = 'data'
 Dtype = Any
 
 UPSAMPLE_MODES = ('transpose', 'bilinear', 'nearest')
-NORMS = ('batch', 'group', 'none')
+NORMS = ('batch', 'group', 'instance', 'none')
 
 
 def check_input_size(shape: tuple[int, ...], depth: int) -> None:
@@ -71,7 +71,9 @@ def normalization(norm: str, train: bool, dtype: Dtype = jnp.float32,
   'batch' normalises over the batch (running averages in evaluation);
   'group' (Wu & He 2018) over groups of channels within each image, so it
   works with batches of one or two images: 32 groups, or gcd(32, channels)
-  where the channels do not split into 32; 'none' is the identity.
+  where the channels do not split into 32; 'instance' (Ulyanov et al. 2016,
+  MONAI's and nnU-Net's default) over each channel of each image, which is
+  group norm with one channel per group; 'none' is the identity.
   """
   if norm in ('batch', 'sync_batch'):
     # 'sync_batch' is 'batch' with statistics over all devices of a pmap
@@ -82,6 +84,9 @@ def normalization(norm: str, train: bool, dtype: Dtype = jnp.float32,
   if norm == 'group':
     return lambda x: nn.GroupNorm(num_groups=math.gcd(32, x.shape[-1]),
                                   dtype=dtype, param_dtype=param_dtype)(x)
+  if norm == 'instance':
+    return lambda x: nn.GroupNorm(num_groups=x.shape[-1], dtype=dtype,
+                                  param_dtype=param_dtype)(x)
   if norm == 'none':
     return lambda x: x
   raise ConfigError(f'Unknown norm {norm!r} (model.norm); choose one of {NORMS}.')

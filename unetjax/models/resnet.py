@@ -75,7 +75,7 @@ class ResNetEncoder(nn.Module):
   Attributes:
     num_layers: 18, 34 (basic blocks) or 50 (bottleneck blocks).
     base_filters: channels of the stem and the first stage (64).
-    norm: 'batch', 'group' or 'none'.
+    norm: 'batch', 'group', 'instance' or 'none'.
   """
   num_layers: int = 18
   base_filters: int = 64
@@ -118,7 +118,7 @@ class ResNet(nn.Module):
     n_classes: output classes (1000 for ImageNet).
     num_layers: 18, 34 or 50.
     base_filters: channels of the stem and the first stage (64).
-    norm: 'batch', 'group' or 'none'.
+    norm: 'batch', 'group', 'instance' or 'none'.
   """
   n_classes: int = 1000
   num_layers: int = 18
