@@ -1,0 +1,275 @@
+"""unetjax.plan: the fingerprint against numpy on a hand-made folder, each
+rule on small fingerprints, the budget arithmetic on a fake timer, and a
+planned config that validates and trains."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+from scipy import ndimage
+
+from configs import default
+from unetjax import command_line, configuration, train
+from unetjax.errors import ConfigError, DataError
+from unetjax.plan import budget as budget_lib
+from unetjax.plan import fingerprint, render, rules
+from unetjax.plan import __main__ as plan_main
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def write_folder(root, n=10):
+  """Greyscale images of varied heights; masks with two 6x6 squares and a
+  horizontal band 4 px wide."""
+  rng = np.random.default_rng(0)
+  os.makedirs(root / 'images')
+  os.makedirs(root / 'masks')
+  for i in range(n):
+    height = 40 + 2 * i
+    image = rng.integers(0, 256, (height, 48), dtype=np.uint8)
+    mask = np.zeros((height, 48), np.uint8)
+    mask[4:10, 4:10] = mask[4:10, 30:36] = 255
+    mask[20:24, :] = 255
+    Image.fromarray(image).save(root / 'images' / f'{i:02d}.png')
+    Image.fromarray(mask).save(root / 'masks' / f'{i:02d}.png')
+
+
+def folder_config(tmp_path):
+  config = default.get_config().dataset
+  config.name, config.data_dir = 'image_folder', str(tmp_path / 'tfds')
+  config.manual_dir = str(tmp_path / 'data')
+  config.folder = dict(image_size=0, n_channels=1, mask_values=(0, 255),
+                       split_fractions=(0.8, 0.1, 0.1))
+  return config
+
+
+def test_fingerprint_of_a_folder_against_numpy(tmp_path):
+  write_folder(tmp_path / 'data')
+  config = folder_config(tmp_path)
+  fp = fingerprint.measure(config)
+  from unetjax.data import pipeline
+  info = pipeline.prepare(config)
+  with open(os.path.join(config.data_dir, info.build, 'metadata.json')) as f:
+    train_files = json.load(f)['split_files']['train']
+  images = [np.asarray(Image.open(tmp_path / 'data' / 'images' / f'{n}.png'))
+            for n in train_files]
+  masks = [np.asarray(Image.open(tmp_path / 'data' / 'masks' / f'{n}.png')) > 127
+           for n in train_files]
+  heights = [im.shape[0] for im in images]
+  assert fp['n_images'] == len(images) == 8
+  assert fp['split_sizes'] == {'train': 8, 'validation': 1, 'test': 1}
+  assert fp['height'] == {'median': np.median(heights), 'min': min(heights),
+                          'max': max(heights)}
+  assert fp['width'] == {'median': 48, 'min': 48, 'max': 48}
+  assert fp['channels'] == 1 and fp['bit_depth'] == 8
+  pixels = np.concatenate([im.ravel() for im in images])
+  expected = np.percentile(pixels, [0.5, 50, 99.5], method='inverted_cdf')
+  got = fp['intensity'][0]
+  assert [got['p0.5'], got['p50'], got['p99.5']] == list(expected)
+  assert got['mean'] == pytest.approx(pixels.mean())
+  foreground = np.concatenate([m.ravel() for m in masks]).mean()
+  assert fp['class_fractions'] == pytest.approx([1 - foreground, foreground])
+  assert fp['objects_per_image'] == {'median': 3, 'min': 3, 'max': 3}
+  assert fp['object_pixels'] == {'median': 36, 'min': 36, 'max': 4 * 48}
+  assert fp['roi_coverage'] == 1.0
+  # The class's mean distance to the background, recomputed with scipy.
+  distances = np.concatenate([ndimage.distance_transform_edt(m)[m] for m in masks])
+  assert fp['structure_width'][1] == pytest.approx(4 * (distances.mean() - 0.5))
+
+
+@pytest.mark.parametrize('width', [2, 4, 6, 10])
+def test_structure_width_is_exact_for_bands_of_even_width(width):
+  mask = np.zeros((40, 30), np.int64)
+  mask[10:10 + width] = 1
+  distances = fingerprint.class_distances(mask, np.ones(mask.shape, bool), 2)
+  assert fingerprint.structure_width(distances[1].mean()) == width
+
+
+def test_histogram_percentiles_match_numpy():
+  values = np.random.default_rng(1).integers(0, 256, 5000)
+  counts = np.bincount(values, minlength=256)
+  for q in (0.5, 10, 50, 99.5, 100):
+    assert fingerprint.histogram_percentiles(counts, [q])[0] == np.percentile(
+        values, q, method='inverted_cdf')
+
+
+def fp_of(height, width, n=100, fractions=(0.8, 0.2), widths=(50.0, 20.0),
+          same_size=True, channels=3):
+  spread = lambda m: {'median': m, 'min': m if same_size else m // 2,
+                      'max': m if same_size else 2 * m}
+  return {'task': 'segmentation', 'n_images': n, 'height': spread(height),
+          'width': spread(width), 'channels': channels, 'bit_depth': 8,
+          'class_fractions': list(fractions), 'structure_width': list(widths),
+          'class_names': ['background', 'foreground'][:len(fractions)]
+          + [f'c{i}' for i in range(2, len(fractions))]}
+
+
+def test_thin_structures_keep_their_size_thick_ones_are_resized():
+  vessels = fp_of(1024, 1024, widths=(80.0, 4.0))
+  assert rules.folder_size(vessels, 'cpu').value == 0  # 4 px -> 1 px at 256
+  polyps = fp_of(1024, 1024, widths=(80.0, 60.0))
+  assert rules.folder_size(polyps, 'cpu').value == 256  # 60 px -> 15 px
+  small = fp_of(200, 200, widths=(80.0, 1.0))
+  assert rules.folder_size(small, 'cpu').value == 0
+
+
+def test_huge_images_get_patches_and_same_size_images_stay_whole():
+  huge = rules.patch(fp_of(4096, 4096), 'cpu')
+  assert huge.value == 256 and 'patches' in huge.reason
+  assert rules.patch(fp_of(4096, 4096), 'gpu').value == 512
+  assert rules.patch(fp_of(256, 256), 'cpu').value == 0
+  drive = rules.patch(fp_of(584, 565, n=20, same_size=False), 'cpu')
+  assert drive.value == (256, 240)  # the median's aspect ratio, 2**4 | sides
+  varied = rules.patch(fp_of(120, 100, same_size=False), 'cpu')
+  assert varied.value == (112, 96)  # sizes vary: patches of the median
+  assert rules.depth((256, 240)).value == 4
+  assert rules.depth((32, 32)).value == 2  # 8 px at the bottleneck
+  assert rules.depth((16, 16)).value == 1
+
+
+def test_batch_holds_at_most_five_percent_of_the_training_pixels():
+  assert rules.batch_size(fp_of(256, 256, n=800), (256, 256), 'cpu', 1).value == 8
+  # 25 slices of 512x512: 5% of their pixels is 5 patches of 256x256.
+  assert rules.batch_size(fp_of(512, 512, n=25), (256, 256), 'cpu', 1).value == 5
+  assert rules.batch_size(fp_of(512, 512, n=25), (256, 256), 'cpu', 2).value == 4
+  assert rules.batch_size(fp_of(512, 512, n=4), (256, 256), 'cpu', 1).value == 2
+  assert rules.batch_size(fp_of(256, 256, n=800), (256, 256), 'cpu', 8).value == 8
+  assert rules.batch_size(fp_of(256, 256, n=800), (256, 256), 'gpu', 1).value == 32
+
+
+def test_a_rare_class_gets_weights_and_oversampling():
+  rare = fp_of(256, 256, fractions=(0.95, 0.045, 0.005), widths=(9, 9, 9))
+  weights = rules.class_weights(rare, binary=False).value
+  assert len(weights) == 3 and np.mean(weights) == pytest.approx(1, abs=1e-3)
+  assert weights[2] / weights[0] == pytest.approx(np.sqrt(0.95 / 0.005), rel=1e-2)
+  assert rules.class_weights(fp_of(256, 256), binary=True).value == ()
+  assert rules.oversampling(rare, patches=True).value == pytest.approx(1 / 3)
+  membranes = fp_of(512, 512, fractions=(0.78, 0.22))
+  assert rules.oversampling(membranes, patches=True).value == 0.0
+  assert rules.oversampling(rare, patches=False).value == 0.0
+
+
+def test_full_augmentation_only_over_long_training():
+  short = {d.field for d in rules.augmentation(10)}
+  assert short == {'augment.flip_horizontal_prob', 'augment.flip_vertical_prob'}
+  long = {d.field: d.value for d in rules.augmentation(200)}
+  assert long['augment.rotate_degrees'] == 15.0 and 'augment.gamma_range' in long
+
+
+@pytest.mark.parametrize('text, seconds, steps', [
+    ('60m', 3600, None), ('90min', 5400, None), ('2h', 7200, None),
+    ('1.5h', 5400, None), ('5400s', 5400, None), ('3200steps', None, 3200)])
+def test_budget_parsing(text, seconds, steps):
+  assert budget_lib.parse(text) == budget_lib.Budget(seconds, steps)
+
+
+@pytest.mark.parametrize('text, message', [
+    ('60', '60m, 2h'), ('an hour', '60m, 2h'), ('-1h', '60m, 2h'),
+    ('0m', 'must be positive'), ('2.5steps', 'whole number of steps')])
+def test_a_bad_budget_says_what_to_write(text, message):
+  with pytest.raises(ConfigError, match=message):
+    budget_lib.parse(text)
+
+
+def fake_timer(per_width):
+  calls = []
+
+  def time_width(width):
+    calls.append(width)
+    return budget_lib.Timing(start=30, step=per_width[width], first_eval=20,
+                             eval=10, final=40)
+  return time_width, calls
+
+
+def test_budget_spends_the_time_on_steps_and_picks_the_width_by_epochs():
+  time_width, calls = fake_timer({8: 1.0, 16: 2.0, 32: 4.0})
+  choice = budget_lib.choose(budget_lib.Budget(3600), 800, 8, time_width)
+  # 10 validations (10% of the hour holds 36); 3600 - 30 - 40 - 20 - 9 * 10
+  # = 3420 s of steps at 1 s: 34 epochs at width 8; width 16 would give 17.
+  assert (choice.width, choice.steps, choice.evals) == (8, 3420, 10)
+  assert choice.epochs == pytest.approx(34.2)
+  assert choice.predicted_s == pytest.approx(3600)
+  assert calls == [8, 16]  # width 32 not timed: 16 already fell short
+  # 2.5 h: width 16 trains 44 epochs, width 32 only 22.
+  time_width, calls = fake_timer({8: 1.0, 16: 2.0, 32: 4.0})
+  longer = budget_lib.choose(budget_lib.Budget(9000), 800, 8, time_width)
+  assert longer.width == 16 and longer.epochs == pytest.approx(44.1)
+  assert calls == [8, 16, 32]
+  assert 9000 - 2.0 <= longer.predicted_s <= 9000
+  short = budget_lib.choose(budget_lib.Budget(600), 800, 8,
+                            fake_timer({8: 1.0, 16: 2.0, 32: 4.0})[0])
+  assert short.width == 8 and short.epochs < budget_lib.MIN_EPOCHS
+  fields = {d.field: d.value for d in budget_lib.decisions(choice, 8, budget_lib.Budget(3600))}
+  assert fields['num_train_steps'] == 3420 and fields['eval_every_steps'] == 342
+
+
+def test_a_budget_below_one_epoch_names_the_numbers():
+  with pytest.raises(ConfigError, match=r'holds 30 steps of batch 8 .* less '
+                     r'than one epoch of the 800 training images; give at least 4 min'):
+    budget_lib.choose(budget_lib.Budget(120), 800, 8,
+                      fake_timer({8: 1.0, 16: 2.0, 32: 4.0})[0])
+
+
+def test_probe_timing_from_its_records():
+  records = [{'event': 'train', 'step': 5, 'time': 130.0},
+             {'event': 'eval', 'step': 5, 'time': 150.0},
+             {'event': 'train', 'step': 10, 'time': 160.0},
+             {'event': 'eval', 'step': 10, 'time': 166.0},
+             {'event': 'final', 'step': 10, 'time': 190.0}]
+  timing = budget_lib.timing_from_records(records, start=100.0, end=200.0,
+                                          import_s=4.0)
+  assert timing == budget_lib.Timing(start=24.0, step=2.0, first_eval=20.0,
+                                     eval=6.0, final=34.0)
+  assert timing.predict(100, 3) == 24 + 200 + 20 + 12 + 34
+
+
+def test_too_small_to_split_and_too_large_for_memory_are_one_message_each():
+  fp = fp_of(256, 256)
+  fp.update(dataset='image_folder', split_sizes={'train': 4, 'validation': 0, 'test': 1})
+  with pytest.raises(DataError, match='too small to split.*validation split holds no image'):
+    plan_main.check_splits(fp)
+  huge = fp_of(60000, 60000, channels=1)
+  with pytest.raises(DataError, match=r'60000x60000 px\) needs 53.6 GiB'):
+    plan_main.check_memory(huge, 1, 24 * 2**30)
+  plan_main.check_memory(fp_of(4096, 4096), 1, 24 * 2**30)
+
+
+@pytest.mark.slow
+def test_a_planned_config_validates_and_trains(tfds_dir, tmp_path, monkeypatch):
+  config = default.get_config()
+  config.dataset.data_dir = tfds_dir
+  monkeypatch.setattr(budget_lib, 'probe', lambda c, import_s: budget_lib.Timing(
+      start=5, step=0.05, first_eval=2, eval=1, final=3))
+  decided, fp, choice = plan_main.plan(config, budget_lib.Budget(60), 0.0,
+                                       'configs/default.py')
+  assert fp['dataset'] == 'synthetic_cells/binary' and fp['channels'] == 1
+  path = tmp_path / 'planned.py'
+  path.write_text(render.config_source(decided, 'A test plan.\n'))
+  monkeypatch.chdir(ROOT)  # the file imports configs.default, as every config
+  planned = command_line.load_config(str(path))
+  assert not isinstance(planned, str), planned
+  configuration.validate(planned)
+  assert planned.model.norm == 'instance' and planned.dataset.data_dir == tfds_dir
+  assert planned.num_train_steps == choice.steps > 100
+  planned.num_train_steps = planned.eval_every_steps = 2
+  planned.checkpoint_every_steps = planned.log_every_steps = 2
+  planned.progress_bar = False
+  final = train.train_and_evaluate(planned, str(tmp_path / 'run'))
+  assert 0 <= final['validation']['dice'] <= 1
+  table = render.table(decided)
+  assert 'model.norm' in table and 'from configs/default.py' in table
+
+
+def test_the_command_refuses_a_bad_budget_in_one_line(tmp_path):
+  result = subprocess.run(
+      [sys.executable, '-m', 'unetjax.plan', '--config=configs/default.py',
+       '--budget=soon', f'--out={tmp_path / "p.py"}'],
+      cwd=ROOT, capture_output=True, text=True, timeout=300)
+  assert result.returncode == 1
+  assert result.stderr.strip().splitlines()[-1].startswith(
+      "error: --budget='soon': give a time such as 60m")
+  assert 'Traceback' not in result.stderr

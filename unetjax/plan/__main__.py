@@ -1,0 +1,186 @@
+"""Plans a recipe for a dataset and a time budget, as a config file.
+
+  python -m unetjax.plan --config=configs/folder.py \\
+      --config.dataset.manual_dir=/path/to/data --budget=60m --out=my_plan.py
+  python -m unetjax.main --config=my_plan.py --workdir=runs/mine
+
+--budget is the wall time of the training command (60m, 2h, 5400s) or a
+number of steps (3200steps). The plan measures the training split's
+fingerprint (written beside it as <out>.fingerprint.json), decides the
+data-driven settings by the rules of unetjax.plan.rules, times short probe
+runs of candidate widths on this machine's devices, and writes a config
+file whose every value says why; --explain also prints that table.
+"""
+
+import time
+
+_STARTED = time.time()
+
+# pylint: disable=wrong-import-position
+import json
+import os
+import sys
+
+import jax
+from absl import app, flags
+from ml_collections import config_flags
+
+from unetjax import command_line
+from unetjax import configuration
+from unetjax import models
+from unetjax import parallel
+from unetjax import train  # noqa: F401 (imported here so its cost is timed)
+from unetjax.errors import DataError, UserInputError
+from unetjax.plan import budget as budget_lib
+from unetjax.plan import fingerprint as fingerprint_lib
+from unetjax.plan import render
+from unetjax.plan import rules
+
+FLAGS = flags.FLAGS
+config_flags.DEFINE_config_file(
+    'config', None, 'The dataset\'s config file (e.g. configs/folder.py, '
+    'configs/kvasir_native.py); its dataset and task are kept.', lock_config=False)
+flags.DEFINE_string('budget', None, 'Wall time of the training command (60m, '
+                    '2h, 5400s) or a number of steps (3200steps).')
+flags.DEFINE_string('out', None, 'The planned config file to write (.py).')
+flags.DEFINE_bool('explain', False, 'Print every planned value with its reason.')
+flags.DEFINE_integer('cpu_devices', None, parallel.CPU_DEVICES_HELP, lower_bound=1)
+flags.mark_flags_as_required(['config', 'budget', 'out'])
+
+MEMORY_SHARE = 0.5  # of the host's memory, for one image's evaluation
+
+
+def host_memory_bytes() -> int:
+  return os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES')
+
+
+def check_splits(fp: dict) -> None:
+  empty = [s for s in ('train', 'validation', 'test') if not fp['split_sizes'].get(s)]
+  if empty:
+    sizes = ', '.join(f'{k} {v}' for k, v in fp['split_sizes'].items())
+    raise DataError(f'{fp["dataset"]} is too small to split ({sizes}): the '
+                    f'{" and ".join(empty)} split holds no image; add images '
+                    '(image_folder needs about 10 for an 80/10/10 split).')
+
+
+def check_memory(fp: dict, n_outputs: int, available: int) -> None:
+  """Whole-image evaluation holds an image's input, logits and blending
+  weights in float32 on the host."""
+  pixels = fp['height']['max'] * fp['width']['max']
+  need = pixels * (fp['channels'] + 2 * n_outputs + 1) * 4
+  if need > MEMORY_SHARE * available:
+    raise DataError(
+        f'The largest image ({int(fp["height"]["max"])}x{int(fp["width"]["max"])}'
+        f' px) needs {need / 2**30:.1f} GiB to evaluate whole, more than '
+        f'{MEMORY_SHARE:.0%} of this machine\'s {available / 2**30:.1f} GiB: '
+        'tile the images into smaller files first.')
+
+
+def data_decisions(config, fp: dict, kind: str) -> list[rules.Decision]:
+  n_classes = len(fp['class_names'])
+  binary = n_classes == 2
+  out = [rules.Decision('model.n_classes', 1 if binary else n_classes,
+                        f'{n_classes} classes' + (': one sigmoid' if binary else ''))]
+  if fp['task'] == 'classification':
+    return out + [rules.batch_size(fp, rules.median_shape(fp), kind,
+                                   jax.device_count())]
+  patch = rules.patch(fp, kind)
+  shape = rules.patch_shape(patch.value, fp)
+  return out + [
+      patch,
+      rules.depth(shape),
+      rules.batch_size(fp, shape, kind, jax.device_count()),
+      rules.normalisation(),
+      rules.oversampling(fp, patch.value != 0),
+      rules.class_weights(fp, binary),
+      *rules.fixed_choices(binary),
+  ]
+
+
+def plan(config, budget: budget_lib.Budget, import_s: float,
+         source: str) -> tuple[list[rules.Decision], dict, budget_lib.Choice]:
+  kind = jax.default_backend()
+  kind = kind if kind in rules.PATCH_CAP else 'gpu'
+  decided = []
+  if config.dataset.name == 'image_folder':
+    config.dataset.folder.image_size = 0
+    size = rules.folder_size(fingerprint_lib.measure(config.dataset), kind)
+    config.dataset.folder.image_size = size.value
+    decided.append(size)
+  fp = fingerprint_lib.measure(config.dataset)
+  check_splits(fp)
+  check_memory(fp, len(fp['class_names']), host_memory_bytes())
+  base = render.carried(config, configuration_defaults(), source)
+  decided = render.merged(base + decided + data_decisions(config, fp, kind))
+  batch = next(d.value for d in decided if d.field == 'batch_size')
+
+  def time_width(width):
+    print(f'Timing width {width} on {jax.device_count()} {kind} device(s)...',
+          flush=True)
+    probe = render.apply(config, decided + [
+        rules.Decision('model.base_filters', width, ''),
+        rules.Decision('eval_batch_size', 2 * batch, '')])
+    configuration.validate(probe)
+    return budget_lib.probe(probe, import_s)
+
+  choice = budget_lib.choose(budget, fp['n_images'], batch, time_width)
+  decided = render.merged(decided + budget_lib.decisions(choice, batch, budget) + [
+      rules.Decision('eval_batch_size', 2 * batch, 'twice the batch '
+                     '(no gradients to keep)'),
+      *(rules.augmentation(choice.epochs) if fp['task'] != 'classification'
+        else rules.augmentation(0)),
+  ])
+  return decided, fp, choice
+
+
+def configuration_defaults():
+  """configs/default.py of this checkout, which the planned file starts from."""
+  path = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
+      os.path.abspath(__file__)))), 'configs', 'default.py')
+  config = command_line.load_config(path)
+  if isinstance(config, str):
+    raise UserInputError(config)
+  return config
+
+
+def main(argv):
+  command_line.start(argv, cpu_devices=FLAGS.cpu_devices)
+  import_s = time.time() - _STARTED
+  out = FLAGS.out
+  try:
+    budget = budget_lib.parse(FLAGS.budget)
+    if not out.endswith('.py'):
+      raise UserInputError(f'--out={out}: the plan is a config file; name it '
+                           '<name>.py.')
+    source = command_line._flag_value(sys.argv, 'config')  # pylint: disable=protected-access
+    decided, fp, choice = plan(FLAGS.config, budget, import_s, source)
+    planned = render.apply(configuration_defaults(), decided)
+    configuration.validate(planned)
+    models.get_model(planned.model, planned.dtype, planned.param_dtype)
+  except UserInputError as e:
+    sys.exit(f'error: {e}')
+  stem = out[:-3]
+  header = (f'Planned by `python -m unetjax.plan --config={source} '
+            f'--budget={FLAGS.budget}` on {jax.device_count()} '
+            f'{jax.default_backend()} device(s): predicted wall time of '
+            f'`python -m unetjax.main` {choice.predicted_s / 60:.1f} min\n'
+            f'({choice.steps} steps, {choice.epochs:.1f} epochs). Fingerprint: '
+            f'{os.path.basename(stem)}.fingerprint.json. Edit freely; each value '
+            'says why.\n')
+  os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+  with open(out, 'w') as f:
+    f.write(render.config_source(decided, header))
+  with open(stem + '.fingerprint.json', 'w') as f:
+    json.dump({'fingerprint': fp, 'timings': {
+        w: vars(t) for w, t in choice.timings.items()},
+               'predicted_s': choice.predicted_s}, f, indent=2)
+  if FLAGS.explain:
+    print(render.table(decided))
+  print(f'Wrote {out}: width {choice.width}, {choice.steps} steps '
+        f'({choice.epochs:.1f} epochs), predicted {choice.predicted_s / 60:.1f} '
+        f'min. Train it with:\n  python -m unetjax.main --config={out} '
+        '--workdir=runs/<name>')
+
+
+if __name__ == '__main__':
+  app.run(main, flags_parser=command_line.parse_flags)

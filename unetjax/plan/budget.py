@@ -1,0 +1,188 @@
+"""Width, steps and evaluation interval from a time budget.
+
+A probe run of each candidate width (a few steps, two evaluations, the
+final scoring) on this machine's devices measures what a run of that width
+costs: the start (dataset, model, compilation), a training step, the first
+and a later validation, and the final evaluation. The plan then spends the
+budget on steps, keeping evaluation under EVAL_SHARE of it.
+"""
+
+import contextlib
+import dataclasses
+import io
+import math
+import re
+import tempfile
+import time
+from typing import Any, Callable, Sequence
+
+import ml_collections
+
+from unetjax.errors import ConfigError
+from unetjax.plan.rules import Decision
+
+# Width (base filters) candidates, narrowest first.
+WIDTHS = (8, 16, 32)
+# Epochs a run needs before width pays: on Kvasir-SEG in one CPU hour, width
+# 8 over 32 epochs reached test Dice 0.789 where width 16 over 15 epochs was
+# still underfitting (docs/experiments.md, the long study).
+MIN_EPOCHS = 30
+EVAL_SHARE = 0.1  # at most this share of the budget goes to validation
+MAX_EVALS = 10
+PROBE_STEPS = 5  # steps per probe interval (two intervals)
+
+_UNITS = {'s': 1, 'm': 60, 'min': 60, 'h': 3600}
+
+
+@dataclasses.dataclass(frozen=True)
+class Budget:
+  seconds: float | None = None  # wall time of the whole command
+  steps: int | None = None  # or a fixed number of steps
+
+  def __str__(self):
+    return f'{self.steps} steps' if self.steps else _duration(self.seconds)
+
+
+def _duration(seconds: float) -> str:
+  return (f'{seconds / 3600:g} h' if seconds >= 3600 and seconds % 3600 == 0
+          else f'{seconds / 60:g} min')
+
+
+def parse(text: str) -> Budget:
+  """'60m', '90min', '2h', '1.5h', '3600s' or '3200steps'."""
+  match = re.fullmatch(r'\s*([0-9]*\.?[0-9]+)\s*(s|m|min|h|steps?)\s*', text)
+  if not match:
+    raise ConfigError(f'--budget={text!r}: give a time such as 60m, 2h or '
+                      '5400s, or a number of steps such as 3200steps.')
+  number, unit = float(match.group(1)), match.group(2)
+  if unit.startswith('step'):
+    if number < 1 or number != int(number):
+      raise ConfigError(f'--budget={text!r}: a whole number of steps, >= 1.')
+    return Budget(steps=int(number))
+  if number <= 0:
+    raise ConfigError(f'--budget={text!r} must be positive.')
+  return Budget(seconds=number * _UNITS[unit])
+
+
+@dataclasses.dataclass(frozen=True)
+class Timing:
+  """What a run of one width costs on this machine, in seconds."""
+  start: float  # process start to the first step: imports, data, compile
+  step: float
+  first_eval: float  # includes compiling the evaluation
+  eval: float
+  final: float  # best checkpoint on validation and test, figures
+
+  def predict(self, steps: int, evals: int) -> float:
+    return (self.start + steps * self.step + self.final
+            + (self.first_eval + (evals - 1) * self.eval if evals else 0.0))
+
+
+def timing_from_records(records: Sequence[dict[str, Any]], start: float,
+                        end: float, import_s: float) -> Timing:
+  """The Timing of a probe run from its metrics.jsonl records (trained
+  2 * PROBE_STEPS steps, logged and validated every PROBE_STEPS)."""
+  times = {(r['event'], r['step']): r['time'] for r in records}
+  p = PROBE_STEPS
+  train1, eval1 = times[('train', p)], times[('eval', p)]
+  train2, eval2 = times[('train', 2 * p)], times[('eval', 2 * p)]
+  step = (train2 - eval1) / p
+  return Timing(start=import_s + train1 - start - p * step, step=step,
+                first_eval=eval1 - train1, eval=eval2 - train2,
+                final=end - eval2)
+
+
+def probe_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  probe = ml_collections.ConfigDict(config.to_dict())
+  probe.num_train_steps = 2 * PROBE_STEPS
+  probe.log_every_steps = probe.eval_every_steps = PROBE_STEPS
+  probe.checkpoint_every_steps = PROBE_STEPS
+  probe.progress_bar = False
+  return probe
+
+
+def probe(config: ml_collections.ConfigDict, import_s: float) -> Timing:
+  """Times a short run of `config` in a scratch workdir."""
+  from unetjax import logs, train  # pylint: disable=import-outside-toplevel
+  with tempfile.TemporaryDirectory(prefix='unetjax-plan-') as workdir:
+    start = time.time()
+    with contextlib.redirect_stdout(io.StringIO()):  # its scores mean nothing
+      train.train_and_evaluate(probe_config(config), workdir)
+    end = time.time()
+    return timing_from_records(logs.read_metrics(workdir), start, end, import_s)
+
+
+@dataclasses.dataclass(frozen=True)
+class Choice:
+  width: int
+  steps: int
+  evals: int
+  epochs: float
+  predicted_s: float
+  timings: dict[int, Timing]
+
+
+def steps_for(timing: Timing, seconds: float) -> tuple[int, int]:
+  """(steps, evaluations) that fill `seconds`, evaluation kept under
+  EVAL_SHARE of it and at most MAX_EVALS."""
+  evals = max(1, min(MAX_EVALS, int(EVAL_SHARE * seconds / max(timing.eval, 1e-9))))
+  for _ in range(MAX_EVALS):
+    left = seconds - timing.predict(0, evals)
+    steps = int(left / timing.step)
+    if steps >= evals or evals == 1:
+      return max(steps, 0), evals
+    evals -= 1
+  return max(int((seconds - timing.predict(0, 1)) / timing.step), 0), 1
+
+
+def choose(budget: Budget, samples_per_epoch: int, batch: int,
+           time_width: Callable[[int], Timing],
+           widths: Sequence[int] = WIDTHS) -> Choice:
+  """The widest width that trains MIN_EPOCHS within the budget, else the
+  narrowest (more epochs beat more width when a run underfits). Widths are
+  timed narrowest first; wider ones only while the last one reached
+  MIN_EPOCHS."""
+  timings, best = {}, None
+  for width in widths:
+    timings[width] = timing = time_width(width)
+    if budget.steps:
+      steps = budget.steps
+      evals = min(MAX_EVALS, max(1, steps // max(1, samples_per_epoch // batch)))
+    else:
+      steps, evals = steps_for(timing, budget.seconds)
+    epochs = steps * batch / samples_per_epoch
+    candidate = Choice(width, steps, evals, epochs,
+                       timing.predict(steps, evals), dict(timings))
+    if best is None or epochs >= MIN_EPOCHS:
+      best = candidate
+    if epochs < MIN_EPOCHS or budget.steps:
+      break
+  best = dataclasses.replace(best, timings=timings)
+  if not budget.steps and best.steps * batch < samples_per_epoch:
+    raise ConfigError(
+        f'--budget={budget}: it holds {best.steps} steps of batch {batch} at '
+        f'width {best.width} ({timings[best.width].step:.2f} s per step, '
+        f'{timings[best.width].predict(0, 1):.0f} s of start and evaluation), '
+        f'less than one epoch of the {samples_per_epoch} training images; '
+        f'give at least {_duration(60 * math.ceil(timings[best.width].predict(math.ceil(samples_per_epoch / batch), 1) / 60))}.')
+  return best
+
+
+def decisions(choice: Choice, batch: int, budget: Budget) -> list[Decision]:
+  """The config values of `choice`, with their reasons."""
+  timing = choice.timings[choice.width]
+  every = max(1, math.ceil(choice.steps / max(choice.evals, 1)))
+  tried = ', '.join(f'{w}: {t.step:.2f} s/step' for w, t in choice.timings.items())
+  return [
+      Decision('model.base_filters', choice.width,
+               f'{choice.epochs:.0f} epochs in {budget} (timed widths {tried}); '
+               f'widest reaching {MIN_EPOCHS} epochs, else narrowest'),
+      Decision('num_train_steps', choice.steps,
+               f'{budget} = start {timing.start:.0f} s + steps x '
+               f'{timing.step:.3f} s + {choice.evals} validations '
+               f'(~{timing.eval:.0f} s) + final {timing.final:.0f} s'),
+      Decision('eval_every_steps', every,
+               f'{choice.evals} validations, <= {EVAL_SHARE:.0%} of the budget'),
+      Decision('checkpoint_every_steps', every, 'with each validation'),
+      Decision('log_every_steps', max(1, min(50, every // 4)), 'a few per validation'),
+  ]

@@ -1,0 +1,202 @@
+"""The data-driven choices of a plan: pure functions from a fingerprint (and
+the machine) to config values, each with a one-line reason naming the
+figure behind it. The reference is nnU-Net's planner (Isensee et al. 2021,
+"nnU-Net", Nature Methods 18; its ExperimentPlanner and default trainer);
+where our own measurements disagree with it, the rule follows ours and says
+where they are (docs/experiments.md).
+"""
+
+import dataclasses
+import math
+from typing import Any
+
+# Largest patch side trained per device kind: nnU-Net grows the 2D patch to
+# the median image shape while GPU memory allows; on a CPU a 256x256 patch at
+# batch 8 is already ~1 s per step for the narrowest U-Net (kvasir_native).
+PATCH_CAP = {'cpu': 256, 'gpu': 512, 'tpu': 512}
+# Batch per step before the dataset cap: our CPU recipes' 8; nnU-Net's 2D
+# plans reach 12-50 on a GPU.
+BASE_BATCH = {'cpu': 8, 'gpu': 32, 'tpu': 32}
+MAX_DATASET_COVERED = 0.05  # nnU-Net: one batch holds at most 5% of the training pixels
+MIN_BOTTLENECK = 8  # poolings stop where an edge reaches 8 px (nnU-Net: 4)
+MAX_DEPTH = 4  # the depth every measured recipe of ours uses
+THIN_WIDTH = 3.0  # px: a structure thinner than this after resizing is lost
+RARE_CLASS = 0.01  # a class under 1% of the pixels gets a loss weight
+EVERYWHERE = 0.2  # every class above 20% of the pixels: no oversampling
+# Geometric and intensity augmentation pays off only over long training:
+# on Kvasir-SEG it lowered test Dice after ~10 epochs (0.635 vs 0.676) while
+# flips raised it over 32 (0.789 vs 0.727); on DRIVE (~1200 patch epochs) the
+# augmented run was still climbing (docs/experiments.md, the long study).
+FULL_AUGMENTATION_EPOCHS = 50
+
+
+@dataclasses.dataclass(frozen=True)
+class Decision:
+  field: str  # dotted path under config, e.g. 'model.norm'
+  value: Any
+  reason: str
+
+
+def _round_down(n: float, multiple: int) -> int:
+  return max(multiple, int(n) // multiple * multiple)
+
+
+def median_shape(fp: dict[str, Any]) -> tuple[int, int]:
+  return int(fp['height']['median']), int(fp['width']['median'])
+
+
+def thinnest_structure(fp: dict[str, Any]) -> tuple[float, int]:
+  """(width in px, class) of the thinnest class structure."""
+  widths = [(w, c) for c, w in enumerate(fp.get('structure_width', []))
+            if w == w]  # NaN: the class never occurs
+  return min(widths) if widths else (math.inf, 0)
+
+
+def folder_size(fp: dict[str, Any], kind: str) -> Decision:
+  """image_folder's stored side: resized to the patch cap only where the
+  thinnest structure stays THIN_WIDTH px wide, else the images' own size."""
+  side = max(median_shape(fp))
+  cap = PATCH_CAP[kind]
+  width, c = thinnest_structure(fp)
+  if side <= cap:
+    return Decision('dataset.folder.image_size', 0,
+                    f'median side {side} px fits the {cap} px patch: own size')
+  if width * cap / side < THIN_WIDTH:
+    return Decision('dataset.folder.image_size', 0,
+                    f'class {c} structures are {width:.1f} px wide; resizing '
+                    f'{side} -> {cap} px would make them {width * cap / side:.1f}'
+                    ' px: own size, patches')
+  return Decision('dataset.folder.image_size', cap,
+                  f'median side {side} px; its thinnest structures ({width:.1f} '
+                  f'px) stay {width * cap / side:.1f} px wide at {cap} px')
+
+
+def depth(patch: tuple[int, int]) -> Decision:
+  """Poolings until the smaller edge reaches MIN_BOTTLENECK (nnU-Net pools
+  to 4 px), at most MAX_DEPTH."""
+  d = max(1, min(MAX_DEPTH, int(math.log2(min(patch) / MIN_BOTTLENECK))))
+  return Decision('model.depth', d,
+                  f'{min(patch)} px edge / 2**{d} = {min(patch) // 2**d} px at '
+                  f'the bottleneck (nnU-Net pools to 4-8 px; at most {MAX_DEPTH})')
+
+
+def patch(fp: dict[str, Any], kind: str) -> Decision:
+  """Whole images when they all share one size within the cap; else
+  patches of the median shape, scaled to the cap's pixel count (nnU-Net
+  keeps the median's aspect ratio), divisible by 2**MAX_DEPTH."""
+  h, w = median_shape(fp)
+  cap = PATCH_CAP[kind]
+  same_size = (fp['height']['min'] == fp['height']['max'] and
+               fp['width']['min'] == fp['width']['max'])
+  if same_size and max(h, w) <= cap and h % 2**MAX_DEPTH == 0 and w % 2**MAX_DEPTH == 0:
+    return Decision('dataset.patch_size', 0,
+                    f'every image is {h}x{w}: whole images')
+  scale = min(1.0, math.sqrt(cap * cap / (h * w)))
+  ph = _round_down(h * scale, 2**MAX_DEPTH)
+  pw = _round_down(w * scale, 2**MAX_DEPTH)
+  value = ph if ph == pw else (ph, pw)
+  why = (f'median image {h}x{w}' + (f' over the {cap}x{cap} px cap of a {kind}'
+                                    if scale < 1 else ', sizes vary'))
+  return Decision('dataset.patch_size', value,
+                  f'{why}: patches of {ph}x{pw}, whole images scored by a '
+                  'sliding window')
+
+
+def patch_shape(value: Any, fp: dict[str, Any]) -> tuple[int, int]:
+  if value == 0:
+    return median_shape(fp)
+  return (value, value) if isinstance(value, int) else tuple(value)
+
+
+def batch_size(fp: dict[str, Any], shape: tuple[int, int], kind: str,
+               n_devices: int) -> Decision:
+  """BASE_BATCH, capped so that one batch holds at most 5% of the training
+  pixels (nnU-Net), at least 2, a multiple of the devices."""
+  h, w = median_shape(fp)
+  train_pixels = fp['n_images'] * h * w
+  cap = int(MAX_DATASET_COVERED * train_pixels / (shape[0] * shape[1]))
+  b = max(2, min(BASE_BATCH[kind], cap))
+  b = max(n_devices, b // n_devices * n_devices)
+  reason = (f'{kind} batch {BASE_BATCH[kind]}' if b == BASE_BATCH[kind] else
+            f'{fp["n_images"]} training images of {h}x{w}: 5% of their pixels '
+            f'hold {cap} {shape[0]}x{shape[1]} inputs (nnU-Net\'s cap)')
+  return Decision('batch_size', b, reason)
+
+
+def normalisation() -> Decision:
+  return Decision('model.norm', 'instance',
+                  'instance norm: batch norm over 8 images of varied '
+                  'illumination lost 0.06 Dice to it on CVC-ClinicDB '
+                  '(docs/experiments.md); MONAI\'s and nnU-Net\'s default')
+
+
+def oversampling(fp: dict[str, Any], patches: bool) -> Decision:
+  fractions = fp['class_fractions']
+  if not patches:
+    return Decision('dataset.foreground_oversampling', 0.0, 'whole images')
+  if min(fractions) >= EVERYWHERE:
+    return Decision('dataset.foreground_oversampling', 0.0,
+                    f'every class covers >= {min(fractions):.0%} of the pixels: '
+                    'every patch holds some')
+  return Decision('dataset.foreground_oversampling', 1 / 3,
+                  f'foreground is {1 - fractions[0]:.1%} of the pixels: a '
+                  'third of the patches centred on it (nnU-Net)')
+
+
+def class_weights(fp: dict[str, Any], binary: bool) -> Decision:
+  """Weights proportional to 1/sqrt(pixel fraction), mean 1, when a class
+  is under RARE_CLASS of the pixels (full inverse frequency over-predicts
+  the rare class); () otherwise, as nnU-Net (which relies on Dice + CE)."""
+  fractions = fp['class_fractions']
+  rare = min(fractions)
+  if rare >= RARE_CLASS or rare <= 0:
+    return Decision('loss.class_weights', (),
+                    f'rarest class {rare:.1%} of the pixels: Dice + CE as is')
+  raw = [1 / math.sqrt(f) if f > 0 else 0.0 for f in fractions]
+  mean = sum(raw) / len(raw)
+  weights = tuple(round(r / mean, 3) for r in raw)
+  return Decision('loss.class_weights', weights,
+                  f'class {fractions.index(rare)} is {rare:.2%} of the pixels: '
+                  'cross-entropy weights ~ 1/sqrt(fraction)')
+
+
+def augmentation(epochs: float) -> list[Decision]:
+  """Flips always (nnU-Net mirrors every axis); nnU-Net's rotations,
+  scaling and intensity changes only from FULL_AUGMENTATION_EPOCHS."""
+  flips = [Decision('augment.flip_horizontal_prob', 0.5, 'mirror: nnU-Net, and +0.06 '
+                    'Dice on Kvasir-SEG over 32 epochs'),
+           Decision('augment.flip_vertical_prob', 0.5, 'mirror (nnU-Net)')]
+  if epochs < FULL_AUGMENTATION_EPOCHS:
+    return flips
+  why = f'{epochs:.0f} epochs >= {FULL_AUGMENTATION_EPOCHS}: nnU-Net\'s set'
+  return flips + [
+      Decision('augment.rot90_prob', 0.75, why),
+      Decision('augment.rotate_prob', 0.3, why),
+      Decision('augment.rotate_degrees', 15.0, why),
+      Decision('augment.scale_prob', 0.2, why),
+      Decision('augment.scale_range', (0.85, 1.25), why + ' (0.7-1.4 in 3D)'),
+      Decision('augment.brightness_prob', 0.3, why),
+      Decision('augment.brightness', 0.1, why),
+      Decision('augment.contrast_prob', 0.3, why),
+      Decision('augment.contrast_range', (0.75, 1.25), why),
+      Decision('augment.gamma_prob', 0.3, why),
+      Decision('augment.gamma_range', (0.7, 1.5), why),
+  ]
+
+
+def fixed_choices(binary: bool) -> list[Decision]:
+  """Choices that do not depend on the data (the evidence is in their
+  reasons)."""
+  return [
+      Decision('model.dropout_rates', (0.0,), 'no dropout (nnU-Net; '
+               'kvasir_native trains better without it at width 8)'),
+      Decision('loss.name', 'cross_entropy_dice', 'Dice + cross-entropy '
+               '(nnU-Net, MONAI DiceCE)'),
+      Decision('optimizer.name', 'adam', 'Adam (MONAI\'s peer setting)'),
+      Decision('optimizer.learning_rate', 1e-3, '1e-3: 3e-3 with poly decay '
+               'lost 0.03 Dice to it on CVC-ClinicDB (docs/experiments.md)'),
+      Decision('optimizer.schedule', 'constant', 'constant (as the peer)'),
+      Decision('optimizer.warmup_steps', 0, 'no warm-up with a constant rate'),
+      Decision('dataset.eval_overlap', 0.5, 'half-window overlap (nnU-Net)'),
+      Decision('best_metric', 'dice', 'best checkpoint by validation Dice'),
+  ]
