@@ -7,6 +7,7 @@ import ast
 import importlib.metadata
 import pathlib
 import re
+import subprocess
 import sys
 import tomllib
 
@@ -113,3 +114,18 @@ def test_a_missing_extra_is_one_message_naming_it():
     extras.check('no_such_library_xyz', 'peers', 'The peer')
   assert extras.require('json', 'experiments', 'x').dumps([1]) == '[1]'
   extras.check('numpy', 'experiments', 'x')
+
+
+def test_every_module_imports_in_one_process():
+  """As .ci/bare_install does: no module defines flags or state at import
+  that clashes with another's (e.g. two commands' --config)."""
+  code = ('import importlib, pkgutil, unetjax\n'
+          'names = [m.name for m in pkgutil.walk_packages(unetjax.__path__, '
+          "'unetjax.')]\n"
+          'for name in names: importlib.import_module(name)\n'
+          'print(len(names))\n')
+  result = subprocess.run([sys.executable, '-c', code], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300)
+  assert result.returncode == 0, result.stderr[-2000:]
+  # Every file but unetjax/__init__.py, which the walk starts from.
+  assert int(result.stdout.split()[-1]) == len(list(PACKAGE.rglob('*.py'))) - 1

@@ -37,15 +37,23 @@ from unetjax.plan import render
 from unetjax.plan import rules
 
 FLAGS = flags.FLAGS
-config_flags.DEFINE_config_file(
-    'config', None, 'The dataset\'s config file (e.g. configs/folder.py, '
-    'configs/kvasir_native.py); its dataset and task are kept.', lock_config=False)
-flags.DEFINE_string('budget', None, 'Wall time of the training command (60m, '
-                    '2h, 5400s) or a number of steps (3200steps).')
-flags.DEFINE_string('out', None, 'The planned config file to write (.py).')
-flags.DEFINE_bool('explain', False, 'Print every planned value with its reason.')
-flags.DEFINE_integer('cpu_devices', None, parallel.CPU_DEVICES_HELP, lower_bound=1)
-flags.mark_flags_as_required(['config', 'budget', 'out'])
+
+
+def define_flags() -> None:
+  """The command's flags, defined when it runs (not on import, so that this
+  module can be imported beside unetjax.main, whose --config it shares)."""
+  config_flags.DEFINE_config_file(
+      'config', None, 'The dataset\'s config file (e.g. configs/folder.py, '
+      'configs/kvasir_native.py); its dataset and task are kept.',
+      lock_config=False)
+  flags.DEFINE_string('budget', None, 'Wall time of the training command (60m, '
+                      '2h, 5400s) or a number of steps (3200steps).')
+  flags.DEFINE_string('out', None, 'The planned config file to write (.py).')
+  flags.DEFINE_bool('explain', False, 'Print every planned value with its reason.')
+  flags.DEFINE_integer('cpu_devices', None, parallel.CPU_DEVICES_HELP,
+                       lower_bound=1)
+  flags.mark_flags_as_required(['config', 'budget', 'out'])
+
 
 MEMORY_SHARE = 0.5  # of the host's memory, for one image's evaluation
 
@@ -183,4 +191,5 @@ def main(argv):
 
 
 if __name__ == '__main__':
+  define_flags()
   app.run(main, flags_parser=command_line.parse_flags)
