@@ -264,6 +264,23 @@ def test_a_planned_config_validates_and_trains(tfds_dir, tmp_path, monkeypatch):
   assert 'model.norm' in table and 'from configs/default.py' in table
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize('source, n_classes, model', [
+    ('configs/multiclass.py', 3, 'unet'), ('configs/classify.py', 3, 'resnet'),
+    ('configs/instances.py', 1, 'unet')])
+def test_multiclass_instance_and_classification_plans_validate(
+    tfds_dir, tmp_path, monkeypatch, source, n_classes, model):
+  config = command_line.load_config(os.path.join(ROOT, source))
+  config.dataset.data_dir = tfds_dir
+  monkeypatch.setattr(budget_lib, 'probe', lambda c, import_s: budget_lib.Timing(
+      start=5, step=0.05, first_eval=2, eval=1, final=3))
+  decided, fp, _ = plan_main.plan(config, budget_lib.Budget(60), 0.0, source)
+  planned = render.apply(plan_main.configuration_defaults(), decided)
+  configuration.validate(planned)
+  assert planned.model.n_classes == n_classes and planned.model.name == model
+  assert planned.dataset.name == config.dataset.name
+
+
 def test_the_command_refuses_a_bad_budget_in_one_line(tmp_path):
   result = subprocess.run(
       [sys.executable, '-m', 'unetjax.plan', '--config=configs/default.py',

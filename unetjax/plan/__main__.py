@@ -86,12 +86,13 @@ def check_memory(fp: dict, n_outputs: int, available: int) -> None:
 
 def data_decisions(config, fp: dict, kind: str) -> list[rules.Decision]:
   n_classes = len(fp['class_names'])
+  if fp['task'] == 'classification':
+    return [rules.Decision('model.n_classes', n_classes,
+                           f'{n_classes} classes: softmax'),
+            rules.batch_size(fp, rules.median_shape(fp), kind, jax.device_count())]
   binary = n_classes == 2
   out = [rules.Decision('model.n_classes', 1 if binary else n_classes,
                         f'{n_classes} classes' + (': one sigmoid' if binary else ''))]
-  if fp['task'] == 'classification':
-    return out + [rules.batch_size(fp, rules.median_shape(fp), kind,
-                                   jax.device_count())]
   patch = rules.patch(fp, kind)
   shape = rules.patch_shape(patch.value, fp)
   return out + [

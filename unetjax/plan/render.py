@@ -24,17 +24,17 @@ def carried(config: ml_collections.ConfigDict, base: ml_collections.ConfigDict,
   """The fields of `config` that differ from `base` (configs/default.py):
   what the user's config says about its dataset and task. A section that
   `base` lacks (dataset.folder) is carried whole."""
-  base_flat = _flat(base)
+  base_flat, base_sections = _flat(base), _sections(base)
   out, whole = [], set()
   for path, value in _flat(config).items():
-    section = path.rsplit('.', 1)[0]
-    if path not in base_flat and '.' in path and section not in base_flat:
-      top = next(p for p in _section_chain(path) if p not in _sections(base))
-      if top not in whole:
-        whole.add(top)
-        out.append(Decision(top, _get(config, top).to_dict(), f'from {source}'))
-      continue
-    if path not in base_flat or base_flat[path] != value:
+    new_section = next((p for p in _section_chain(path)
+                        if p not in base_sections), None)
+    if new_section is not None:
+      if new_section not in whole:
+        whole.add(new_section)
+        out.append(Decision(new_section, _get(config, new_section).to_dict(),
+                            f'from {source}'))
+    elif path not in base_flat or base_flat[path] != value:
       out.append(Decision(path, value, f'from {source}'))
   return out
 
