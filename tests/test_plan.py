@@ -281,6 +281,26 @@ def test_multiclass_instance_and_classification_plans_validate(
   assert planned.dataset.name == config.dataset.name
 
 
+@pytest.mark.slow
+def test_keep_recipe_plans_only_the_steps(tfds_dir, monkeypatch):
+  config = command_line.load_config(os.path.join(ROOT, 'configs/augmented.py'))
+  config.dataset.data_dir = tfds_dir
+  timed = []
+  monkeypatch.setattr(budget_lib, 'probe', lambda c, import_s: timed.append(c)
+                      or budget_lib.Timing(start=5, step=0.1, first_eval=2,
+                                           eval=1, final=3))
+  decided, _, choice = plan_main.plan(config, budget_lib.Budget(120), 0.0,
+                                      'configs/augmented.py', keep_recipe=True)
+  planned = render.apply(plan_main.configuration_defaults(), decided)
+  configuration.validate(planned)
+  assert [c.model.base_filters for c in timed] == [config.model.base_filters]
+  for path in ('model', 'augment', 'optimizer', 'loss', 'batch_size'):
+    assert planned[path] == config[path], path
+  # 120 s = 5 + 3 + 2 + 10 * 1 s of validation... (10% holds 12, capped at 10)
+  assert planned.num_train_steps == choice.steps == int((120 - 5 - 3 - 2 - 9) / 0.1)
+  assert planned.eval_every_steps == -(-choice.steps // 10)
+
+
 def test_the_command_refuses_a_bad_budget_in_one_line(tmp_path):
   result = subprocess.run(
       [sys.executable, '-m', 'unetjax.plan', '--config=configs/default.py',

@@ -50,6 +50,9 @@ def define_flags() -> None:
                       '2h, 5400s) or a number of steps (3200steps).')
   flags.DEFINE_string('out', None, 'The planned config file to write (.py).')
   flags.DEFINE_bool('explain', False, 'Print every planned value with its reason.')
+  flags.DEFINE_bool('keep_recipe', False, 'Keep every setting of --config and '
+                    'plan only the steps and evaluation interval that fill the '
+                    'budget (a hand-tuned recipe fitted to your time).')
   flags.DEFINE_integer('cpu_devices', None, parallel.CPU_DEVICES_HELP,
                        lower_bound=1)
   flags.mark_flags_as_required(['config', 'budget', 'out'])
@@ -106,12 +109,16 @@ def data_decisions(config, fp: dict, kind: str) -> list[rules.Decision]:
   ]
 
 
-def plan(config, budget: budget_lib.Budget, import_s: float,
-         source: str) -> tuple[list[rules.Decision], dict, budget_lib.Choice]:
+def plan(config, budget: budget_lib.Budget, import_s: float, source: str,
+         keep_recipe: bool = False
+         ) -> tuple[list[rules.Decision], dict, budget_lib.Choice]:
+  """The decisions of a plan, the fingerprint and the budget's choice. With
+  `keep_recipe`, every setting of `config` stays and only the steps and the
+  evaluation interval are planned (a hand-tuned recipe fitted to a budget)."""
   kind = jax.default_backend()
   kind = kind if kind in rules.PATCH_CAP else 'gpu'
   decided = []
-  if config.dataset.name == 'image_folder':
+  if config.dataset.name == 'image_folder' and not keep_recipe:
     config.dataset.folder.image_size = 0
     size = rules.folder_size(fingerprint_lib.measure(config.dataset), kind)
     config.dataset.folder.image_size = size.value
@@ -120,7 +127,13 @@ def plan(config, budget: budget_lib.Budget, import_s: float,
   check_splits(fp)
   check_memory(fp, len(fp['class_names']), host_memory_bytes())
   base = render.carried(config, configuration_defaults(), source)
-  decided = render.merged(base + decided + data_decisions(config, fp, kind))
+  if keep_recipe:
+    decided = base + [rules.Decision('batch_size', config.batch_size,
+                                     f'from {source}')]
+    widths = (config.model.base_filters,)
+  else:
+    decided = render.merged(base + decided + data_decisions(config, fp, kind))
+    widths = budget_lib.WIDTHS
   batch = next(d.value for d in decided if d.field == 'batch_size')
 
   def time_width(width):
@@ -132,7 +145,11 @@ def plan(config, budget: budget_lib.Budget, import_s: float,
     configuration.validate(probe)
     return budget_lib.probe(probe, import_s)
 
-  choice = budget_lib.choose(budget, fp['n_images'], batch, time_width)
+  choice = budget_lib.choose(budget, fp['n_images'], batch, time_width, widths)
+  if keep_recipe:
+    steps = [d for d in budget_lib.decisions(choice, batch, budget)
+             if d.field != 'model.base_filters']
+    return render.merged(decided + steps), fp, choice
   decided = render.merged(decided + budget_lib.decisions(choice, batch, budget) + [
       rules.Decision('eval_batch_size', 2 * batch, 'twice the batch '
                      '(no gradients to keep)'),
@@ -162,7 +179,8 @@ def main(argv):
       raise UserInputError(f'--out={out}: the plan is a config file; name it '
                            '<name>.py.')
     source = command_line._flag_value(sys.argv, 'config')  # pylint: disable=protected-access
-    decided, fp, choice = plan(FLAGS.config, budget, import_s, source)
+    decided, fp, choice = plan(FLAGS.config, budget, import_s, source,
+                               keep_recipe=FLAGS.keep_recipe)
     planned = render.apply(configuration_defaults(), decided)
     configuration.validate(planned)
     models.get_model(planned.model, planned.dtype, planned.param_dtype)
