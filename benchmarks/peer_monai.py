@@ -77,6 +77,7 @@ class Options:
   eval_every: int = 200
   threads: int = 1
   surface_metrics: bool = False  # boundary F1, HD95, ASSD (slow on the CPU)
+  budget_s: float | None = None  # stop steps early to end within this wall time
   out: str | None = None
 
 
@@ -310,18 +311,28 @@ def _better(score: float, best: float | None) -> bool:
   return math.isfinite(score) and (best is None or score > best)
 
 
+def out_of_time(elapsed: float, last_validation_s: float,
+                budget_s: float | None) -> bool:
+  """Whether one more step would leave too little of `budget_s` for a
+  validation and the test scoring (about two validations)."""
+  return budget_s is not None and elapsed + 2 * last_validation_s >= budget_s
+
+
 def train(model, loss_fn: RoiDiceCELoss, batches: Iterator, steps: int, lr: float,
-          eval_every: int, validate: Callable[[], dict[str, float]]
+          eval_every: int, validate: Callable[[], dict[str, float]],
+          budget_s: float | None = None, started: float = 0.0
           ) -> dict[str, Any]:
   """Adam at constant `lr` for `steps` steps, validating every `eval_every`
   and at the last. Leaves `model` in its best state (by validation Dice; the
   last if none was finite) and returns that state's step and validation
   metrics (evaluation is deterministic: scoring it again gives the same),
-  the validation curve and the training seconds (evaluation left out)."""
+  the validation curve and the training seconds (evaluation left out).
+  With `budget_s` (seconds since `started`) the steps end early where
+  `out_of_time` says so; 'steps' is the number trained."""
   import torch
   optimizer = torch.optim.Adam(model.parameters(), lr=lr)
   best_dice = best_state = best_step = best_validation = None
-  curve, train_s = [], 0.0
+  curve, train_s, validation_s = [], 0.0, 0.0
   for step in range(1, steps + 1):
     start = time.perf_counter()
     images, target, roi = batch_tensors(next(batches), loss_fn.binary)
@@ -334,8 +345,12 @@ def train(model, loss_fn: RoiDiceCELoss, batches: Iterator, steps: int, lr: floa
     if not math.isfinite(loss):
       raise UserInputError(f'The training loss became {loss} at step {step}; '
                            f'lower --lr (now {lr}).')
-    if step % eval_every == 0 or step == steps:
+    last = step == steps or out_of_time(time.perf_counter() - started,
+                                        validation_s, budget_s)
+    if step % eval_every == 0 or last:
+      validation_start = time.perf_counter()
       validation = validate()
+      validation_s = time.perf_counter() - validation_start
       dice = validation['dice']
       curve.append((step, dice))
       print(f'step {step}: loss {loss:.4f}, validation Dice {dice:.4f}',
@@ -343,12 +358,15 @@ def train(model, loss_fn: RoiDiceCELoss, batches: Iterator, steps: int, lr: floa
       if _better(dice, best_dice):
         best_dice, best_step, best_validation = dice, step, validation
         best_state = copy.deepcopy(model.state_dict())
+    if last:
+      break
+  steps = step
   if best_state is None:  # no finite validation Dice: the last state
     best_step, best_validation = steps, validation
   else:
     model.load_state_dict(best_state)
   return {'best_step': best_step, 'validation': best_validation,
-          'curve': curve, 'train_s': train_s}
+          'curve': curve, 'train_s': train_s, 'steps': steps}
 
 
 def check_options(options: Options) -> None:
@@ -409,11 +427,14 @@ def run(config: ml_collections.ConfigDict, options: Options) -> dict[str, Any]:
                                  info.class_names)
 
   result = train(model, RoiDiceCELoss(n_outputs), batches, options.steps,
-                 options.lr, options.eval_every, lambda: score('validation'))
+                 options.lr, options.eval_every, lambda: score('validation'),
+                 options.budget_s, started)
+  steps = result['steps']
   validation, test = result['validation'], score('test')
   record = {
       'benchmark': 'peer_monai', 'framework': 'torch', 'network': options.network,
-      'width': width, 'depth': depth, 'steps': options.steps,
+      'width': width, 'depth': depth, 'steps': steps,
+      'budget_s': options.budget_s,
       'batch_size': batch_size, 'lr': options.lr, 'optimizer': 'adam',
       'schedule': 'constant', 'loss': 'DiceCELoss', 'seed': options.seed,
       'threads': options.threads, 'dataset': info.name, 'build': info.build,
@@ -427,8 +448,8 @@ def run(config: ml_collections.ConfigDict, options: Options) -> dict[str, Any]:
       'validation': validation, 'test': test,
       'wall_s': round(time.perf_counter() - started, 2),
       'train_s': round(result['train_s'], 2),
-      'step_s': round(result['train_s'] / options.steps, 4),
-      'images_per_s': round(options.steps * batch_size / result['train_s'], 2),
+      'step_s': round(result['train_s'] / steps, 4),
+      'images_per_s': round(steps * batch_size / result['train_s'], 2),
       **common.machine('cpu', {'torch': torch.__version__,
                                'monai': monai.__version__}),
   }
@@ -469,6 +490,10 @@ def define_flags() -> None:
                        'many steps (and at the last).', lower_bound=1)
   flags.DEFINE_integer('threads', Options.threads, 'torch CPU threads.',
                        lower_bound=1)
+  flags.DEFINE_float('budget_s', None, 'Wall-time budget in seconds: training '
+                     'ends early (at most --steps) so that validation and test '
+                     'scoring finish within it, for comparisons at equal time.',
+                     lower_bound=1)
   flags.DEFINE_bool('surface_metrics', Options.surface_metrics,
                     'Also boundary F1, HD95 and ASSD.')
   flags.DEFINE_string('out', None, 'Write the JSON record to this file.')

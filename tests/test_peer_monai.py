@@ -200,3 +200,18 @@ def test_patch_trained_multiclass_is_scored_on_whole_images(tfds_dir):
   _check_record(record, 'dyn_unet')
   assert record['patch_size'] == [32, 32] and record['depth'] == 3
   assert 'dice/nucleus' in record['test']
+
+
+def test_a_time_budget_ends_the_steps_with_room_for_scoring():
+  assert not peer_monai.out_of_time(50.0, 10.0, None)
+  assert not peer_monai.out_of_time(79.0, 10.0, 100.0)
+  assert peer_monai.out_of_time(80.0, 10.0, 100.0)  # a validation and the test
+
+
+def test_dyn_unet_stops_at_its_time_budget(tfds_dir):
+  record = peer_monai.run(_config(tfds_dir), peer_monai.Options(
+      network='dyn_unet', width=4, steps=10_000, batch_size=4, eval_every=5,
+      budget_s=1e-3))  # spent before the first step ends
+  _check_record(record, 'dyn_unet')
+  assert record['steps'] == 1 and record['budget_s'] == 1e-3
+  assert [step for step, _ in record['validation_curve']] == [1]
