@@ -113,8 +113,10 @@ def test_thin_structures_keep_their_size_thick_ones_are_resized():
   assert rules.folder_size(vessels, 'cpu').value == 0  # 4 px -> 1 px at 256
   polyps = fp_of(1024, 1024, widths=(80.0, 60.0))
   assert rules.folder_size(polyps, 'cpu').value == 256  # 60 px -> 15 px
-  small = fp_of(200, 200, widths=(80.0, 1.0))
-  assert rules.folder_size(small, 'cpu').value == 0
+  same = fp_of(200, 200, widths=(80.0, 1.0))
+  assert rules.folder_size(same, 'cpu').value == 200  # stored as is, whole
+  varied = fp_of(200, 200, widths=(80.0, 1.0), same_size=False)
+  assert rules.folder_size(varied, 'cpu').value == 0
 
 
 def test_huge_images_get_patches_and_same_size_images_stay_whole():
@@ -126,6 +128,8 @@ def test_huge_images_get_patches_and_same_size_images_stay_whole():
   assert drive.value == (256, 240)  # the median's aspect ratio, 2**4 | sides
   varied = rules.patch(fp_of(120, 100, same_size=False), 'cpu')
   assert varied.value == (112, 96)  # sizes vary: patches of the median
+  native = dict(fp_of(256, 256), stored_shape=[None, None, 3])
+  assert rules.patch(native, 'cpu').value == 256  # own sizes: patches
   assert rules.depth((256, 240)).value == 4
   assert rules.depth((32, 32)).value == 2  # 8 px at the bottleneck
   assert rules.depth((16, 16)).value == 1

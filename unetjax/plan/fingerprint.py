@@ -159,5 +159,7 @@ def measure(dataset_config: ml_collections.ConfigDict) -> dict[str, Any]:
   else:
     result = measure_segmentation(examples, n_classes)
   return {'dataset': info.name, 'class_names': list(info.class_names),
+          # None sides: images stored at their own sizes, trained on patches.
+          'stored_shape': list(info.image_shape),
           'split_sizes': dict(info.split_sizes), 'has_roi': info.has_roi,
           'has_instances': info.has_instances, **result}

@@ -53,11 +53,16 @@ def thinnest_structure(fp: dict[str, Any]) -> tuple[float, int]:
 
 
 def folder_size(fp: dict[str, Any], kind: str) -> Decision:
-  """image_folder's stored side: resized to the patch cap only where the
-  thinnest structure stays THIN_WIDTH px wide, else the images' own size."""
-  side = max(median_shape(fp))
-  cap = PATCH_CAP[kind]
+  """image_folder's stored side: whole images where they all share one
+  square size within the patch cap; otherwise resized to the cap only where
+  the thinnest structure stays THIN_WIDTH px wide, else their own size
+  (trained on patches)."""
+  h, w = median_shape(fp)
+  side, cap = max(h, w), PATCH_CAP[kind]
   width, c = thinnest_structure(fp)
+  if _same_size(fp) and h == w and side <= cap:
+    return Decision('dataset.folder.image_size', side,
+                    f'every image is {h}x{w}: stored as is, whole images')
   if side <= cap:
     return Decision('dataset.folder.image_size', 0,
                     f'median side {side} px fits the {cap} px patch: own size')
@@ -69,6 +74,11 @@ def folder_size(fp: dict[str, Any], kind: str) -> Decision:
   return Decision('dataset.folder.image_size', cap,
                   f'median side {side} px; its thinnest structures ({width:.1f} '
                   f'px) stay {width * cap / side:.1f} px wide at {cap} px')
+
+
+def _same_size(fp: dict[str, Any]) -> bool:
+  return (fp['height']['min'] == fp['height']['max'] and
+          fp['width']['min'] == fp['width']['max'])
 
 
 def depth(patch: tuple[int, int]) -> Decision:
@@ -86,9 +96,9 @@ def patch(fp: dict[str, Any], kind: str) -> Decision:
   keeps the median's aspect ratio), divisible by 2**MAX_DEPTH."""
   h, w = median_shape(fp)
   cap = PATCH_CAP[kind]
-  same_size = (fp['height']['min'] == fp['height']['max'] and
-               fp['width']['min'] == fp['width']['max'])
-  if same_size and max(h, w) <= cap and h % 2**MAX_DEPTH == 0 and w % 2**MAX_DEPTH == 0:
+  stored_whole = None not in fp.get('stored_shape', [h, w, 1])
+  if (stored_whole and _same_size(fp) and max(h, w) <= cap
+      and h % 2**MAX_DEPTH == 0 and w % 2**MAX_DEPTH == 0):
     return Decision('dataset.patch_size', 0,
                     f'every image is {h}x{w}: whole images')
   scale = min(1.0, math.sqrt(cap * cap / (h * w)))
@@ -96,7 +106,7 @@ def patch(fp: dict[str, Any], kind: str) -> Decision:
   pw = _round_down(w * scale, 2**MAX_DEPTH)
   value = ph if ph == pw else (ph, pw)
   why = (f'median image {h}x{w}' + (f' over the {cap}x{cap} px cap of a {kind}'
-                                    if scale < 1 else ', sizes vary'))
+                                    if scale < 1 else ', stored at own sizes'))
   return Decision('dataset.patch_size', value,
                   f'{why}: patches of {ph}x{pw}, whole images scored by a '
                   'sliding window')
