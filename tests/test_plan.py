@@ -220,15 +220,21 @@ def test_a_budget_below_one_epoch_names_the_numbers():
 
 def test_probe_timing_from_its_records():
   records = [{'event': 'train', 'step': 5, 'time': 130.0},
-             {'event': 'eval', 'step': 5, 'time': 150.0},
-             {'event': 'train', 'step': 10, 'time': 160.0},
-             {'event': 'eval', 'step': 10, 'time': 166.0},
-             {'event': 'final', 'step': 10, 'time': 190.0}]
+             {'event': 'train', 'step': 10, 'time': 140.0},
+             {'event': 'eval', 'step': 10, 'time': 160.0},
+             {'event': 'train', 'step': 15, 'time': 166.0},  # read ahead
+             {'event': 'train', 'step': 20, 'time': 178.0},
+             {'event': 'eval', 'step': 20, 'time': 184.0},
+             {'event': 'final', 'step': 20, 'time': 190.0}]
   timing = budget_lib.timing_from_records(records, start=100.0, end=200.0,
                                           import_s=4.0)
-  assert timing == budget_lib.Timing(start=24.0, step=2.0, first_eval=20.0,
-                                     eval=6.0, final=34.0)
-  assert timing.predict(100, 3) == 24 + 200 + 20 + 12 + 34
+  # Steps from (5, 10] and (15, 20]: (10 + 12) / 10 s; not (10, 15].
+  assert timing == budget_lib.Timing(start=23.0, step=2.2, first_eval=20.0,
+                                     eval=6.0, final=16.0)
+  assert timing.predict(100, 3) == pytest.approx(23 + 220 + 20 + 12 + 16)
+  probe = budget_lib.probe_config(default.get_config())
+  assert (probe.num_train_steps, probe.log_every_steps, probe.eval_every_steps
+          ) == (20, 5, 10)
 
 
 def test_too_small_to_split_and_too_large_for_memory_are_one_message_each():
