@@ -237,6 +237,18 @@ def test_probe_timing_from_its_records():
           ) == (20, 5, 10)
 
 
+@pytest.mark.slow
+def test_the_probe_times_a_real_run(tfds_dir):
+  config = default.get_config()
+  config.dataset.data_dir = tfds_dir
+  config.model.base_filters, config.model.depth = 4, 2
+  config.model.dropout_rates = (0.0,)
+  timing = budget_lib.probe(config, import_s=1.0)
+  assert all(v > 0 for v in vars(timing).values()), timing
+  assert timing.first_eval > timing.eval  # the first one compiles
+  assert timing.start > 1.0
+
+
 def test_too_small_to_split_and_too_large_for_memory_are_one_message_each():
   fp = fp_of(256, 256)
   fp.update(dataset='image_folder', split_sizes={'train': 4, 'validation': 0, 'test': 1})

@@ -104,6 +104,17 @@ def probe_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict
   return probe
 
 
+def probe(config: ml_collections.ConfigDict, import_s: float) -> Timing:
+  """Times a short run of `config` in a scratch workdir."""
+  from unetjax import logs, train  # pylint: disable=import-outside-toplevel
+  with tempfile.TemporaryDirectory(prefix='unetjax-plan-') as workdir:
+    start = time.time()
+    with contextlib.redirect_stdout(io.StringIO()):  # its scores mean nothing
+      train.train_and_evaluate(probe_config(config), workdir)
+    end = time.time()
+    return timing_from_records(logs.read_metrics(workdir), start, end, import_s)
+
+
 @dataclasses.dataclass(frozen=True)
 class Choice:
   width: int
