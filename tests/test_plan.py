@@ -147,10 +147,10 @@ def test_batch_holds_at_most_five_percent_of_the_training_pixels():
 
 def test_a_rare_class_gets_weights_and_oversampling():
   rare = fp_of(256, 256, fractions=(0.95, 0.045, 0.005), widths=(9, 9, 9))
-  weights = rules.class_weights(rare, binary=False).value
+  weights = rules.class_weights(rare).value
   assert len(weights) == 3 and np.mean(weights) == pytest.approx(1, abs=1e-3)
   assert weights[2] / weights[0] == pytest.approx(np.sqrt(0.95 / 0.005), rel=1e-2)
-  assert rules.class_weights(fp_of(256, 256), binary=True).value == ()
+  assert rules.class_weights(fp_of(256, 256)).value == ()
   assert rules.oversampling(rare, patches=True).value == pytest.approx(1 / 3)
   membranes = fp_of(512, 512, fractions=(0.78, 0.22))
   assert rules.oversampling(membranes, patches=True).value == 0.0

@@ -104,8 +104,8 @@ def data_decisions(config, fp: dict, kind: str) -> list[rules.Decision]:
       rules.batch_size(fp, shape, kind, jax.device_count()),
       rules.normalisation(),
       rules.oversampling(fp, patch.value != 0),
-      rules.class_weights(fp, binary),
-      *rules.fixed_choices(binary),
+      rules.class_weights(fp),
+      *rules.fixed_choices(),
   ]
 
 

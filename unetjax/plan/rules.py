@@ -153,7 +153,7 @@ def oversampling(fp: dict[str, Any], patches: bool) -> Decision:
                   'third of the patches centred on it (nnU-Net)')
 
 
-def class_weights(fp: dict[str, Any], binary: bool) -> Decision:
+def class_weights(fp: dict[str, Any]) -> Decision:
   """Weights proportional to 1/sqrt(pixel fraction), mean 1, when a class
   is under RARE_CLASS of the pixels (full inverse frequency over-predicts
   the rare class); () otherwise, as nnU-Net (which relies on Dice + CE)."""
@@ -194,7 +194,7 @@ def augmentation(epochs: float) -> list[Decision]:
   ]
 
 
-def fixed_choices(binary: bool) -> list[Decision]:
+def fixed_choices() -> list[Decision]:
   """Choices that do not depend on the data (the evidence is in their
   reasons)."""
   return [
