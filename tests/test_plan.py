@@ -81,6 +81,25 @@ def test_fingerprint_of_a_folder_against_numpy(tmp_path):
   assert fp['structure_width'][1] == pytest.approx(4 * (distances.mean() - 0.5))
 
 
+def test_a_folder_of_varied_sizes_is_planned_at_its_own_size(tmp_path, monkeypatch):
+  write_folder(tmp_path / 'data', n=20)
+  config = default.get_config()
+  config.dataset = folder_config(tmp_path)
+  config.dataset.folder.image_size = 256  # configs/folder.py's resize
+  measured = []
+  monkeypatch.setattr(fingerprint, 'measure', lambda d, measure=fingerprint.measure:
+                      measured.append(d.folder.image_size) or measure(d))
+  monkeypatch.setattr(budget_lib, 'probe', lambda c, import_s: budget_lib.Timing(
+      start=1, step=0.01, first_eval=1, eval=0.5, final=1))
+  decided, fp, _ = plan_main.plan(config, budget_lib.Budget(60), 0.0, 'f.py')
+  planned = render.apply(plan_main.configuration_defaults(), decided)
+  configuration.validate(planned)
+  assert measured == [0]  # measured once, at the images' own size
+  assert planned.dataset.folder.image_size == 0
+  assert planned.dataset.patch_size == 48  # median 58x48, 2**4 | sides
+  assert fp['stored_shape'][:2] == [None, None]
+
+
 @pytest.mark.parametrize('width', [2, 4, 6, 10])
 def test_structure_width_is_exact_for_bands_of_even_width(width):
   mask = np.zeros((40, 30), np.int64)

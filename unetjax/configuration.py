@@ -190,13 +190,14 @@ SECTIONS = ('dataset', 'dataset.folder', 'model', 'loss', 'optimizer', 'metrics'
 CLOSED_SECTIONS = ('', 'dataset', 'loss', 'optimizer', 'metrics', 'augment')
 
 
-def _flatten(config: ml_collections.ConfigDict, prefix: str = '') -> dict[str, Any]:
+def flatten(config: ml_collections.ConfigDict, prefix: str = '') -> dict[str, Any]:
+  """Every dotted path of `config`, sections and fields alike -> its value."""
   flat = {}
   for key, value in config.items():
     path = f'{prefix}{key}'
     flat[path] = value
     if isinstance(value, ml_collections.ConfigDict):
-      flat.update(_flatten(value, path + '.'))
+      flat.update(flatten(value, path + '.'))
   return flat
 
 
@@ -213,7 +214,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
         f'The config is a {type(config).__name__}, not an '
         'ml_collections.ConfigDict: get_config() must return one, as '
         'configs/default.py does (experiment configs start from it).')
-  flat = _flatten(config)
+  flat = flatten(config)
   problems = []
   for path, (types, check) in FIELDS.items():
     if path not in flat:

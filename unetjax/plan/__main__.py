@@ -117,13 +117,16 @@ def plan(config, budget: budget_lib.Budget, import_s: float, source: str,
   evaluation interval are planned (a hand-tuned recipe fitted to a budget)."""
   kind = jax.default_backend()
   kind = kind if kind in rules.PATCH_CAP else 'gpu'
-  decided = []
+  decided, fp = [], None
   if config.dataset.name == 'image_folder' and not keep_recipe:
-    config.dataset.folder.image_size = 0
-    size = rules.folder_size(fingerprint_lib.measure(config.dataset), kind)
-    config.dataset.folder.image_size = size.value
+    config.dataset.folder.image_size = 0  # measured at the images' own size
+    fp = fingerprint_lib.measure(config.dataset)
+    size = rules.folder_size(fp, kind)
     decided.append(size)
-  fp = fingerprint_lib.measure(config.dataset)
+    if size.value:  # stored resized: another build to measure
+      config.dataset.folder.image_size = size.value
+      fp = None
+  fp = fp or fingerprint_lib.measure(config.dataset)
   check_splits(fp)
   check_memory(fp, len(fp['class_names']), host_memory_bytes())
   base = render.carried(config, configuration_defaults(), source)

@@ -129,13 +129,11 @@ def steps_for(timing: Timing, seconds: float) -> tuple[int, int]:
   """(steps, evaluations) that fill `seconds`, evaluation kept under
   EVAL_SHARE of it and at most MAX_EVALS."""
   evals = max(1, min(MAX_EVALS, int(EVAL_SHARE * seconds / max(timing.eval, 1e-9))))
-  for _ in range(MAX_EVALS):
-    left = seconds - timing.predict(0, evals)
-    steps = int(left / timing.step)
+  while True:
+    steps = int((seconds - timing.predict(0, evals)) / timing.step)
     if steps >= evals or evals == 1:
       return max(steps, 0), evals
     evals -= 1
-  return max(int((seconds - timing.predict(0, 1)) / timing.step), 0), 1
 
 
 def choose(budget: Budget, samples_per_epoch: int, batch: int,
@@ -154,13 +152,11 @@ def choose(budget: Budget, samples_per_epoch: int, batch: int,
     else:
       steps, evals = steps_for(timing, budget.seconds)
     epochs = steps * batch / samples_per_epoch
-    candidate = Choice(width, steps, evals, epochs,
-                       timing.predict(steps, evals), dict(timings))
     if best is None or epochs >= MIN_EPOCHS:
-      best = candidate
+      best = Choice(width, steps, evals, epochs, timing.predict(steps, evals),
+                    timings)  # every width timed, filled in as the loop goes
     if epochs < MIN_EPOCHS or budget.steps:
       break
-  best = dataclasses.replace(best, timings=timings)
   if not budget.steps and best.steps * batch < samples_per_epoch:
     raise ConfigError(
         f'--budget={budget}: it holds {best.steps} steps of batch {batch} at '

@@ -5,18 +5,22 @@ from typing import Any, Sequence
 
 import ml_collections
 
+from unetjax import configuration
 from unetjax.plan.rules import Decision
 
 
-def _flat(config: ml_collections.ConfigDict, prefix: str = '') -> dict[str, Any]:
-  """Leaf paths -> values; a section is a leaf only where it has no fields."""
-  flat = {}
-  for key, value in config.items():
-    if isinstance(value, ml_collections.ConfigDict) and len(value):
-      flat.update(_flat(value, f'{prefix}{key}.'))
-    else:
-      flat[f'{prefix}{key}'] = value
-  return flat
+def _fields_and_sections(config: ml_collections.ConfigDict
+                         ) -> tuple[dict[str, Any], dict[str, Any]]:
+  """configuration.flatten split into fields (an empty section counts as
+  one) and sections."""
+  fields, sections = {}, {}
+  for path, value in configuration.flatten(config).items():
+    is_section = isinstance(value, ml_collections.ConfigDict)
+    if is_section:
+      sections[path] = value
+    if not is_section or not len(value):
+      fields[path] = value
+  return fields, sections
 
 
 def carried(config: ml_collections.ConfigDict, base: ml_collections.ConfigDict,
@@ -24,39 +28,21 @@ def carried(config: ml_collections.ConfigDict, base: ml_collections.ConfigDict,
   """The fields of `config` that differ from `base` (configs/default.py):
   what the user's config says about its dataset and task. A section that
   `base` lacks (dataset.folder) is carried whole."""
-  base_flat, base_sections = _flat(base), _sections(base)
+  base_fields, base_sections = _fields_and_sections(base)
+  fields, sections = _fields_and_sections(config)
   out, whole = [], set()
-  for path, value in _flat(config).items():
-    new_section = next((p for p in _section_chain(path)
-                        if p not in base_sections), None)
+  for path, value in fields.items():
+    parts = path.split('.')
+    new_section = next(('.'.join(parts[:i]) for i in range(1, len(parts))
+                        if '.'.join(parts[:i]) not in base_sections), None)
     if new_section is not None:
       if new_section not in whole:
         whole.add(new_section)
-        out.append(Decision(new_section, _get(config, new_section).to_dict(),
+        out.append(Decision(new_section, sections[new_section].to_dict(),
                             f'from {source}'))
-    elif path not in base_flat or base_flat[path] != value:
+    elif path not in base_fields or base_fields[path] != value:
       out.append(Decision(path, value, f'from {source}'))
   return out
-
-
-def _section_chain(path: str) -> list[str]:
-  parts = path.split('.')
-  return ['.'.join(parts[:i]) for i in range(1, len(parts))]
-
-
-def _sections(config: ml_collections.ConfigDict, prefix: str = '') -> set[str]:
-  out = set()
-  for key, value in config.items():
-    if isinstance(value, ml_collections.ConfigDict):
-      out.add(prefix + key)
-      out |= _sections(value, f'{prefix}{key}.')
-  return out
-
-
-def _get(config: ml_collections.ConfigDict, path: str) -> Any:
-  for key in path.split('.'):
-    config = config[key]
-  return config
 
 
 def merged(decisions: Sequence[Decision]) -> list[Decision]:
