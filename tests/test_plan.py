@@ -342,6 +342,18 @@ def test_keep_recipe_plans_only_the_steps(tfds_dir, monkeypatch):
   assert planned.eval_every_steps == -(-choice.steps // 10)
 
 
+def test_the_command_never_writes_over_an_existing_file(tmp_path):
+  existing = tmp_path / 'mine.py'
+  existing.write_text('# the user\'s own config\n')
+  result = subprocess.run(
+      [sys.executable, '-m', 'unetjax.plan', '--config=configs/default.py',
+       '--budget=60m', f'--out={existing}'],
+      cwd=ROOT, capture_output=True, text=True, timeout=300)
+  assert result.returncode == 1 and 'Traceback' not in result.stderr
+  assert 'exists and is kept' in result.stderr.strip().splitlines()[-1]
+  assert existing.read_text() == '# the user\'s own config\n'
+
+
 def test_the_command_refuses_a_bad_budget_in_one_line(tmp_path):
   result = subprocess.run(
       [sys.executable, '-m', 'unetjax.plan', '--config=configs/default.py',

@@ -30,7 +30,7 @@ from unetjax import configuration
 from unetjax import models
 from unetjax import parallel
 from unetjax import train  # noqa: F401 (imported here so its cost is timed)
-from unetjax.errors import DataError, UserInputError
+from unetjax.errors import DataError, UserInputError, storage_message
 from unetjax.plan import budget as budget_lib
 from unetjax.plan import fingerprint as fingerprint_lib
 from unetjax.plan import render
@@ -181,6 +181,10 @@ def main(argv):
     if not out.endswith('.py'):
       raise UserInputError(f'--out={out}: the plan is a config file; name it '
                            '<name>.py.')
+    for path in (out, out[:-3] + '.fingerprint.json'):
+      if os.path.exists(path):
+        raise UserInputError(f'--out={out}: {path} exists and is kept; give '
+                             'a new name (or delete it to plan again).')
     source = command_line._flag_value(sys.argv, 'config')  # pylint: disable=protected-access
     decided, fp, choice = plan(FLAGS.config, budget, import_s, source,
                                keep_recipe=FLAGS.keep_recipe)
@@ -197,13 +201,16 @@ def main(argv):
             f'({choice.steps} steps, {choice.epochs:.1f} epochs). Fingerprint: '
             f'{os.path.basename(stem)}.fingerprint.json. Edit freely; each value '
             'says why.\n')
-  os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
-  with open(out, 'w') as f:
-    f.write(render.config_source(decided, header))
-  with open(stem + '.fingerprint.json', 'w') as f:
-    json.dump({'fingerprint': fp, 'timings': {
-        w: vars(t) for w, t in choice.timings.items()},
-               'predicted_s': choice.predicted_s}, f, indent=2)
+  try:
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    with open(stem + '.fingerprint.json', 'x') as f:
+      json.dump({'fingerprint': fp, 'timings': {
+          w: vars(t) for w, t in choice.timings.items()},
+                 'predicted_s': choice.predicted_s}, f, indent=2)
+    with open(out, 'x') as f:
+      f.write(render.config_source(decided, header))
+  except OSError as e:
+    sys.exit(f'error: {storage_message(e, e.filename or out)}')
   if FLAGS.explain:
     print(render.table(decided))
   print(f'Wrote {out}: width {choice.width}, {choice.steps} steps '
