@@ -81,6 +81,9 @@ def test_a_perfect_prediction_and_empty_images():
   empty = np.zeros_like(true)
   both_empty = scores(empty, empty)
   assert all(np.isnan(both_empty[k]) for k in ('object_f1', 'pq', 'aji'))
+  both_empty = instances.rand_and_information(empty, empty)
+  assert np.isnan(both_empty['adapted_rand_error'])  # no true foreground
+  assert both_empty['variation_of_information'] == 0
   missed = scores(true, empty)
   assert missed['object_f1'] == 0 and missed['pq'] == 0 and missed['aji'] == 0
   invented = scores(empty, true)
@@ -91,11 +94,12 @@ def test_one_object_split_in_two():
   true = squares((0, 4, 0, 8))  # 32 pixels
   pred = squares((0, 4, 0, 4), (0, 4, 4, 8))  # two halves of 16
   s = scores(true, pred)
-  # Each half has IoU 16/32 = 0.5 >= 0.5: one of them matches.
+  # Each half has IoU 16/32 = 0.5 >= 0.5: one of them matches for object F1.
   assert (s['object_precision'], s['object_recall']) == (0.5, 1.0)
   assert s['object_f1'] == pytest.approx(2 / 3)
-  assert s['sq'] == 0.5 and s['rq'] == pytest.approx(1 / 1.5)
-  assert s['pq'] == pytest.approx(0.5 / 1.5)
+  # Panoptic quality needs IoU > 0.5 (Kirillov et al. 2019; panopticapi):
+  # no match, so RQ = PQ = 0 and SQ is undefined.
+  assert s['pq'] == 0 and s['rq'] == 0 and np.isnan(s['sq'])
   # AJI: C = 16, U = 32 (true with one half) + 16 (the unused half).
   assert s['aji'] == pytest.approx(16 / 48)
 
@@ -105,7 +109,12 @@ def test_two_objects_merged_in_one():
   pred = squares((0, 4, 0, 8))
   s = scores(true, pred)
   assert (s['object_precision'], s['object_recall']) == (1.0, 0.5)
-  assert s['pq'] == pytest.approx(0.5 / 1.5)
+  assert s['pq'] == 0 and np.isnan(s['sq'])  # IoU exactly 0.5: not a PQ match
+  # A little more than half: the larger true object matches for PQ too,
+  # SQ = 20/32, RQ = 1 / (1 + 0 + 1/2).
+  unequal = scores(squares((0, 4, 0, 5), (0, 4, 5, 8)), pred)
+  assert unequal['sq'] == pytest.approx(20 / 32)
+  assert unequal['pq'] == pytest.approx(20 / 32 / 1.5)
   # AJI: both true objects choose the blob: C = 16 + 16, U = 32 + 32.
   assert s['aji'] == pytest.approx(0.5)
 
@@ -346,8 +355,8 @@ def test_panoptic_quality_per_class_matches_within_each_class():
   predicted[10:14, 0:4] = 2  # object 3, right class
   predicted[12:16, 12:16] = 2  # nothing there
   per_class = instances.class_object_scores(truth, classes, predicted, 3)
-  assert (per_class['tp/1'], per_class['fp/1'], per_class['fn/1']) == (1, 0, 1)
-  assert (per_class['tp/2'], per_class['fp/2'], per_class['fn/2']) == (1, 1, 0)
+  assert (per_class['pq_tp/1'], per_class['pq_fp/1'], per_class['pq_fn/1']) == (1, 0, 1)
+  assert (per_class['pq_tp/2'], per_class['pq_fp/2'], per_class['pq_fn/2']) == (1, 1, 0)
   names = ('background', 'cell', 'nucleus')
   summary = instances.summarize(
       [{**instances.object_scores(truth, instances.objects_in(predicted)),
@@ -357,11 +366,116 @@ def test_panoptic_quality_per_class_matches_within_each_class():
   assert summary['pq'] == pytest.approx(2 / 3)  # the mean over classes
   wrong = np.where(truth == 1, 2, predicted)  # object 1 predicted as class 2
   swapped = instances.class_object_scores(truth, classes, wrong, 3)
-  assert (swapped['tp/1'], swapped['fn/1']) == (0, 2)
-  assert swapped['fp/2'] == 2
+  assert (swapped['pq_tp/1'], swapped['pq_fn/1']) == (0, 2)
+  assert swapped['pq_fp/2'] == 2
   # Without per-class matches (two classes) PQ pools every object.
   binary = instances.summarize([instances.object_scores(truth, instances.objects_in(predicted))])
   assert not any('/' in k for k in binary)
+
+
+def panopticapi_pq(true, pred):
+  """PQ, SQ, RQ of one class as panopticapi's pq_compute computes them
+  (no void or crowd regions): every pair with IoU > 0.5 matches."""
+  tp, iou_sum = 0, 0.0
+  true_ids, pred_ids = np.unique(true[true > 0]), np.unique(pred[pred > 0])
+  matched_pred = set()
+  for t in true_ids:
+    for p in pred_ids:
+      inter = np.sum((true == t) & (pred == p))
+      iou = inter / np.sum((true == t) | (pred == p))
+      if iou > 0.5:
+        tp, iou_sum = tp + 1, iou_sum + iou
+        matched_pred.add(p)
+  fp, fn = len(pred_ids) - len(matched_pred), len(true_ids) - tp
+  if tp + fp + fn == 0:
+    return None
+  return {'pq': iou_sum / (tp + fp / 2 + fn / 2), 'sq': iou_sum / tp if tp else 0.0,
+          'rq': tp / (tp + fp / 2 + fn / 2)}
+
+
+def test_multi_class_means_count_a_class_without_matches_as_panopticapi_does():
+  """pq_average (panopticapi): the mean over classes with any true or
+  predicted object, a class without matches counting SQ 0. Here class 2's
+  only object is missed: SQ_2 is undefined alone, 0 in the mean."""
+  truth = squares((0, 4, 0, 4), (10, 14, 0, 4), shape=(16, 16))
+  classes = np.select([truth == 2, truth > 0], [2, 1], 0)
+  predicted = np.where(truth == 1, 1, 0)
+  summary = instances.summarize(
+      [{**instances.object_scores(truth, instances.objects_in(predicted)),
+        **instances.class_object_scores(truth, classes, predicted, 3)}],
+      ('background', 'cell', 'nucleus'))
+  reference = [panopticapi_pq(np.where(classes == c, truth, 0),
+                              instances.connected_components(predicted == c))
+               for c in (1, 2)]
+  for key in ('pq', 'sq', 'rq'):
+    assert summary[key] == pytest.approx(np.mean([r[key] for r in reference]))
+  assert summary['sq'] == 0.5 and np.isnan(summary['sq/nucleus'])
+  assert summary['pq/nucleus'] == 0 and summary['pq/cell'] == 1
+
+
+def test_variation_of_information_is_defined_on_an_empty_truth_and_in_bits():
+  empty = np.zeros((8, 8), np.int32)
+  blob = squares((0, 4, 0, 4), shape=(8, 8))  # a quarter of the image
+  scores_ = instances.rand_and_information(empty, blob)
+  split, merge = sk_metrics.variation_of_information(empty, blob)
+  assert scores_['variation_of_information'] == pytest.approx(split + merge)
+  # H(1/4) in bits: -(1/4 log2 1/4 + 3/4 log2 3/4) = 0.811 (in nats: 0.562).
+  assert scores_['variation_of_information'] == pytest.approx(
+      -(0.25 * np.log2(0.25) + 0.75 * np.log2(0.75)))
+  assert np.isnan(scores_['adapted_rand_error'])
+  # A false positive on an empty image now raises the mean VI.
+  perfect = instances.rand_and_information(blob, blob)
+  summary = instances.summarize([{**instances.object_scores(b, p), **r}
+                                 for b, p, r in ((blob, blob, perfect),
+                                                 (empty, blob, scores_))])
+  assert summary['variation_of_information'] == pytest.approx(0.811278 / 2, rel=1e-5)
+  assert summary['adapted_rand_error'] == pytest.approx(0)  # the one defined image
+
+
+hypothesis = pytest.importorskip('hypothesis')
+from hypothesis import given, settings, strategies as st  # pylint: disable=wrong-import-position
+from hypothesis.extra import numpy as hnp  # pylint: disable=wrong-import-position
+
+_label_images = hnp.arrays(np.int32, (6, 7), elements=st.integers(0, 4))
+
+
+@settings(max_examples=150, deadline=None)
+@given(_label_images, _label_images, st.permutations(range(1, 5)))
+def test_object_scores_on_random_label_images(true, pred, order):
+  """PQ = SQ x RQ within [0, 1], equal to panopticapi's; relabelling either
+  image changes nothing; a perfect prediction scores 1 (VI, ARE 0)."""
+  s = instances.summarize([{**instances.object_scores(true, pred),
+                            **instances.rand_and_information(true, pred)}])
+  reference = panopticapi_pq(true, pred)
+  if reference is None:
+    assert np.isnan(s['pq'])
+  else:
+    assert s['pq'] == pytest.approx(reference['pq'])
+    assert s['rq'] == pytest.approx(reference['rq'])
+    if np.isfinite(s['sq']):
+      assert s['sq'] == pytest.approx(reference['sq'])
+      assert s['pq'] == pytest.approx(s['sq'] * s['rq'])
+      assert 0.5 < s['sq'] <= 1
+    for key in ('pq', 'rq', 'object_f1', 'aji'):
+      assert 0 <= s[key] <= 1 or np.isnan(s[key])
+  relabel = np.array([0, *order])
+  for t, p in ((relabel[true], pred), (true, relabel[pred])):
+    other = instances.summarize([{**instances.object_scores(t, p),
+                                  **instances.rand_and_information(t, p)}])
+    assert other.keys() == s.keys()
+    for key, value in s.items():
+      assert other[key] == pytest.approx(value, nan_ok=True), key
+  perfect = instances.summarize([{**instances.object_scores(true, true),
+                                  **instances.rand_and_information(true, true)}])
+  if (true > 0).any():
+    for key in ('pq', 'sq', 'rq', 'object_f1', 'aji'):
+      assert perfect[key] == 1, key
+    # 0, or undefined as scikit-image has it where no true object holds two
+    # pixels (no pixel pairs to count).
+    reference = sk_metrics.adapted_rand_error(true, true)[0]
+    assert perfect['adapted_rand_error'] == pytest.approx(reference, nan_ok=True)
+    assert perfect['adapted_rand_error'] == pytest.approx(0, abs=1e-12) or np.isnan(reference)
+  assert perfect['variation_of_information'] == pytest.approx(0, abs=1e-9)
 
 
 # --- Instance masks in folders. ---

@@ -226,6 +226,11 @@ def test_budget_spends_the_time_on_steps_and_picks_the_width_by_epochs():
   short = budget_lib.choose(budget_lib.Budget(600), 800, 8,
                             fake_timer({8: 1.0, 16: 2.0, 32: 4.0})[0])
   assert short.width == 8 and short.epochs < budget_lib.MIN_EPOCHS
+  # 16 images of batch 4 (DRIVE): width 16 holds 1710 steps, 428 epochs, in
+  # the hour, short of MIN_STEPS, so the narrowest width trains 3420 steps.
+  time_width, calls = fake_timer({8: 1.0, 16: 2.0, 32: 4.0})
+  small = budget_lib.choose(budget_lib.Budget(3600), 16, 4, time_width)
+  assert (small.width, small.steps) == (8, 3420) and calls == [8, 16]
   fields = {d.field: d.value for d in budget_lib.decisions(choice, 8, budget_lib.Budget(3600))}
   assert fields['num_train_steps'] == 3420 and fields['eval_every_steps'] == 342
 

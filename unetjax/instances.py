@@ -147,23 +147,32 @@ def object_scores(true: np.ndarray, pred: np.ndarray,
                   iou_threshold: float = 0.5) -> dict[str, float]:
   """Sums of one image's object-level scores, to add over images.
 
-  Matching: the one-to-one assignment of predicted to true objects that
-  maximises the total IoU among pairs with IoU >= iou_threshold (above 0.5
-  it is the unique matching that panoptic quality uses). Returns tp, fp,
-  fn and matched_iou (the IoU sum of the matches, for PQ), and AJI's
-  intersection and union (Kumar et al. 2017, as HoVer-Net's get_fast_aji
-  computes it: each true object with the predicted object of highest IoU,
-  or alone if it overlaps none, plus every predicted object no true object
-  chose)."""
+  Object precision, recall and F1 (tp, fp, fn): the one-to-one assignment of
+  predicted to true objects that maximises the total IoU among pairs with
+  IoU >= iou_threshold (a pair at exactly the threshold matches: at 0.5
+  two exact halves tie, and the assignment counts one of them).
+
+  Panoptic quality (pq_tp, pq_fp, pq_fn, pq_iou, the IoU sum of its
+  matches): pairs with IoU > 0.5, strictly (Kirillov et al. 2019, sec. 4.1;
+  panopticapi's `iou > 0.5`), the only threshold at which each object has at
+  most one partner, so no assignment is needed. An object split in exact
+  halves matches nothing.
+
+  AJI's intersection and union (Kumar et al. 2017, as HoVer-Net's
+  get_fast_aji computes it: each true object with the predicted object of
+  highest IoU, or alone if it overlaps none, plus every predicted object no
+  true object chose)."""
   inter, true_sizes, pred_sizes = overlaps(true, pred)
   union = true_sizes[:, None] + pred_sizes[None, :] - inter
   iou = np.where(union > 0, inter / np.maximum(union, 1), 0.0)
   rows, cols = scipy.optimize.linear_sum_assignment(
       np.where(iou >= iou_threshold, iou, 0.0), maximize=True)
-  matched = iou[rows, cols] >= iou_threshold
-  tp = int(matched.sum())
+  tp = int((iou[rows, cols] >= iou_threshold).sum())
+  panoptic = iou[iou > 0.5]
   scores = {'tp': tp, 'fp': len(pred_sizes) - tp, 'fn': len(true_sizes) - tp,
-            'matched_iou': float(iou[rows, cols][matched].sum())}
+            'pq_tp': panoptic.size, 'pq_fp': len(pred_sizes) - panoptic.size,
+            'pq_fn': len(true_sizes) - panoptic.size,
+            'pq_iou': float(panoptic.sum())}
   rows_all = np.arange(len(true_sizes))
   best = iou.argmax(1) if len(pred_sizes) else np.zeros(len(true_sizes), int)
   paired = iou.max(1) > 0 if len(pred_sizes) else np.zeros(len(true_sizes), bool)
@@ -182,7 +191,7 @@ def class_object_scores(true: np.ndarray, true_classes: np.ndarray,
   panoptic quality per class (Kirillov et al. 2019): the true objects of
   class c (each object's class is the one most of its pixels hold in
   `true_classes`) against the 4-connected regions predicted as c. Returns
-  'tp/c', 'fp/c', 'fn/c' and 'matched_iou/c' (c the class id)."""
+  'pq_tp/c', 'pq_fp/c', 'pq_fn/c' and 'pq_iou/c' (c the class id)."""
   majority = np.zeros(int(true.max()) + 1, np.int64)
   if majority.size > 1:
     counts = np.zeros((majority.size, n_classes), np.int64)
@@ -193,25 +202,27 @@ def class_object_scores(true: np.ndarray, true_classes: np.ndarray,
     of_class = np.where((true > 0) & (majority[true] == c), true, 0)
     found = connected_components(predicted_classes == c)
     matched = object_scores(of_class, found, iou_threshold)
-    scores.update({f'{key}/{c}': matched[key] for key in _SUMMED})
+    scores.update({f'{key}/{c}': matched[key] for key in _PANOPTIC})
   return scores
 
 
 def rand_and_information(true: np.ndarray, pred: np.ndarray) -> dict[str, float]:
   """The ISBI 2012 challenge's measures of one image, from scikit-image:
-  the adapted Rand error (true background ignored) and the variation of
-  information (the sum of the split and merge conditional entropies, in
-  nats, as scikit-image computes them)."""
-  if not (true > 0).any():
-    return {'adapted_rand_error': float('nan'), 'variation_of_information': float('nan')}
-  error, _, _ = sk_metrics.adapted_rand_error(true, pred)
+  the adapted Rand error (true background ignored, so undefined, NaN, where
+  the truth has no foreground) and the variation of information (the sum of
+  the split and merge conditional entropies over all labels, background
+  included, in bits: scikit-image takes log2), defined on every image, an
+  empty truth with false positives included (Meila 2007)."""
   split, merge = sk_metrics.variation_of_information(true, pred)
+  error = (sk_metrics.adapted_rand_error(true, pred)[0] if (true > 0).any()
+           else float('nan'))
   return {'adapted_rand_error': float(error),
           'variation_of_information': float(split + merge)}
 
 
 # Per-image scores that `totals` adds up, and the means it counts.
-_SUMMED = ('tp', 'fp', 'fn', 'matched_iou')
+_PANOPTIC = ('pq_tp', 'pq_fp', 'pq_fn', 'pq_iou')
+_SUMMED = ('tp', 'fp', 'fn') + _PANOPTIC
 _MEANS = ('aji', 'adapted_rand_error', 'variation_of_information')
 
 
@@ -238,6 +249,8 @@ def totals(per_image: list[dict[str, float]]) -> dict[str, float]:
 
 def _panoptic(tp: float, fp: float, fn: float,
               matched_iou: float) -> dict[str, float]:
+  """SQ, RQ and PQ = SQ x RQ (Kirillov et al. 2019, eq. 2): SQ is undefined
+  without a match, PQ and RQ without any object in either mask."""
   nan = float('nan')
   sq = matched_iou / tp if tp else nan
   rq = tp / (tp + fp / 2 + fn / 2) if tp + fp + fn else nan
@@ -252,24 +265,27 @@ def summarize_totals(total: dict[str, float],
   With per-class matches (`class_object_scores`, more than two
   `class_names`), SQ, RQ and PQ are also given per class as 'pq/<class
   name>' ..., and the plain names are their means over the classes that
-  occur (Kirillov et al.'s multi-class PQ); object F1, AJI and the rest
-  count objects whatever their class."""
+  occur, true or predicted (Kirillov et al.'s multi-class PQ). A class that
+  occurs without a match counts SQ 0 in the mean, as panopticapi's
+  `pq_average` counts it (the paper is silent), though its own 'sq/<name>'
+  stays undefined; object F1, AJI and the rest count objects whatever their
+  class."""
   tp, fp, fn = total['tp'], total['fp'], total['fn']
   nan = float('nan')
   result = {
       'object_precision': tp / (tp + fp) if tp + fp else nan,
       'object_recall': tp / (tp + fn) if tp + fn else nan,
       'object_f1': 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else nan,
-      **_panoptic(tp, fp, fn, total['matched_iou']),
+      **_panoptic(*(total[k] for k in _PANOPTIC)),
   }
   per_class = {
-      name: _panoptic(*(total[f'{k}/{c}'] for k in _SUMMED))
-      for c, name in enumerate(class_names) if f'tp/{c}' in total}
+      name: _panoptic(*(total[f'{k}/{c}'] for k in _PANOPTIC))
+      for c, name in enumerate(class_names) if f'pq_tp/{c}' in total}
   if per_class:
+    occurring = [scores for scores in per_class.values() if np.isfinite(scores['rq'])]
     for key in ('sq', 'rq', 'pq'):
-      values = [scores[key] for scores in per_class.values()]
-      finite = [v for v in values if np.isfinite(v)]
-      result[key] = float(np.mean(finite)) if finite else nan
+      values = [np.nan_to_num(scores[key]) for scores in occurring]
+      result[key] = float(np.mean(values)) if values else nan
       result.update({f'{key}/{name}': scores[key]
                      for name, scores in per_class.items()})
   for name in _MEANS:

@@ -27,6 +27,10 @@ WIDTHS = (8, 16, 32)
 # 8 over 32 epochs reached test Dice 0.789 where width 16 over 15 epochs was
 # still underfitting (docs/experiments.md, the long study).
 MIN_EPOCHS = 30
+# ... and steps: that width-16 run had 1500 steps, the width-8 one 3200. On a
+# small dataset 30 epochs are a few hundred steps (DRIVE: 16 images, 4 per
+# batch), too few for any width to converge.
+MIN_STEPS = 3000
 EVAL_SHARE = 0.1  # at most this share of the budget goes to validation
 MAX_EVALS = 10
 PROBE_STEPS = 5  # steps per probe interval (two intervals)
@@ -139,10 +143,10 @@ def steps_for(timing: Timing, seconds: float) -> tuple[int, int]:
 def choose(budget: Budget, samples_per_epoch: int, batch: int,
            time_width: Callable[[int], Timing],
            widths: Sequence[int] = WIDTHS) -> Choice:
-  """The widest width that trains MIN_EPOCHS within the budget, else the
-  narrowest (more epochs beat more width when a run underfits). Widths are
-  timed narrowest first; wider ones only while the last one reached
-  MIN_EPOCHS."""
+  """The widest width that trains MIN_EPOCHS and MIN_STEPS within the
+  budget, else the narrowest (more training beats more width when a run
+  underfits). Widths are timed narrowest first; wider ones only while the
+  last one reached both."""
   timings, best = {}, None
   for width in widths:
     timings[width] = timing = time_width(width)
@@ -152,10 +156,11 @@ def choose(budget: Budget, samples_per_epoch: int, batch: int,
     else:
       steps, evals = steps_for(timing, budget.seconds)
     epochs = steps * batch / samples_per_epoch
-    if best is None or epochs >= MIN_EPOCHS:
+    enough = epochs >= MIN_EPOCHS and steps >= MIN_STEPS
+    if best is None or enough:
       best = Choice(width, steps, evals, epochs, timing.predict(steps, evals),
                     timings)  # every width timed, filled in as the loop goes
-    if epochs < MIN_EPOCHS or budget.steps:
+    if not enough or budget.steps:
       break
   if not budget.steps and best.steps * batch < samples_per_epoch:
     raise ConfigError(
@@ -175,7 +180,8 @@ def decisions(choice: Choice, batch: int, budget: Budget) -> list[Decision]:
   return [
       Decision('model.base_filters', choice.width,
                f'{choice.epochs:.0f} epochs in {budget} (timed widths {tried}); '
-               f'widest reaching {MIN_EPOCHS} epochs, else narrowest'),
+               f'widest reaching {MIN_EPOCHS} epochs and {MIN_STEPS} steps, '
+               'else narrowest'),
       Decision('num_train_steps', choice.steps,
                f'{budget} = start {timing.start:.0f} s + steps x '
                f'{timing.step:.3f} s + {choice.evals} validations '

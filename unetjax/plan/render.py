@@ -1,6 +1,7 @@
 """A plan as an ordinary config file (each value with its reason) and as the
 --explain table."""
 
+import copy
 from typing import Any, Sequence
 
 import ml_collections
@@ -57,8 +58,9 @@ def merged(decisions: Sequence[Decision]) -> list[Decision]:
 
 def apply(config: ml_collections.ConfigDict,
           decisions: Sequence[Decision]) -> ml_collections.ConfigDict:
-  """A copy of `config` with every decision set."""
-  out = ml_collections.ConfigDict(config.to_dict())
+  """A copy of `config` with every decision set; a deep copy keeps the
+  config's field references and their types, as the rendered file would."""
+  out = copy.deepcopy(config)
   for d in decisions:
     *parents, leaf = d.field.split('.')
     node = out
