@@ -368,3 +368,15 @@ def test_the_command_refuses_a_bad_budget_in_one_line(tmp_path):
   assert result.stderr.strip().splitlines()[-1].startswith(
       "error: --budget='soon': give a time such as 60m")
   assert 'Traceback' not in result.stderr
+
+
+def test_applied_decisions_keep_the_configs_field_references():
+  """configs/drive_native.py sets an int patch size on default.py's
+  reference of any type; a planned (256, 240) must still apply, as it does
+  in the rendered file."""
+  config = default.get_config()
+  config.dataset.patch_size = 128
+  planned = render.apply(config, [rules.Decision('dataset.patch_size', (256, 240), '')])
+  assert tuple(planned.dataset.patch_size) == (256, 240)
+  assert config.dataset.patch_size == 128  # a copy
+  configuration.validate(planned)
