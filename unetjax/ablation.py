@@ -12,7 +12,11 @@ A sweep file (experiments/<name>.py) has `get_sweep()` returning a dict:
   fixed: overrides applied to every run, before the axes' (optional).
   exclude: labels -> bool, True drops a combination (optional).
   tags: {name: value} copied into every result row, e.g. the protocol.
-  main_metric: the metric of the plots (default: the runs' best_metric).
+  main_metric: the metric of the plots and the comparisons (default: the
+    runs' best_metric).
+  baseline: {axis: label}, the level every other level of the axis is
+    compared with, paired by seed (default: each axis's first label).
+  compare_metrics: the test metrics compared (default: [main_metric]).
 
 Overrides map dotted config paths ('config.model.depth') to values; a dict or
 ConfigDict value replaces a whole section ('config.model'). Every run's config
@@ -24,7 +28,9 @@ Run `model=unet,aug=on,seed=1` lives in <out>/model=unet,aug=on,seed=1/ and
 writes result.json there when it finishes. Re-running the sweep resumes
 partial runs from their checkpoints, skips finished ones, retries failed
 ones (error.json) and rebuilds results.csv, results.md and the plots from the
-result.json files.
+result.json files; `--seeds=0-9` extends it to more seeds, training only the
+new runs. results.md compares each level with its axis's baseline, paired by
+seed (`unetjax.comparisons`).
 """
 
 import csv
@@ -43,6 +49,7 @@ from typing import Any, Callable, Sequence
 import ml_collections
 import numpy as np
 
+from unetjax import comparisons
 from unetjax import configuration
 from unetjax import logs
 from unetjax import metrics as metrics_lib
@@ -52,7 +59,8 @@ from unetjax.extras import MissingExtraError
 
 RESULT_FILE = 'result.json'
 ERROR_FILE = 'error.json'
-SWEEP_KEYS = ('base', 'axes', 'seeds', 'fixed', 'exclude', 'tags', 'main_metric')
+SWEEP_KEYS = ('base', 'axes', 'seeds', 'fixed', 'exclude', 'tags', 'main_metric',
+              'baseline', 'compare_metrics')
 _NAME_UNSAFE = re.compile(r'[/\\,=\s]')
 
 
@@ -105,6 +113,18 @@ def load_sweep(path: str) -> dict[str, Any]:
   return sweep
 
 
+def parse_seeds(text: str) -> list[int]:
+  """'0-9', '0,1,2' or '0-2,7' as a list of seeds."""
+  seeds = []
+  for part in text.split(','):
+    match = re.fullmatch(r'\s*(\d+)\s*(?:-\s*(\d+)\s*)?', part)
+    if not match or (match.group(2) and int(match.group(2)) < int(match.group(1))):
+      raise ConfigError(f'--seeds={text!r}: give seeds such as 0-9, 0,1,2 or 0-2,7.')
+    first = int(match.group(1))
+    seeds += range(first, int(match.group(2) or first) + 1)
+  return list(dict.fromkeys(seeds))
+
+
 def check_sweep(sweep: dict[str, Any], where: str = 'sweep') -> None:
   """Raises ConfigError for a malformed sweep dict."""
   problems = []
@@ -144,6 +164,12 @@ def check_sweep(sweep: dict[str, Any], where: str = 'sweep') -> None:
     problems.append("'seeds' must be a non-empty list of distinct ints >= 0")
   if not isinstance(sweep.get('fixed', {}), dict):
     problems.append("'fixed' must be a dict of overrides")
+  for axis, label in (sweep.get('baseline') or {}).items():
+    labels = [c[0] for c in axes.get(axis, ()) if isinstance(c, (tuple, list))]
+    if label not in labels:
+      problems.append(f'baseline {axis}={label!r}: ' + (
+          f'axis {axis!r} has the labels {labels}' if labels
+          else f'no axis {axis!r}'))
   if problems:
     raise ConfigError(f'Invalid {where}:\n  ' + '\n  '.join(problems))
 
@@ -397,8 +423,36 @@ def markdown_table(rows: Sequence[dict[str, Any]], axes: Sequence[str],
   return '\n'.join(lines)
 
 
+def comparison_section(sweep: dict[str, Any], rows: Sequence[dict[str, Any]],
+                       metrics: Sequence[str]) -> list[str]:
+  """results.md's paired comparisons of each level with its axis's
+  baseline, one table per compared test metric."""
+  axes = {axis: [label for label, _ in choices]
+          for axis, choices in sweep.get('axes', {}).items() if len(choices) > 1}
+  if not axes:
+    return []
+  baselines = {axis: (sweep.get('baseline') or {}).get(axis, levels[0])
+               for axis, levels in axes.items()}
+  parts = ['', '## Compared with the baseline', '',
+           'Each level against its axis\'s baseline on the runs that share '
+           'the seed and every other label: the mean of the paired '
+           f'differences (level − baseline), its {comparisons.CONFIDENCE:.0%} '
+           'confidence interval (Student\'s t), the paired t-test and, from '
+           f'{comparisons.MIN_WILCOXON} seeds, the Wilcoxon signed-rank test '
+           '(scipy.stats). An interval that contains 0: not distinguishable '
+           'at this number of seeds.']
+  for metric in metrics:
+    found = comparisons.comparisons(rows, axes, baselines, metric)
+    if found:
+      definition = metrics_lib.METRICS.get(metric)
+      lower = bool(definition and definition.lower_is_better)
+      parts += ['', f'Test {metric}:', '', comparisons.markdown(found, lower)]
+  return parts
+
+
 def write_markdown(rows: Sequence[dict[str, Any]], axes: Sequence[str],
-                   n_runs: int, title: str, path: str) -> None:
+                   n_runs: int, title: str, path: str,
+                   sections: Sequence[str] = ()) -> None:
   finished = [r for r in rows if r['status'] == 'ok']
   failed = [r for r in rows if r['status'] == 'failed']
   devices = sorted({r['device'] for r in finished})
@@ -413,6 +467,7 @@ def write_markdown(rows: Sequence[dict[str, Any]], axes: Sequence[str],
   for split in ('test', 'validation'):
     parts += ['', f'## {split.capitalize()}', '',
               markdown_table(rows, axes, split)]
+  parts += list(sections)
   if failed:
     parts += ['', '## Failed runs', '']
     parts += [f'- `{r["run"]}`: {r["error"].splitlines()[0]}' for r in failed]
@@ -477,15 +532,17 @@ def write_plots(rows: Sequence[dict[str, Any]], axes: Sequence[str], out: str,
 
   names = [_group_name(labels, axes).replace(',', '\n') for labels in groups]
   values = [[r['test'].get(metric) for r in g] for g in groups.values()]
-  values = [[v for v in vs if v is not None] for vs in values]
+  values = [[v for v in vs if v is not None and math.isfinite(v)] for vs in values]
   means = [np.mean(v) if v else np.nan for v in values]
-  stds = [np.std(v, ddof=1) if len(v) > 1 else 0.0 for v in values]
   figure, axis = plt.subplots(figsize=(max(4.0, 0.9 * len(names) + 1), 4.5))
-  axis.bar(range(len(names)), means, yerr=stds, capsize=4,
+  axis.bar(range(len(names)), means, yerr=[comparisons.interval(v) for v in values],
+           capsize=4, alpha=0.6,
            color=[palette[i % len(palette)] for i in range(len(names))])
+  for index, seeds in enumerate(values):  # each seed's value
+    axis.plot([index] * len(seeds), seeds, 'k.', markersize=5)
   axis.set_xticks(range(len(names)))
   axis.set_xticklabels(names, fontsize='x-small', rotation=90 if len(names) > 8 else 0)
-  axis.set_ylabel(f'test {metric} (mean ± std over seeds)')
+  axis.set_ylabel(f'test {metric} (mean, {comparisons.CONFIDENCE:.0%} CI, seeds)')
   axis.grid(axis='y', alpha=0.3)
   figure.tight_layout()
   bars_path = os.path.join(out, f'test_{metric}.png')
@@ -501,11 +558,12 @@ def write_reports(sweep: dict[str, Any], out: str, title: str) -> list[dict[str,
   rows = collect(sweep, out)
   os.makedirs(out, exist_ok=True)
   write_csv(rows, axes, os.path.join(out, 'results.csv'))
-  write_markdown(rows, axes, len(expand(sweep)), title,
-                 os.path.join(out, 'results.md'))
   chosen = [row['best_metric'] for row in rows if row.get('best_metric')]
-  write_plots(rows, axes, out, sweep.get('main_metric') or
-              (chosen[0] if chosen else 'dice'))
+  metric = sweep.get('main_metric') or (chosen[0] if chosen else 'dice')
+  write_markdown(rows, axes, len(expand(sweep)), title,
+                 os.path.join(out, 'results.md'), comparison_section(
+                     sweep, rows, sweep.get('compare_metrics') or [metric]))
+  write_plots(rows, axes, out, metric)
   return rows
 
 
@@ -540,6 +598,8 @@ def main(argv: Sequence[str]) -> None:
   command_line.start(argv, cpu_devices=flags_.cpu_devices)
   try:
     sweep = load_sweep(flags_.sweep)
+    if flags_.seeds:  # more (or other) seeds than the sweep file's
+      sweep['seeds'] = parse_seeds(flags_.seeds)
     title = os.path.splitext(os.path.basename(flags_.sweep))[0]
     failures = run_sweep(sweep, flags_.out, flags_.only, flags_.dry_run,
                          title=f'Ablation: {title}')
@@ -566,6 +626,8 @@ def _define_flags() -> None:
   flags.DEFINE_string('out', None, 'Folder of the runs and the results.')
   flags.DEFINE_string('only', None, 'Train only the runs whose name matches '
                       'this regular expression (the reports cover all).')
+  flags.DEFINE_string('seeds', None, "Seeds instead of the sweep file's, e.g. "
+                      '0-9: finished runs are kept, only new ones train.')
   flags.DEFINE_bool('dry_run', False, 'Check every run config and list the '
                     'runs with their status; train nothing.')
   from unetjax import parallel
