@@ -51,6 +51,7 @@ import numpy as np
 
 from unetjax import comparisons
 from unetjax import configuration
+from unetjax import locks
 from unetjax import logs
 from unetjax import metrics as metrics_lib
 from unetjax import plots
@@ -59,8 +60,9 @@ from unetjax.extras import MissingExtraError
 
 RESULT_FILE = 'result.json'
 ERROR_FILE = 'error.json'
+CLAIM_FILE = 'sweep.lock'  # held by the sweep process that trains the run
 SWEEP_KEYS = ('base', 'axes', 'seeds', 'fixed', 'exclude', 'tags', 'main_metric',
-              'baseline', 'compare_metrics')
+              'baseline', 'compare_metrics', 'slurm')
 _NAME_UNSAFE = re.compile(r'[/\\,=\s]')
 
 
@@ -287,48 +289,76 @@ def train_run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]
 
 
 def execute(sweep: dict[str, Any], out: str, only: str | None = None,
-            train_fn: Callable[..., dict[str, Any]] = train_run
-            ) -> list[tuple[str, str]]:
+            train_fn: Callable[..., dict[str, Any]] = train_run,
+            skip_claimed: bool = False) -> list[tuple[str, str]]:
   """Trains the runs of `sweep` (those whose name matches `only`) that have
   no result.json, one after another; returns (run, error) for each failure.
-  A failure is written to the run's error.json and the sweep goes on."""
+  A failure is written to the run's error.json and the sweep goes on.
+
+  Each run is claimed (a lock on its CLAIM_FILE) from before it trains
+  until its result.json is written: a run another process has claimed is
+  skipped with `skip_claimed` (sweep workers) and stops the sweep otherwise."""
   runs = [r for r in expand(sweep) if not only or re.search(only, r.name)]
   configs = run_configs(sweep, runs)
   failures = []
   for index, (run, config) in enumerate(zip(runs, configs)):
     workdir = os.path.join(out, run.name)
+    where = f'[{index + 1}/{len(runs)}] {run.name}'
     if os.path.exists(os.path.join(workdir, RESULT_FILE)):
-      print(f'[{index + 1}/{len(runs)}] {run.name}: finished, skipped.')
+      print(f'{where}: finished, skipped.')
       continue
-    print(f'[{index + 1}/{len(runs)}] {run.name}: training.', flush=True)
     os.makedirs(workdir, exist_ok=True)
-    error_path = os.path.join(workdir, ERROR_FILE)
+    claim = locks.FileLock(os.path.join(workdir, CLAIM_FILE))
+    if not claim.acquire(blocking=False):
+      if skip_claimed:
+        print(f'{where}: trained by {claim.holder()}, skipped.', flush=True)
+        continue
+      raise WorkdirInUseError(f'{workdir} is in use by {claim.holder()}, which '
+                              'is training it; wait for it to finish (or stop it).')
     try:
-      final = train_fn(config, workdir)
-    except (KeyboardInterrupt, SystemExit):
-      raise
-    except Exception as e:  # noqa: BLE001 - recorded, then the sweep goes on
-      from unetjax import train
-      if isinstance(e, (train.Stopped, WorkdirInUseError)):
-        raise  # stops the sweep; another process trains this run
-      message = f'{type(e).__name__}: {e}'
-      traceback.print_exc()
-      write_json(error_path, {'run': run.name, 'error': message,
-                              'traceback': traceback.format_exc()})
-      failures.append((run.name, message))
-      continue
-    write_json(os.path.join(workdir, RESULT_FILE), {
-        'run': run.name, 'labels': run.labels, 'seed': run.seed,
-        'tags': sweep.get('tags', {}), 'device': device_description(config),
-        'model': config.model.name, 'dataset': config.dataset.name,
-        'best_step': final['best_step'], 'best_metric': final.get('best_metric'),
-        'wall_time_s': final['wall_time_s'],
-        'validation': final['validation'], 'test': final['test'],
-        'finished': time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime()),
-    })
-    if os.path.exists(error_path):
-      os.remove(error_path)
+      if os.path.exists(os.path.join(workdir, RESULT_FILE)):  # finished meanwhile
+        print(f'{where}: finished, skipped.')
+        continue
+      print(f'{where}: training.', flush=True)
+      failure = _train_and_record(sweep, run, config, workdir, train_fn)
+    finally:
+      claim.release()
+    if failure:
+      failures.append((run.name, failure))
   return failures
+
+
+def _train_and_record(sweep: dict[str, Any], run: Run,
+                      config: ml_collections.ConfigDict, workdir: str,
+                      train_fn: Callable[..., dict[str, Any]]) -> str | None:
+  """Trains one run and writes its result.json, or its error.json and
+  returns the error."""
+  error_path = os.path.join(workdir, ERROR_FILE)
+  try:
+    final = train_fn(config, workdir)
+  except (KeyboardInterrupt, SystemExit):
+    raise
+  except Exception as e:  # noqa: BLE001 - recorded, then the sweep goes on
+    from unetjax import train
+    if isinstance(e, (train.Stopped, WorkdirInUseError)):
+      raise  # stops the sweep; another process trains this run
+    message = f'{type(e).__name__}: {e}'
+    traceback.print_exc()
+    write_json(error_path, {'run': run.name, 'error': message,
+                            'traceback': traceback.format_exc()})
+    return message
+  write_json(os.path.join(workdir, RESULT_FILE), {
+      'run': run.name, 'labels': run.labels, 'seed': run.seed,
+      'tags': sweep.get('tags', {}), 'device': device_description(config),
+      'model': config.model.name, 'dataset': config.dataset.name,
+      'best_step': final['best_step'], 'best_metric': final.get('best_metric'),
+      'wall_time_s': final['wall_time_s'],
+      'validation': final['validation'], 'test': final['test'],
+      'finished': time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime()),
+  })
+  if os.path.exists(error_path):
+    os.remove(error_path)
+  return None
 
 
 def collect(sweep: dict[str, Any], out: str) -> list[dict[str, Any]]:
@@ -569,10 +599,12 @@ def write_reports(sweep: dict[str, Any], out: str, title: str) -> list[dict[str,
 
 def run_sweep(sweep: dict[str, Any], out: str, only: str | None = None,
               dry_run: bool = False, title: str = 'Ablation',
-              train_fn: Callable[..., dict[str, Any]] = train_run
-              ) -> list[tuple[str, str]]:
+              train_fn: Callable[..., dict[str, Any]] = train_run,
+              worker: bool = False) -> list[tuple[str, str]]:
   """Checks every run config, then (unless `dry_run`) trains what is not
-  finished and writes the reports. Returns the failures of this call."""
+  finished and writes the reports. Returns the failures of this call. A
+  `worker` (one of --workers) skips runs another worker claimed and leaves
+  the reports to the command that started it."""
   if dry_run:
     runs = [r for r in expand(sweep) if not only or re.search(only, r.name)]
     run_configs(sweep, runs)
@@ -585,9 +617,63 @@ def run_sweep(sweep: dict[str, Any], out: str, only: str | None = None,
       print(f'{run.name}: {status}')
     print(f'{len(runs)} runs, all configs valid; nothing trained (--dry_run).')
     return []
-  failures = execute(sweep, out, only, train_fn)
-  write_reports(sweep, out, title)
+  failures = execute(sweep, out, only, train_fn, skip_claimed=worker)
+  if not worker:
+    write_reports(sweep, out, title)
   return failures
+
+
+def dispatch(sweep: dict[str, Any], argv: Sequence[str], options: Any,
+             title: str) -> list[tuple[str, str]]:
+  """Runs the sweep where --executor and --workers say: here, in worker
+  processes, or as submitit jobs; returns the failures."""
+  from unetjax import executors
+  if options.executor == 'inline' and (options.workers == 1 or options.dry_run):
+    return run_sweep(sweep, options.out, options.only, options.dry_run, title,
+                     worker=bool(os.environ.get(executors.WORKER_ENV)))
+  runs = [r for r in expand(sweep) if not options.only or re.search(options.only, r.name)]
+  run_configs(sweep, runs)  # every config checked before anything starts
+  missing = [r.name for r in runs
+             if not os.path.exists(os.path.join(options.out, r.name, RESULT_FILE))]
+  if options.executor == 'inline':
+    executors.run_workers(argv, options.workers, options.out)
+  else:
+    submitted = executors.submit(
+        options.executor, options.sweep, sweep['seeds'], options.out, missing,
+        slurm_parameters(sweep, options), options.cpu_devices, options.wait)
+    print(f'{len(submitted)} run(s) submitted ({options.executor}), '
+          f'{len(missing) - len(submitted)} still queued, '
+          f'{len(runs) - len(missing)} finished.', flush=True)
+    if not options.wait and submitted:
+      print('Re-run the same command when they have ended: it collects the '
+            'results and submits only what is missing.')
+  rows = write_reports(sweep, options.out, title)
+  return [(r['run'], r['error']) for r in rows if r['status'] == 'failed'
+          and r['run'] in missing]
+
+
+SLURM_KEYS = ('partition', 'time_min', 'gpus_per_run', 'cpus_per_run',
+              'mem_gb', 'array_parallelism')
+
+
+def slurm_parameters(sweep: dict[str, Any], options: Any) -> dict[str, Any]:
+  """submitit's parameters from the sweep file's 'slurm' dict, each
+  overridden by its --slurm_<key> flag."""
+  given = dict(sweep.get('slurm') or {})
+  for key in SLURM_KEYS:
+    flag = getattr(options, f'slurm_{key}', None)
+    if flag is not None:
+      given[key] = flag
+  parameters = {'timeout_min': given.get('time_min', 240),
+                'gpus_per_node': given.get('gpus_per_run', 0),
+                'cpus_per_task': given.get('cpus_per_run', 2),
+                'slurm_array_parallelism': given.get('array_parallelism', 16),
+                'nodes': 1, 'tasks_per_node': 1}
+  if given.get('mem_gb'):
+    parameters['mem_gb'] = given['mem_gb']
+  if given.get('partition') and options.executor == 'slurm':
+    parameters['slurm_partition'] = given['partition']
+  return parameters
 
 
 def main(argv: Sequence[str]) -> None:
@@ -601,8 +687,7 @@ def main(argv: Sequence[str]) -> None:
     if flags_.seeds:  # more (or other) seeds than the sweep file's
       sweep['seeds'] = parse_seeds(flags_.seeds)
     title = os.path.splitext(os.path.basename(flags_.sweep))[0]
-    failures = run_sweep(sweep, flags_.out, flags_.only, flags_.dry_run,
-                         title=f'Ablation: {title}')
+    failures = dispatch(sweep, sys.argv, flags_, f'Ablation: {title}')
   except UserInputError as e:
     sys.exit(f'error: {e}')
   except (train.Stopped, KeyboardInterrupt) as e:
@@ -632,6 +717,22 @@ def _define_flags() -> None:
                     'runs with their status; train nothing.')
   from unetjax import parallel
   flags.DEFINE_integer('cpu_devices', None, parallel.CPU_DEVICES_HELP, lower_bound=1)
+  flags.DEFINE_integer('workers', 1, 'Train this many runs at once, each in '
+                       'its own process on its share of the devices (CPU '
+                       'cores, or GPUs one each).', lower_bound=1)
+  flags.DEFINE_enum('executor', 'inline', ('inline', 'slurm', 'local'),
+                    'inline: this host (with --workers); slurm: a SLURM job '
+                    "array through submitit; local: submitit's local "
+                    'executor (the same jobs as subprocesses here).')
+  flags.DEFINE_bool('wait', False, 'With --executor: wait for the jobs to end '
+                    'and write the reports.')
+  flags.DEFINE_string('slurm_partition', None, 'SLURM partition.')
+  flags.DEFINE_integer('slurm_time_min', None, 'Time limit per run (default 240).')
+  flags.DEFINE_integer('slurm_gpus_per_run', None, 'GPUs per run (default 0).')
+  flags.DEFINE_integer('slurm_cpus_per_run', None, 'CPU cores per run (default 2).')
+  flags.DEFINE_integer('slurm_mem_gb', None, 'Memory per run.')
+  flags.DEFINE_integer('slurm_array_parallelism', None,
+                       'Runs of the array at once (default 16).')
   flags.mark_flags_as_required(['sweep', 'out'])
 
 
