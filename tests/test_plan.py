@@ -380,3 +380,55 @@ def test_applied_decisions_keep_the_configs_field_references():
   assert tuple(planned.dataset.patch_size) == (256, 240)
   assert config.dataset.patch_size == 128  # a copy
   configuration.validate(planned)
+
+
+def write_deep_folder(root, kind, n=10):
+  """12-bit PNGs (values 1000..1400 of 0..4095) or float TIFFs (CT-like,
+  -1000..3000), with write_folder's masks."""
+  write_folder(root, n)
+  rng = np.random.default_rng(1)
+  for path in sorted((root / 'images').iterdir()):
+    height = np.asarray(Image.open(path)).shape[0]
+    if kind == '12-bit':
+      values = rng.integers(1000, 1401, (height, 48)).astype(np.uint16)
+      Image.fromarray(values).save(path)
+    else:
+      values = rng.uniform(-1000, 3000, (height, 48)).astype(np.float32)
+      os.remove(path)
+      Image.fromarray(values, mode='F').save(path.with_suffix('.tif'))
+
+
+@pytest.mark.parametrize('kind', ['12-bit', 'float'])
+def test_deep_images_are_planned_with_their_own_intensity_window(tmp_path, monkeypatch, kind):
+  write_deep_folder(tmp_path / 'data', kind)
+  config = default.get_config()
+  config.dataset = folder_config(tmp_path)
+  monkeypatch.setattr(budget_lib, 'probe', lambda c, import_s: budget_lib.Timing(
+      start=1, step=0.01, first_eval=1, eval=0.5, final=1))
+  from unetjax.data import pipeline
+  files = pipeline.folder_image_files(config.dataset, 'train')
+  assert len(files) == 8
+  raw = np.concatenate([np.asarray(Image.open(f), np.float64).ravel() for f in files])
+  decided, fp, _ = plan_main.plan(config, budget_lib.Budget(60), 0.0, 'f.py')
+  window = next(d for d in decided if d.field == 'dataset.folder.intensity_window')
+  assert window.value == pytest.approx(tuple(np.percentile(raw, [0.5, 99.5])))
+  assert 'their 0.5-99.5 percentiles' in window.reason
+  # What the model sees spans the 8 bits, not 16 of the 256 levels (12-bit
+  # by the 16-bit range) nor a refusal (floats outside [0, 1]).
+  assert fp['intensity'][0]['p0.5'] <= 2 and fp['intensity'][0]['p99.5'] >= 253
+  planned = render.apply(plan_main.configuration_defaults(), decided)
+  configuration.validate(planned)
+
+
+def test_a_mix_of_8_bit_and_deeper_images_keeps_no_window(tmp_path):
+  write_folder(tmp_path / 'data')
+  config = folder_config(tmp_path)
+  from unetjax.data import pipeline
+  first = pipeline.folder_image_files(config, 'train')[0]  # split by name
+  Image.fromarray(np.full((40, 48), 3000, np.uint16)).save(first)
+  decision = rules.intensity_window(fingerprint.raw_intensity(config))
+  assert decision.value == () and '1 of 8 training images' in decision.reason
+  eight_bit = tmp_path / 'eight'
+  write_folder(eight_bit / 'data')
+  assert fingerprint.raw_intensity(folder_config(eight_bit)) is None
+  assert rules.intensity_window(None) is None

@@ -127,6 +127,16 @@ def _builder(dataset_config: ml_collections.ConfigDict):
     raise DataError(f'config.dataset.name={name!r}: {e}') from e
 
 
+def folder_image_files(dataset_config: ml_collections.ConfigDict,
+                       split: str) -> list[str]:
+  """The files a folder dataset (FOLDER_BUILDERS) takes `split`'s images
+  from, without building it."""
+  if dataset_config.name not in FOLDER_BUILDERS:
+    raise DataError(f'{dataset_config.name} is not a folder dataset '
+                    f'({", ".join(FOLDER_BUILDERS)}).')
+  return _builder(dataset_config).image_files(split)
+
+
 def manual_dir(dataset_config: ml_collections.ConfigDict, builder_name: str) -> str:
   """config.dataset.manual_dir, or the TFDS convention
   <data_dir>/downloads/manual/<dataset name>."""

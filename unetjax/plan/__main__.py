@@ -30,6 +30,7 @@ from unetjax import configuration
 from unetjax import models
 from unetjax import parallel
 from unetjax import train  # noqa: F401 (imported here so its cost is timed)
+from unetjax.data import pipeline
 from unetjax.errors import DataError, UserInputError, storage_message
 from unetjax.plan import budget as budget_lib
 from unetjax.plan import fingerprint as fingerprint_lib
@@ -118,6 +119,12 @@ def plan(config, budget: budget_lib.Budget, import_s: float, source: str,
   kind = jax.default_backend()
   kind = kind if kind in rules.PATCH_CAP else 'gpu'
   decided, fp = [], None
+  if config.dataset.name in pipeline.FOLDER_BUILDERS and not keep_recipe:
+    window = (None if config.dataset.folder.get('intensity_window')
+              else rules.intensity_window(fingerprint_lib.raw_intensity(config.dataset)))
+    if window is not None:
+      decided.append(window)
+      config.dataset.folder.intensity_window = window.value
   if config.dataset.name == 'image_folder' and not keep_recipe:
     config.dataset.folder.image_size = 0  # measured at the images' own size
     fp = fingerprint_lib.measure(config.dataset)

@@ -11,11 +11,40 @@ from typing import Any, Iterable
 
 import ml_collections
 import numpy as np
+from PIL import Image
 from scipy import ndimage
 
 from unetjax.data import pipeline
+from unetjax.data.builders import image_masks
 
 PERCENTILES = (0.5, 50.0, 99.5)  # nnU-Net clips CT to the 0.5 / 99.5 percentiles
+RAW_SAMPLE = 200_000  # values drawn per image for the raw percentiles
+
+
+def raw_intensity(dataset_config: ml_collections.ConfigDict) -> dict[str, Any] | None:
+  """The training images' own values where the files hold more than 8 bits
+  (16-bit or 32-bit integers, floats), before any scaling to 8 bits: their
+  0.5 / 50 / 99.5 percentiles, min and max (over at most RAW_SAMPLE values
+  per image, drawn with a fixed seed), and how many of the files are such.
+  None when none is."""
+  rng = np.random.default_rng(0)
+  samples, files, modes = [], pipeline.folder_image_files(dataset_config, 'train'), set()
+  for path in files:
+    with Image.open(path) as image:
+      if image.mode not in image_masks.HIGH_DEPTH_MODES:
+        continue
+      modes.add(image.mode)
+      values = np.asarray(image).ravel()
+    values = values[np.isfinite(values)] if values.dtype.kind == 'f' else values
+    if values.size > RAW_SAMPLE:
+      values = rng.choice(values, RAW_SAMPLE, replace=False)
+    samples.append(values.astype(np.float64))
+  if not samples:
+    return None
+  values = np.concatenate(samples)
+  return {'modes': sorted(modes), 'files': len(samples), 'of_files': len(files),
+          'min': float(values.min()), 'max': float(values.max()),
+          **dict(zip(('p0.5', 'p50', 'p99.5'), map(float, np.percentile(values, PERCENTILES))))}
 
 
 def _spread(values: Iterable[float]) -> dict[str, float]:

@@ -76,6 +76,28 @@ def folder_size(fp: dict[str, Any], kind: str) -> Decision:
                   f'px) stay {width * cap / side:.1f} px wide at {cap} px')
 
 
+def intensity_window(raw: dict[str, Any] | None) -> Decision | None:
+  """A folder of 16-bit or float images: its own 0.5-99.5 percentile window
+  to 0..255 (nnU-Net clips CT to these percentiles of the training
+  foreground; Isensee et al. 2021) instead of the dtype's full range, which
+  leaves a 12-bit image 16 of the 256 levels and refuses floats outside
+  [0, 1]. None for 8-bit folders, and for a mix of 8-bit and deeper files,
+  whose 8-bit images the window would rescale too."""
+  if raw is None:
+    return None
+  if raw['files'] < raw['of_files']:
+    return Decision('dataset.folder.intensity_window', (),
+                    f"{raw['files']} of {raw['of_files']} training images hold "
+                    'more than 8 bits: no window, as the 8-bit ones would be '
+                    'rescaled too')
+  low, high = raw['p0.5'], raw['p99.5']
+  if high <= low:
+    low, high = raw['min'], max(raw['max'], raw['min'] + 1)
+  return Decision('dataset.folder.intensity_window', (low, high),
+                  f"{'/'.join(raw['modes'])} images, values {raw['min']:g}..{raw['max']:g}: "
+                  'their 0.5-99.5 percentiles to 0..255 (nnU-Net)')
+
+
 def _same_size(fp: dict[str, Any]) -> bool:
   return (fp['height']['min'] == fp['height']['max'] and
           fp['width']['min'] == fp['width']['max'])

@@ -277,6 +277,10 @@ class ImageClassFolder(tfds.core.GeneratorBasedBuilder):
         metadata=tfds.core.MetadataDict(class_names=list(cfg.class_names)),
     )
 
+  def image_files(self, split: str) -> list[str]:
+    """The image files of `split` ('train', 'validation', 'test')."""
+    return [example.image for example in self._find_examples()[split]]
+
   def _find_examples(self) -> dict[str, list[Example]]:
     """The examples of each split ('train', 'validation', 'test')."""
     cfg = self.builder_config

@@ -205,6 +205,10 @@ class ImageFolder(image_masks.ImageMaskBuilder):
   def INTENSITY_WINDOW(self):  # noqa: N802
     return self.builder_config.intensity_window or None
 
+  def image_files(self, split: str) -> list[str]:
+    """The image files of `split` ('train', 'validation', 'test')."""
+    return [pair.image for pair in self._find_pairs(None)[split]]
+
   def _read_mask(self, path):
     if not self.builder_config.masks_dir:  # the instance masks are the masks
       return image_masks.read_instances(path)
