@@ -12,8 +12,8 @@ def test_a_file_unetjax_did_not_write_is_never_claimed(tmp_path):
                      'unetjax did not write it'):
     outputs.claim(str(tmp_path), ['grid.png', 'other.png'])
   assert sorted(p.name for p in tmp_path.iterdir()) == ['grid.png']
-  outputs.claim(str(tmp_path), ['new.png'])
-  (tmp_path / 'new.png').write_bytes(b'ours')
+  outputs.claim(str(tmp_path), ['new.png']).save(
+      'new.png', lambda path: open(path, 'wb').write(b'ours'))
   outputs.claim(str(tmp_path), ['new.png'])  # ours: may be replaced
   (tmp_path / outputs.MANIFEST).write_text('{broken')  # trusts nothing then
   with pytest.raises(UserInputError, match='new.png already exists'):

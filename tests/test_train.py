@@ -420,8 +420,8 @@ def test_allow_config_change_refuses_a_model_the_checkpoint_does_not_fit(
   shutil.copytree(complete_run[0], workdir)
   before = {str(p): p.read_bytes() for p in workdir.rglob('*') if p.is_file()}
   config = small_config(tfds_dir, **{'model.base_filters': 16})
-  with pytest.raises(WorkdirError, match=r'--allow_config_change: the checkpoint '
-                     r'in .* does not fit the new config \(step 4: '
+  with pytest.raises(WorkdirError, match=r'--allow_config_change: a checkpoint '
+                     r'in .* does not fit the new config \(checkpoints/4: '
                      r'batch_stats/.* is \(8,\) float32 there, \(16,\) float32 in '
                      r'the new config\); nothing was changed'):
     train.train_and_evaluate(config, str(workdir), allow_config_change=True)

@@ -1,8 +1,12 @@
-"""The workdir: one writer at a time (its lock), storage errors as one line."""
+"""The workdir: one writer at a time (its lock), storage errors as one line,
+and what a run and predict do with damaged checkpoints and logs."""
 
 import errno
 import os
+import shutil
 import socket
+import subprocess
+import sys
 
 import pytest
 
@@ -67,3 +71,291 @@ def test_a_partial_last_metrics_line_is_skipped_and_repaired(tmp_path):
   logger.close()
   assert [r['step'] for r in logs.read_metrics(str(tmp_path))] == [2, 4]
   assert path.read_text().count('\n') == 2
+
+
+# Recovery of a trained run (issue 33): one tiny run, copied for each case.
+
+def tiny_config(tfds_dir, **overrides):
+  from configs import default
+  config = default.get_config()
+  config.dataset.data_dir = tfds_dir
+  config.model.base_filters = 4
+  config.model.depth = 2
+  config.model.dropout_rates = (0.0,) * 3
+  config.batch_size = config.eval_batch_size = 8
+  config.num_train_steps = 8
+  config.log_every_steps = config.eval_every_steps = 2
+  config.checkpoint_every_steps = 2
+  config.max_checkpoints_to_keep = 10  # every step's state, to choose from
+  config.progress_bar = False
+  config.metrics.surface_metrics = False
+  config.update_from_flattened_dict(overrides)
+  return config
+
+
+@pytest.fixture(scope='module')
+def trained(tfds_dir, tmp_path_factory):
+  """(workdir, {step: validation dice}) of a finished tiny run."""
+  from unetjax import logs, train
+  workdir = tmp_path_factory.mktemp('trained') / 'run'
+  train.train_and_evaluate(tiny_config(tfds_dir), str(workdir))
+  return workdir, {r['step']: r['dice'] for r in logs.read_metrics(str(workdir))
+                   if r['event'] == 'eval'}
+
+
+def best_of(scores):
+  """The step training keeps as the best (mode 'max'): the earliest of ties."""
+  return max(scores, key=lambda step: (scores[step], -step))
+
+
+def copy_of(trained, tmp_path):
+  workdir = tmp_path / 'run'
+  shutil.copytree(trained[0], workdir)
+  return workdir
+
+
+def cut_largest_file(step_dir):
+  """Truncates the largest file of a checkpoint's state to 100 bytes."""
+  files = [p for p in (step_dir / 'state').rglob('*') if p.is_file()]
+  largest = max(files, key=lambda p: p.stat().st_size)
+  largest.write_bytes(largest.read_bytes()[:100])
+
+
+def files_of(workdir):
+  return {str(p): p.read_bytes() for p in workdir.rglob('*') if p.is_file()}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('copy_kept', [True, False])
+def test_a_damaged_best_is_replaced_by_the_best_recorded_intact_checkpoint(
+    tfds_dir, trained, tmp_path, capfd, copy_kept):
+  """The best is not the latest. Its own state from checkpoints/ if kept;
+  otherwise the best of the others by their recorded score, and one line
+  says that the best was lost."""
+  from unetjax import train
+  workdir, scores = copy_of(trained, tmp_path), trained[1]
+  best = best_of(scores)
+  assert os.listdir(workdir / 'best') == [str(best)] and best != max(scores)
+  cut_largest_file(workdir / 'best' / str(best))
+  if not copy_kept:
+    shutil.rmtree(workdir / 'checkpoints' / str(best))
+  kept = {s: v for s, v in scores.items() if copy_kept or s != best}
+  used = best_of(kept)
+  assert used != max(scores)  # not what the latest-first fallback gives
+  capfd.readouterr()
+  final = train.train_and_evaluate(tiny_config(tfds_dir), str(workdir))
+  out, err = capfd.readouterr()
+  assert final['best_step'] == best
+  assert final['best_restored_from'] == {'checkpoint': f'checkpoints/{used}',
+                                         'step': used}
+  assert final['validation']['dice'] == pytest.approx(scores[used], abs=1e-6)
+  assert len(err.splitlines()) == 1, err
+  assert f'Checkpoint step {best} ' in err and 'is damaged' in err
+  if copy_kept:
+    assert f'Using its copy checkpoints/{best} (step {best}, ' in err
+    assert f'Best checkpoint: step {best} (by validation dice, read from ' \
+           f'checkpoints/{best}).' in out
+  else:
+    assert (f'The best checkpoint (step {best}, validation dice '
+            f'{scores[best]:.4g}) is lost; using checkpoints/{used} (step '
+            f'{used}, validation dice {scores[used]:.4g})') in err
+    assert f'Best checkpoint: step {best} (by validation dice) was lost; the ' \
+           f'scores below are of checkpoints/{used} (step {used})' in out
+  assert os.listdir(workdir / 'damaged') == [f'best-{best}']
+
+
+@pytest.mark.parametrize('mode, expected', [('max', 4), ('min', 2)])
+def test_the_best_step_is_the_earliest_of_the_best_scores(mode, expected):
+  from unetjax import checkpoints
+  scores = {2: 0.1, 4: 0.7, 6: 0.7, 8: float('nan'), 10: 0.1}
+  assert checkpoints.best_step(scores, mode) == expected
+  assert checkpoints.best_step({2: float('nan')}, mode) is None
+
+
+@pytest.mark.slow
+def test_allow_config_change_reads_the_best_when_no_latest_checkpoint_is_left(
+    tfds_dir, trained, tmp_path):
+  from unetjax import train
+  workdir = copy_of(trained, tmp_path)
+  for step in os.listdir(workdir / 'checkpoints'):
+    shutil.rmtree(workdir / 'checkpoints' / step)
+  before = files_of(workdir)
+  config = tiny_config(tfds_dir, **{'model.depth': 3,
+                                    'model.dropout_rates': (0.0,) * 4})
+  with pytest.raises(WorkdirError, match=r'--allow_config_change: a checkpoint '
+                     r'in .* does not fit the new config \(best/\d+: .* there, '
+                     r'.* in the new config\); nothing was changed'):
+    train.train_and_evaluate(config, str(workdir), allow_config_change=True)
+  assert files_of(workdir) == before
+
+
+@pytest.mark.slow
+def test_a_cut_line_inside_metrics_jsonl_is_reported_once_and_skipped(
+    tfds_dir, trained, tmp_path, capfd):
+  from unetjax import logs, train
+  workdir = copy_of(trained, tmp_path)
+  path = workdir / logs.METRICS_FILE
+  lines = path.read_text().splitlines(keepends=True)
+  lines[2] = lines[2][:15] + '\n'  # a record cut short, not the last
+  path.write_text(''.join(lines))
+  capfd.readouterr()
+  records = logs.read_metrics(str(workdir))
+  assert len(records) == len(lines) - 1  # all but the cut one
+  logs.read_metrics(str(workdir))
+  err = capfd.readouterr().err
+  assert err.count('\n') == 1 and f'{path} line 3 is not a complete record' in err
+  final = train.train_and_evaluate(tiny_config(tfds_dir), str(workdir))
+  out, err = capfd.readouterr()
+  assert 'Best checkpoint: step' in out and err == ''
+  assert final['best_step'] == logs.read_metrics(str(workdir))[-1]['best_step']
+  assert path.read_text().splitlines(keepends=True)[2] == lines[2]  # kept
+
+
+def leaky_restore(self, manager, step, template, variables_only=False):
+  """Fails as orbax's asynchronous reads of a cut file can: one read raises,
+  its siblings are left pending in a closed event loop, a task's exception
+  is never retrieved."""
+  import asyncio
+  del self, manager, step, template, variables_only
+
+  async def read(index):
+    if index == 0:
+      raise OSError('a cut file')
+    try:
+      await asyncio.sleep(3600)
+    finally:
+      await asyncio.sleep(0)  # needs the loop, which is closed by then
+
+  async def unretrieved():
+    raise OSError('read ahead')
+
+  async def restore():
+    asyncio.ensure_future(unretrieved())
+    await asyncio.sleep(0)
+    await asyncio.gather(*(read(i) for i in range(3)))
+  loop = asyncio.new_event_loop()
+  try:
+    loop.run_until_complete(restore())
+  finally:
+    loop.close()
+
+
+@pytest.mark.slow
+def test_predict_with_a_damaged_best_says_so_in_one_line(trained, tmp_path,
+                                                          capfd, monkeypatch):
+  import gc
+  from unetjax import checkpoints, predict
+  workdir, scores = copy_of(trained, tmp_path), trained[1]
+  best = best_of(scores)
+  restore = checkpoints.Checkpoints._restore
+
+  def damaged_best(self, manager, step, *args, **kwargs):
+    if manager.directory.name == 'best':
+      return leaky_restore(self, manager, step, *args, **kwargs)
+    return restore(self, manager, step, *args, **kwargs)
+  monkeypatch.setattr(checkpoints.Checkpoints, '_restore', damaged_best)
+  before = files_of(workdir)
+  capfd.readouterr()
+  run = predict.load_run(str(workdir))
+  gc.collect()  # what is left unfinished is collected here at the latest
+  err = capfd.readouterr().err
+  assert (run.checkpoint, run.step) == ('best', best)  # its copy in checkpoints/
+  assert err.splitlines() == [err.strip()], err
+  assert err.startswith(f'Checkpoint step {best} ({workdir}/best/{best}) is '
+                        'damaged: does not load (OSError: a cut file).')
+  assert files_of(workdir) == before  # prediction only reads
+
+
+def images_folder(tmp_path):
+  from PIL import Image
+  import numpy as np
+  folder = tmp_path / 'images'
+  folder.mkdir()
+  for i in range(3):
+    Image.fromarray(np.full((64, 64), 40 * i, np.uint8)).save(folder / f'{i}.png')
+  return folder
+
+
+def full_disk_after(n_files):
+  """PIL's Image.save that fills the disk on its file number n_files + 1,
+  leaving that file partly written."""
+  from PIL import Image
+  save, saved = Image.Image.save, []
+
+  def save_until_full(image, path, *args, **kwargs):
+    if len(saved) == n_files:
+      with open(path, 'wb') as f:
+        f.write(b'\x89PNG partial')
+      raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    saved.append(os.path.basename(os.path.dirname(path)) + '/' +
+                 os.path.basename(path))
+    return save(image, path, *args, **kwargs)
+  return save_until_full, saved
+
+
+def refusing(errno_code, under):
+  """os.makedirs that fails with `errno_code` for folders under `under`."""
+  makedirs = os.makedirs
+
+  def refuse(path, *args, **kwargs):
+    if str(path).startswith(str(under)):
+      raise OSError(errno_code, os.strerror(errno_code), str(path))
+    return makedirs(path, *args, **kwargs)
+  return refuse
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('how, message', [
+    ('full disk', 'the disk is full: free some space'),
+    ('read-only', 'the file system is read-only: use a writable folder'),
+    ('immutable', 'permission denied: make it writable, or use another folder'),
+])
+def test_predict_storage_errors_are_one_line_and_list_only_written_files(
+    trained, tmp_path, capfd, monkeypatch, how, message):
+  import json
+  from PIL import Image
+  from unetjax import command_line, outputs, predict
+  out = tmp_path / 'out'
+  images = images_folder(tmp_path)
+  if how == 'full disk':
+    save, saved = full_disk_after(3)
+    monkeypatch.setattr(Image.Image, 'save', save)
+  else:
+    saved = []
+    code = errno.EROFS if how == 'read-only' else errno.EPERM
+    monkeypatch.setattr(os, 'makedirs', refusing(code, out))
+  with pytest.raises(OSError) as error:
+    predict.predict_folder(str(trained[0]), str(images), str(out))
+  manifest = out / outputs.MANIFEST
+  listed = json.loads(manifest.read_text())['files'] if manifest.exists() else []
+  assert listed == sorted(saved)  # no file that was not written
+  on_disk = sorted(os.path.relpath(os.path.join(d, f), out)
+                   for d, _, files in os.walk(out) for f in files)
+  assert on_disk == sorted(saved + ([outputs.MANIFEST] if saved else []))
+  monkeypatch.setattr(os, '_exit', sys.exit)
+  capfd.readouterr()
+  with pytest.raises(SystemExit) as exited:
+    command_line.exit_on_storage_error(error.value, str(out))
+  err = capfd.readouterr().err
+  assert exited.value.code == 1
+  assert err.splitlines() == [err.strip()] and err.startswith('error: Cannot use ')
+  assert message in err and str(out) in err
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('where', ['file', 'inside a file'])
+def test_predict_out_naming_a_file_is_one_line(trained, tmp_path, where):
+  file = tmp_path / 'notes.txt'
+  file.write_text('keep me')
+  out = file if where == 'file' else file / 'predictions'
+  result = subprocess.run(
+      [sys.executable, '-m', 'unetjax.predict', f'--workdir={trained[0]}',
+       f'--images={images_folder(tmp_path)}', f'--out={out}'],
+      cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+      capture_output=True, text=True, timeout=300)
+  assert result.returncode == 1, result.stderr
+  assert 'Traceback' not in result.stderr, result.stderr
+  assert result.stderr.strip().splitlines() == [
+      f'error: --out={out}: {file} is a file, not a folder; pass the path of '
+      'a folder (a new one is created).']
+  assert file.read_text() == 'keep me'

@@ -115,7 +115,8 @@ def main(argv):
       batch = pipeline.patch_examples(config.dataset, FLAGS.split, FLAGS.n)
     else:
       batch = next(pipeline.eval_batches(config.dataset, FLAGS.split, FLAGS.n))
-    outputs.claim(os.path.dirname(FLAGS.out) or '.', [os.path.basename(FLAGS.out)])
+    claim = outputs.claim(os.path.dirname(FLAGS.out) or '.',
+                          [os.path.basename(FLAGS.out)])
   except UserInputError as e:
     sys.exit(f'error: {e}')
   images = np.asarray(state_lib.preprocess(batch['image'][:FLAGS.n]))
@@ -128,8 +129,9 @@ def main(argv):
     aug_images, aug_maps = step(jax.random.fold_in(rng, version), images, maps)
     augmented.append((np.asarray(aug_images), *map(np.asarray, aug_maps)))
   factor = max(1, 128 // images.shape[1])
-  render_grid(images, maps[0], augmented, factor,
-              rois=maps[1] if len(maps) > 1 else None).save(FLAGS.out)
+  claim.save(os.path.basename(FLAGS.out), render_grid(
+      images, maps[0], augmented, factor,
+      rois=maps[1] if len(maps) > 1 else None).save)
   print(f'Wrote {FLAGS.out}: {FLAGS.n} {FLAGS.split} examples of '
         f'{config.dataset.name}, {FLAGS.versions} augmented versions each '
         f'(ops on: {", ".join(augment.enabled_ops(config.augment)) or "none"}).')

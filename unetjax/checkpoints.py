@@ -19,14 +19,24 @@ into.
 A checkpoint can still be damaged later (a disk error, a deleted or cut
 file). `meta` holds a CRC-32 of the state's bytes and one of its variables';
 a checkpoint that does not load, does not match it or holds non-finite
-values is reported, moved to `workdir/damaged/` (never deleted) and the next
-older one is used instead.
+values is reported in one line, moved to `workdir/damaged/` (never deleted)
+and another is used instead: for resuming the next older one, for the best
+the intact one with the best recorded validation score (`restore_best`).
+Every restore goes through `_restore_intact`, which also keeps the debris of
+orbax's failed asynchronous reads from printing tracebacks
+(`quiet_async_errors`).
 """
 
+import asyncio
+import contextlib
+import dataclasses
+import gc
+import logging
+import math
 import os
 import sys
 import zlib
-from typing import Any, Callable
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import jax
 import numpy as np
@@ -79,35 +89,111 @@ def _path(keys: tuple) -> str:
                   for k in keys)
 
 
-def misfit(workdir: str, template: Any) -> str | None:
-  """How the arrays of `workdir`'s latest checkpoint differ from those of
-  `template` (shapes and dtypes), or None if they match or there is none."""
-  ckpts = Checkpoints(workdir, read_only=True)
+# What asyncio says about the tasks and coroutines that a failed read left
+# unfinished (orbax closes its event loop without cancelling them).
+_ASYNC_DEBRIS = ('exception was never retrieved', 'destroyed but it is pending')
+
+
+@contextlib.contextmanager
+def quiet_async_errors() -> Iterator[None]:
+  """Keeps what orbax's asynchronous reads leave when one fails from printing
+  tracebacks: asyncio's "Task exception was never retrieved" and "Exception
+  ignored in <coroutine ...>" as the unfinished ones are collected (here, by
+  gc before leaving). The failure itself still raises, to be reported once."""
+  def keep(record: logging.LogRecord) -> bool:
+    return not any(text in record.getMessage() for text in _ASYNC_DEBRIS)
+  previous_hook = sys.unraisablehook
+
+  def hook(unraisable) -> None:
+    if not (asyncio.iscoroutine(unraisable.object)
+            or isinstance(unraisable.object, asyncio.Future)):
+      previous_hook(unraisable)
+  logger = logging.getLogger('asyncio')
+  logger.addFilter(keep)
+  sys.unraisablehook = hook
   try:
-    step = ckpts.latest_step()
-    if step is None:
-      return None
-    saved = ocp.StandardCheckpointer().metadata(os.path.join(
-        ckpts._workdir, 'checkpoints', str(step), 'state')).item_metadata
-  except Exception:  # noqa: BLE001 - damaged: restoring reports and skips it
-    return None
+    yield
   finally:
-    ckpts.close()
-  shapes = lambda tree: {
-      _path(keys): (tuple(leaf.shape), np.dtype(leaf.dtype).name)
-      for keys, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]}
-  saved, wanted = shapes(saved), shapes(template)
-  for name in sorted(set(saved) | set(wanted)):
-    if saved.get(name) != wanted.get(name):
-      describe = lambda v: f'{v[0]} {v[1]}' if v else 'absent'
-      return (f'step {step}: {name} is {describe(saved.get(name))} there, '
-              f'{describe(wanted.get(name))} in the new config')
+    gc.collect()
+    sys.unraisablehook = previous_hook
+    logger.removeFilter(keep)
+
+
+def _saved_steps(folder: str) -> list[int]:
+  """The steps of the complete checkpoints in `folder`, newest first."""
+  names = os.listdir(folder) if os.path.isdir(folder) else ()
+  return sorted((int(name) for name in names if name.isdigit()), reverse=True)
+
+
+def _array_shapes(tree: Any) -> dict[str, tuple[tuple[int, ...], str]]:
+  return {_path(keys): (tuple(leaf.shape), np.dtype(leaf.dtype).name)
+          for keys, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]}
+
+
+def misfit(workdir: str, template: Any) -> str | None:
+  """How the arrays of a checkpoint of `workdir` (the latest ones and the best)
+  differ from those of `template` (shapes and dtypes), or None if every one
+  matches or there is none."""
+  wanted = _array_shapes(template)
+  for kind in ('checkpoints', 'best'):
+    for step in _saved_steps(os.path.join(workdir, kind)):
+      path = os.path.join(os.path.abspath(workdir), kind, str(step), 'state')
+      try:
+        with quiet_async_errors():
+          saved = _array_shapes(
+              ocp.StandardCheckpointer().metadata(path).item_metadata)
+      except Exception:  # noqa: BLE001 - damaged: restoring reports and skips it
+        continue
+      for name in sorted(set(saved) | set(wanted)):
+        if saved.get(name) != wanted.get(name):
+          describe = lambda v: f'{v[0]} {v[1]}' if v else 'absent'
+          return (f'{kind}/{step}: {name} is {describe(saved.get(name))} '
+                  f'there, {describe(wanted.get(name))} in the new config')
   return None
 
 
 def _stderr(message: str) -> None:
   if jax.process_index() == 0:
     print(message, file=sys.stderr, flush=True)
+
+
+def best_step(scores: Mapping[int, float], mode: str) -> int | None:
+  """The step with the best finite score in `scores` (step -> score) by
+  `mode` ('max' or 'min'), the earliest of ties as training keeps it; None
+  if there is none."""
+  finite = sorted(step for step, score in scores.items() if math.isfinite(score))
+  if not finite:
+    return None
+  pick = max if mode == 'max' else min
+  return pick(finite, key=lambda step: (scores[step], -step if mode == 'max'
+                                        else step))
+
+
+@dataclasses.dataclass(frozen=True)
+class Best:
+  """The checkpoint a run's final scores come from (`Checkpoints.restore_best`)."""
+  state: Any
+  meta: dict[str, Any]
+  step: int
+  source: str  # where it was read: 'best/<step>' or 'checkpoints/<step>'
+  # The step that scored best (`step` unless the best was lost); None if no
+  # validation score was finite (then `step` is the newest intact one).
+  best_step: int | None
+
+  @property
+  def lost(self) -> bool:
+    return self.best_step is not None and self.step != self.best_step
+
+  def consequence(self, scores: Mapping[int, float], metric: str) -> str:
+    """What a damaged or missing best/ means for the scores, in a sentence."""
+    scored = lambda step: (f'validation {metric} {scores[step]:.4g}'
+                           if step in scores else 'no recorded validation score')
+    if not self.lost:
+      return (f'Using its copy {self.source} (step {self.step}, '
+              f'{scored(self.step)}), the same state.')
+    return (f'The best checkpoint (step {self.best_step}, '
+            f'{scored(self.best_step)}) is lost; using {self.source} (step '
+            f'{self.step}, {scored(self.step)}), the best intact one kept.')
 
 
 class Checkpoints:
@@ -121,6 +207,7 @@ class Checkpoints:
     writable = not read_only
     self._workdir = os.path.abspath(workdir)
     self._writable = writable
+    self._best_mode = best_mode
     options = ocp.CheckpointManagerOptions(
         max_to_keep=max_to_keep if writable else None, create=writable,
         cleanup_tmp_directories=writable)
@@ -185,35 +272,48 @@ class Checkpoints:
                          'meta': ocp.JsonCheckpointHandler()})
     return self._variable_readers[kind]
 
+  def _read(self, manager: ocp.CheckpointManager, step: int,
+            state_template: Any, variables_only: bool
+            ) -> tuple[Any, dict[str, Any], str | None] | None:
+    """(state, meta, what is wrong or None) of checkpoint `step`, or None if
+    it vanished while being read (another process rotating its checkpoints)."""
+    try:
+      state, meta = self._restore(manager, step, state_template, variables_only)
+      return state, meta, damage(state, meta, 'variables_crc32' if variables_only
+                                 else 'state_crc32')
+    except Exception as e:  # noqa: BLE001 - any failure to read it
+      manager.reload()
+      if step not in manager.all_steps():
+        return None
+      first_line = (str(e).strip().splitlines() or [''])[0]
+      first_line = first_line.split('. See ')[0][:200]  # TensorStore's detail
+      return None, {}, f'does not load ({type(e).__name__}: {first_line})'
+
   def _restore_intact(self, manager: ocp.CheckpointManager, kind: str,
                       state_template: Any,
                       report: Callable[[str], None] = _stderr,
-                      attempts: int = 20, variables_only: bool = False
+                      attempts: int = 20, variables_only: bool = False,
+                      rank: Callable[[int], Any] = lambda step: -step,
+                      instead: str = '; using the next older checkpoint.'
                       ) -> tuple[Any, dict[str, Any], int] | None:
-    """(state, meta, step) of the newest checkpoint of `manager` that loads
-    and is intact, or None if there is none. Damaged ones are reported (and
-    set aside unless read-only); a step that vanished while being read
-    (another process rotating its checkpoints) is skipped silently."""
+    """(state, meta, step) of the first checkpoint of `manager`, in the order
+    of `rank` (newest first), that loads and is intact, or None if there is
+    none. Each damaged one is reported in one line ending with `instead` (and
+    set aside unless read-only); a step that vanished while being read is
+    skipped silently. Every restore of a checkpoint goes through here."""
     folder = os.path.join(self._workdir, kind)
     skipped = set()
     for _ in range(attempts):
       manager.reload()
-      steps = sorted(set(manager.all_steps()) - skipped, reverse=True)
+      steps = sorted(set(manager.all_steps()) - skipped, key=rank)
       if not steps:
         return None
       step = steps[0]
-      try:
-        state, meta = self._restore(manager, step, state_template,
-                                    variables_only)
-        problem = damage(state, meta, 'variables_crc32' if variables_only
-                         else 'state_crc32')
-      except Exception as e:  # noqa: BLE001 - any failure to read it
-        manager.reload()
-        if step not in manager.all_steps():
-          continue  # rotated away meanwhile: the listing is read again
-        first_line = (str(e).strip().splitlines() or [''])[0]
-        first_line = first_line.split('. See ')[0][:200]  # TensorStore's detail
-        problem = f'does not load ({type(e).__name__}: {first_line})'
+      with quiet_async_errors():
+        read = self._read(manager, step, state_template, variables_only)
+      if read is None:
+        continue  # rotated away meanwhile: the listing is read again
+      state, meta, problem = read
       if problem is None:
         return state, meta, step
       skipped.add(step)
@@ -221,10 +321,9 @@ class Checkpoints:
       if self._writable and jax.process_index() == 0:
         aside = self._set_aside(path, f'{kind}-{step}')
         report(f'Checkpoint step {step} ({path}) is damaged: {problem}. Moved '
-               f'it to {aside}; using the next older checkpoint.')
+               f'it to {aside}{instead}')
       else:
-        report(f'Checkpoint step {step} ({path}) is damaged: {problem}; '
-               'using the next older checkpoint.')
+        report(f'Checkpoint step {step} ({path}) is damaged: {problem}{instead}')
     return None
 
   def _set_aside(self, path: str, name: str) -> str:
@@ -242,25 +341,74 @@ class Checkpoints:
     """(state, meta, step) of the newest intact latest checkpoint, or None."""
     return self._restore_intact(self._latest, 'checkpoints', state_template)
 
-  def restore_best(self, state_template: Any
-                   ) -> tuple[Any, dict[str, Any], int] | None:
-    """(state, meta, step) of the intact best checkpoint, or None."""
-    return self._restore_intact(self._best, 'best', state_template)
+  def _manager(self, kind: str, variables_only: bool
+               ) -> ocp.CheckpointManager | None:
+    """The manager reading workdir/`kind`; None if there is no such folder."""
+    if not variables_only:
+      return {'best': self._best, 'checkpoints': self._latest}[kind]
+    if not os.path.isdir(os.path.join(self._workdir, kind)):
+      return None
+    return self._variable_reader(kind)
 
-  def restore_variables(self, variables_template: dict[str, Any]
+  def restore_best(self, state_template: Any, scores: Mapping[int, float],
+                   metric: str = 'score', variables_only: bool = False,
+                   report: Callable[[str], None] = _stderr) -> 'Best | None':
+    """The best checkpoint, or None if no checkpoint is intact.
+
+    best/<step> if it is intact. If it is damaged or gone, the intact latest
+    checkpoint with the best recorded validation `metric` in `scores` (step
+    -> score, the run's `eval` records) by the best mode: the best step's own
+    copy if one is kept, else the best left, and one line says which and
+    that the best was lost. Without a recorded score, the newest intact one.
+    With `variables_only`, only the model's variables are read."""
+    best_manager = self._manager('best', variables_only)
+    listed = _saved_steps(os.path.join(self._workdir, 'best'))
+    damaged: list[str] = []
+    restored = best_manager and self._restore_intact(
+        best_manager, 'best', state_template, damaged.append,
+        variables_only=variables_only, instead='.')
+    if restored:
+      return Best(*restored, source=f'best/{restored[2]}', best_step=restored[2])
+    promised = listed[0] if listed else best_step(scores, self._best_mode)
+    sign = -1 if self._best_mode == 'max' else 1
+    rank = lambda step: ((0, sign * scores[step], step) if step in scores
+                         else (1, 0, -step))
+    latest_manager = self._manager('checkpoints', variables_only)
+    restored = latest_manager and self._restore_intact(
+        latest_manager, 'checkpoints', state_template, report,
+        variables_only=variables_only, rank=rank,
+        instead='; using the next best intact checkpoint.')
+    if not restored:
+      for line in damaged:
+        report(line)
+      return None
+    best = Best(*restored, source=f'checkpoints/{restored[2]}',
+                best_step=promised)
+    if promised is None:
+      consequence = ([f'No validation score is recorded; using the newest '
+                      f'intact checkpoint, {best.source}.'] if damaged else [])
+    else:
+      consequence = ([] if damaged or best.lost else
+                     [f'The best checkpoint best/{promised} is missing.'])
+      consequence.append(best.consequence(scores, metric))
+    if damaged or consequence:
+      report(' '.join(damaged + consequence))
+    return best
+
+  def restore_variables(self, variables_template: dict[str, Any],
+                        scores: Mapping[int, float] | None = None,
+                        metric: str = 'score'
                         ) -> tuple[dict[str, Any], str, int] | None:
-    """(variables, 'best' or 'latest', step) of the intact best checkpoint,
-    else the newest intact latest one, or None: only the model's params and
-    batch_stats are read, into `variables_template` (`state.variables_template`)."""
-    for kind, name in (('best', 'best'), ('checkpoints', 'latest')):
-      if not os.path.isdir(os.path.join(self._workdir, kind)):
-        continue
-      restored = self._restore_intact(self._variable_reader(kind), kind,
-                                      variables_template, variables_only=True)
-      if restored is not None:
-        variables, _, step = restored
-        return variables, name, step
-    return None
+    """(variables, 'best' or 'latest', step) of the best checkpoint as
+    `restore_best` chooses it ('latest' where that is not the best step), or
+    None: only the model's params and batch_stats are read, into
+    `variables_template` (`state.variables_template`)."""
+    best = self.restore_best(variables_template, scores or {}, metric,
+                             variables_only=True)
+    if best is None:
+      return None
+    return (best.state, 'best' if best.best_step == best.step else 'latest',
+            best.step)
 
   def on_disk(self) -> str:
     """What a process ending now leaves: the newest complete checkpoint and

@@ -8,32 +8,78 @@ that fails to load) is one `error:` line, not a traceback from flag parsing.
     ...
 
   app.run(main, flags_parser=command_line.parse_flags)
+
+A command (`python -m unetjax.<name>`) imports this module first: a Ctrl-C
+from then until `start` (imports take seconds; nothing is written yet) ends
+it at once with one line, not a traceback, nor a KeyboardInterrupt that a
+library's garbage-collection callback swallows and prints.
 """
 
-import difflib
-import importlib.util
 import os
+import signal
 import sys
-from typing import Any, Sequence
 
-import ml_collections
-from absl import app, flags, logging
 
-from unetjax import logs
-from unetjax import parallel
+def _exit_interrupted(signum, frame) -> None:
+  del signum, frame
+  sys.stderr.write('Interrupted while starting; nothing was written.\n')
+  sys.stderr.flush()
+  os._exit(128 + signal.SIGINT)  # the shell's status for Ctrl-C
+
+
+def _running_a_command() -> bool:
+  """Whether this process is `python -m unetjax...` (not a test or a notebook
+  importing the module)."""
+  spec = getattr(sys.modules.get('__main__'), '__spec__', None)
+  return spec is not None and spec.name.startswith('unetjax.')
+
+
+if _running_a_command():
+  signal.signal(signal.SIGINT, _exit_interrupted)
+
+# pylint: disable=wrong-import-position (the handler first, then the slow imports)
+import difflib  # noqa: E402
+import importlib.util  # noqa: E402
+from typing import Any, Sequence  # noqa: E402
+
+import ml_collections  # noqa: E402
+from absl import app, flags, logging  # noqa: E402
+
+from unetjax import logs  # noqa: E402
+from unetjax import parallel  # noqa: E402
+from unetjax.errors import storage_error, storage_message  # noqa: E402
 
 
 def start(argv: Sequence[str], cpu_devices: int | None = None) -> None:
-  """What every command does first: refuses positional arguments, logs at
+  """What every command does first: lets Ctrl-C raise KeyboardInterrupt
+  again (for the command to handle), refuses positional arguments, logs at
   WARNING unless --verbosity is given (TFDS and orbax log every file and
   step at INFO), and splits the CPU into `cpu_devices` devices (before
   anything uses a device)."""
+  if signal.getsignal(signal.SIGINT) is _exit_interrupted:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {" ".join(argv[1:])}')
   if not flags.FLAGS['verbosity'].present:
     logging.set_verbosity(logging.WARNING)
     logs.quiet_orbax_errors()
   parallel.use_cpu_devices(cpu_devices)
+
+
+def exit_on_storage_error(error: BaseException, path: str) -> None:
+  """For a full disk, read-only or unwritable folder behind `error`: prints one
+  `error:` line naming the file (else `path`) and the fix, and ends the
+  process with status 1; returns for any other error, to be raised."""
+  found = storage_error(error)
+  if found is None:
+    return
+  print(f'error: {storage_message(found, found.filename or path)}',
+        file=sys.stderr)
+  # Not sys.exit: interpreter shutdown wakes the failed writes' callbacks
+  # into closed event loops, each printing a traceback.
+  sys.stdout.flush()
+  sys.stderr.flush()
+  os._exit(1)
 
 
 def parse_flags(argv: Sequence[str]) -> list[str]:

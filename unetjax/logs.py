@@ -19,6 +19,7 @@ import jax
 import numpy as np
 
 from unetjax import metrics
+from unetjax import plots
 
 
 def _import_summary_writer() -> type:
@@ -75,12 +76,16 @@ def quiet_orbax_errors() -> None:
 
 def repair_partial_line(path: str) -> None:
   """Cuts a last line without its newline (a write cut short by a kill or a
-  full disk), so the next record starts on a line of its own."""
+  full disk), so the next record starts on a line of its own; the cut bytes
+  are appended to `<path>.cut` first, never lost."""
   try:
     with open(path, 'rb+') as f:
       data = f.read()
       if data and not data.endswith(b'\n'):
-        f.truncate(data.rfind(b'\n') + 1)
+        keep = data.rfind(b'\n') + 1
+        with open(path + '.cut', 'ab') as cut:
+          cut.write(data[keep:] + b'\n')
+        f.truncate(keep)
   except FileNotFoundError:
     pass
 
@@ -118,22 +123,60 @@ class MetricLogger:
       self._tensorboard.close()
 
 
+# (path, line number) of the lines of metrics.jsonl already reported as not
+# JSON: each is said once per process, however often the file is read.
+_REPORTED_LINES: set[tuple[str, int]] = set()
+
+
+def _parse_lines(path: str) -> list[dict[str, Any]]:
+  """The records of the JSON lines file `path`. A line that is not a JSON
+  record is skipped (the file is left as it is) and reported once with its
+  number; a last line without its newline (a write cut short, which the next
+  writer cuts off) is skipped silently."""
+  with open(path, 'rb') as f:
+    data = f.read()
+  lines = data.split(b'\n')
+  records = []
+  for number, line in enumerate(lines, 1):
+    if not line.strip():
+      continue
+    try:
+      record = json.loads(line)
+      if isinstance(record, dict) and 'event' in record and 'step' in record:
+        records.append(record)
+        continue
+    except ValueError:
+      pass
+    if number == len(lines) or (path, number) in _REPORTED_LINES:
+      continue
+    _REPORTED_LINES.add((path, number))
+    if jax.process_index() == 0:
+      print(f'{path} line {number} is not a complete record (cut or damaged); '
+            f'skipped it: {line[:60].decode(errors="replace")!r}',
+            file=sys.stderr, flush=True)
+  return records
+
+
 def read_metrics(workdir: str) -> list[dict[str, Any]]:
   """The records of `metrics.jsonl`, with re-logged steps of resumed runs
-  deduplicated (the later record wins), in file order."""
-  with open(os.path.join(workdir, METRICS_FILE)) as f:
-    lines = [line for line in f if line.strip()]
-  records = [json.loads(line) for line in lines[:-1]]
-  if lines:
-    try:
-      records.append(json.loads(lines[-1]))
-    except ValueError:
-      pass  # cut short by a kill or a full disk; the writer cuts it off
+  deduplicated (the later record wins), in file order. Lines that do not
+  parse are skipped (`_parse_lines`)."""
+  records = _parse_lines(os.path.join(workdir, METRICS_FILE))
   latest = {}
   for index, record in enumerate(records):
     latest[(record['event'], record.get('split'), record['step'])] = index
   keep = sorted(latest.values())
   return [records[i] for i in keep]
+
+
+def validation_scores(workdir: str, metric: str) -> dict[int, float]:
+  """step -> the finite validation `metric` of each `eval` record of the run
+  in `workdir` ({} without a metrics.jsonl): which checkpoint scored what."""
+  if not os.path.exists(os.path.join(workdir, METRICS_FILE)):
+    return {}
+  steps, values = plots.curve(read_metrics(workdir), 'eval', metric,
+                              'validation')
+  return {int(step): float(value) for step, value in zip(steps, values)}
 
 
 def format_summary(final: dict[str, Any], best_metric: str) -> str:
@@ -142,10 +185,24 @@ def format_summary(final: dict[str, Any], best_metric: str) -> str:
   validation, test = final['validation'], final['test']
   keys = metrics.main_metrics(validation)
   width = max(map(len, keys))
-  lines = [f'Best checkpoint: step {final["best_step"]} '
-           f'(by validation {best_metric}).' if final['best_step'] is not None
-           else 'No checkpoints (a model fitted without steps).',
+  lines = [_best_line(final, best_metric),
            f'{"metric":<{width}}  validation    test']
   lines += [f'{k:<{width}}  {validation[k]:10.4f}  {test[k]:6.4f}' for k in keys]
   lines.append(f'Wall time: {final["wall_time_s"]:.0f} s.')
   return '\n'.join(lines)
+
+
+def _best_line(final: dict[str, Any], best_metric: str) -> str:
+  """Which checkpoint the final scores are of, and whether it is the best."""
+  best = final['best_step']
+  if best is None:
+    return 'No checkpoints (a model fitted without steps).'
+  source = final.get('best_restored_from') or {'checkpoint': f'best/{best}',
+                                               'step': best}
+  if source['step'] != best:
+    return (f'Best checkpoint: step {best} (by validation {best_metric}) was '
+            f'lost; the scores below are of {source["checkpoint"]} (step '
+            f'{source["step"]}), the best intact one kept.')
+  where = ('' if source['checkpoint'] == f'best/{best}'
+           else f', read from {source["checkpoint"]}')
+  return f'Best checkpoint: step {best} (by validation {best_metric}{where}).'

@@ -6,7 +6,9 @@ Re-running the same command resumes the run in --workdir. Any config field
 can be overridden, e.g. --config.batch_size=32 --config.model.depth=3.
 """
 
-import os
+# pylint: disable=wrong-import-order (first: a Ctrl-C while starting is one line)
+from unetjax import command_line  # noqa: I001
+
 import signal
 import sys
 
@@ -14,8 +16,8 @@ import jax
 from absl import app, flags
 from ml_collections import config_flags
 
-from unetjax import command_line, configuration, parallel, train
-from unetjax.errors import UserInputError, storage_error, storage_message
+from unetjax import configuration, parallel, train
+from unetjax.errors import UserInputError
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file(
@@ -62,16 +64,8 @@ def main(argv):
           'checkpoint.', file=sys.stderr)
     sys.exit(128 + signal.SIGINT)
   except Exception as e:  # noqa: BLE001 - storage errors as one line
-    error = storage_error(e)
-    if error is None:
-      raise
-    print(f'error: {storage_message(error, error.filename or FLAGS.workdir)}',
-          file=sys.stderr)
-    # Not sys.exit: interpreter shutdown wakes the failed writes' callbacks
-    # into closed event loops, each printing a traceback.
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(1)
+    command_line.exit_on_storage_error(e, FLAGS.workdir)
+    raise
 
 
 if __name__ == '__main__':

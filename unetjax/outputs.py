@@ -3,13 +3,13 @@
 A command that writes files (predictions, figures) refuses an output folder
 that is, or holds, one of its input folders, and writes only files that do
 not exist yet or that unetjax wrote there before: those are listed in the
-folder's MANIFEST, so re-running a command replaces its own outputs and
-nothing else.
+folder's MANIFEST once written, so re-running a command replaces its own
+outputs and nothing else.
 """
 
 import json
 import os
-from typing import Iterable
+from typing import Callable, Iterable
 
 from unetjax.errors import UserInputError
 
@@ -44,10 +44,55 @@ def _read_manifest(folder: str) -> set[str]:
     return set()  # unreadable: trust no existing file
 
 
-def claim(folder: str, relative_paths: Iterable[str], out_flag: str = 'out') -> None:
-  """Records `relative_paths` (to be written in `folder`) in its manifest,
-  after checking that none of them is a file unetjax did not write there.
-  Raises UserInputError, before anything is written, otherwise."""
+class Claim:
+  """The files a command may write into a folder (see `claim`). Each is
+  listed in the folder's manifest once it is written (`save`), so the
+  manifest never lists a file that a failure (a full disk) left unwritten."""
+
+  def __init__(self, folder: str, written: set[str]):
+    self.folder, self._written = folder, written
+
+  def save(self, relative_path: str, write: Callable[[str], None]) -> None:
+    """Writes the file with `write(path)`, then lists it. A file that the
+    failure of `write` leaves partly written is removed, unless an earlier
+    run wrote it (then the next run replaces it)."""
+    path = os.path.join(self.folder, relative_path)
+    try:
+      write(path)
+    except BaseException:
+      if relative_path not in self._written and os.path.lexists(path):
+        os.remove(path)
+      raise
+    if relative_path not in self._written:
+      self._written.add(relative_path)
+      _write_manifest(self.folder, self._written)
+
+
+def _write_manifest(folder: str, written: set[str]) -> None:
+  path = os.path.join(folder, MANIFEST)
+  with open(path + '.tmp', 'w') as f:
+    json.dump({'files': sorted(written)}, f, indent=1)
+  os.replace(path + '.tmp', path)
+
+
+def check_folder(out_flag: str, out: str) -> None:
+  """UserInputError if the output folder `out` is a file, or lies in one."""
+  path = os.path.abspath(out)
+  while not os.path.exists(path) and os.path.dirname(path) != path:
+    path = os.path.dirname(path)
+  if not os.path.isdir(path):
+    raise UserInputError(
+        f'--{out_flag}={out}: {path} is a file, not a folder; pass the path '
+        'of a folder (a new one is created).')
+
+
+def claim(folder: str, relative_paths: Iterable[str], out_flag: str = 'out'
+          ) -> Claim:
+  """Checks that none of `relative_paths` (to be written in `folder`) is a
+  file unetjax did not write there, and creates the folder: returns the
+  Claim that writes them. Raises UserInputError, before anything is
+  written, otherwise."""
+  check_folder(out_flag, folder)
   relative_paths = sorted(set(relative_paths))
   written = _read_manifest(folder)
   foreign = [p for p in relative_paths
@@ -59,7 +104,4 @@ def claim(folder: str, relative_paths: Iterable[str], out_flag: str = 'out') -> 
         'did not write it; it never replaces files it did not write. Choose '
         f'another --{out_flag}, or move those files away.')
   os.makedirs(folder, exist_ok=True)
-  path = os.path.join(folder, MANIFEST)
-  with open(path + '.tmp', 'w') as f:
-    json.dump({'files': sorted(written | set(relative_paths))}, f, indent=1)
-  os.replace(path + '.tmp', path)
+  return Claim(folder, written)

@@ -4,11 +4,13 @@ with a trained run.
   python -m unetjax.predict --workdir=runs/unet --images=DIR --out=DIR \\
       [--masks=DIR] [--tta] [--overlap=0.5] [--threshold=0.5] [--resize]
 
-The model is the run's best checkpoint (its latest if it has no best),
-built from the run's config.json; the workdir is only read. Images of any
-size are predicted by a sliding window of the training image size
-(Gaussian-weighted blending of overlapping windows' logits), or with
---resize by resizing them to the training size and the logits back. With
+The model is the run's best checkpoint (if that is damaged, the intact one
+with the best validation score its metrics.jsonl records, said in one line;
+its latest if none has a score), built from the run's config.json; the
+workdir is only read. Images of any size are predicted by a sliding window
+of the training image size (Gaussian-weighted blending of overlapping
+windows' logits), or with --resize by resizing them to the training size
+and the logits back. With
 --masks (matched by file stem) it also scores every image with
 `unetjax.metrics`. Writes into --out:
   masks/<stem>.png     binary: 0 / 255; multi-class: class ids
@@ -30,6 +32,9 @@ training size, as its dataset builder did, and writes instead:
                        metric (one row each) over all the images
 """
 
+# pylint: disable=wrong-import-order (first: a Ctrl-C while starting is one line)
+from unetjax import command_line  # noqa: I001
+
 import csv
 import dataclasses
 import functools
@@ -47,9 +52,9 @@ from PIL import Image
 
 from unetjax import checkpoints
 from unetjax import classification_metrics
-from unetjax import command_line
 from unetjax import evaluation
 from unetjax import instances
+from unetjax import logs
 from unetjax import metrics
 from unetjax import models
 from unetjax import outputs
@@ -189,8 +194,8 @@ def _tuples(tree: Any) -> Any:
 
 
 def load_run(workdir: str) -> Run:
-  """The model of `workdir`'s best (else latest) checkpoint, compiled per
-  window shape; WorkdirError if the workdir holds no trained run."""
+  """The model of `workdir`'s best checkpoint (`Checkpoints.restore_best`),
+  compiled per window shape; WorkdirError if the workdir holds no trained run."""
   check_workdir(workdir)
   saved = workdir_lib.read_config(workdir)
   saved.pop(workdir_lib.DATASET_BUILD, None)
@@ -205,8 +210,9 @@ def load_run(workdir: str) -> Run:
   try:
     # Tolerates a damaged step and one that a training run in the same
     # workdir deletes while it is read.
-    restored = ckpts.restore_variables(state_lib.variables_template(
-        model, window + (channels,), device))
+    restored = ckpts.restore_variables(
+        state_lib.variables_template(model, window + (channels,), device),
+        logs.validation_scores(workdir, config.best_metric), config.best_metric)
   finally:
     ckpts.close()
   if restored is None:
@@ -312,6 +318,7 @@ def check_arguments(workdir: str, images_dir: str, out_dir: str,
   if batch_size < 1:
     raise UserInputError(f'--batch_size={batch_size} must be at least 1.')
   check_workdir(workdir)
+  outputs.check_folder('out', out_dir)
   out_real = os.path.realpath(out_dir)
   for kept in ('checkpoints', 'best'):
     folder = os.path.realpath(os.path.join(workdir, kept))
@@ -353,9 +360,9 @@ def predict_folder(workdir: str, images_dir: str, out_dir: str,
     mask_threshold = run.mask_threshold
   stems = [image_masks.stem(path) for path in image_files]
   subfolders = ('masks', 'overlays') + (OBJECT_FOLDERS if run.objects else ())
-  outputs.claim(out_dir, [os.path.join(sub, f'{name}.png') for name in stems
-                          for sub in subfolders] +
-                ([METRICS_FILE] if masks_dir is not None else []))
+  claim = outputs.claim(out_dir, [os.path.join(sub, f'{name}.png')
+                                  for name in stems for sub in subfolders] +
+                        ([METRICS_FILE] if masks_dir is not None else []))
   for sub in subfolders:
     os.makedirs(os.path.join(out_dir, sub), exist_ok=True)
   folder = run.config.dataset.get('folder', {})  # image_folder's reading options
@@ -379,18 +386,18 @@ def predict_folder(workdir: str, images_dir: str, out_dir: str,
                             boundary_tolerance=run.config.metrics.boundary_tolerance)
       total = metrics.merge(total, stats)
       rows[name] = metrics.summarize(metrics.merge(None, stats), run.class_names)
-    Image.fromarray(mask_png(prediction, n_classes)).save(
-        os.path.join(out_dir, 'masks', f'{name}.png'))
-    Image.fromarray(overlay(image, prediction, n_classes, label)).save(
-        os.path.join(out_dir, 'overlays', f'{name}.png'))
+    claim.save(os.path.join('masks', f'{name}.png'),
+               Image.fromarray(mask_png(prediction, n_classes)).save)
+    claim.save(os.path.join('overlays', f'{name}.png'), Image.fromarray(
+        overlay(image, prediction, n_classes, label)).save)
     if run.objects:
-      write_objects(out_dir, name, image, prediction, run.objects)
+      write_objects(claim, name, image, prediction, run.objects)
   result = {'images': len(image_files), 'checkpoint': run.checkpoint,
             'step': run.step}
   if masks_dir is not None:
-    result['mean'] = write_metrics_csv(
-        os.path.join(out_dir, METRICS_FILE), rows,
-        metrics.summarize(total, run.class_names))
+    pooled = metrics.summarize(total, run.class_names)
+    claim.save(METRICS_FILE, lambda path: result.update(
+        mean=write_metrics_csv(path, rows, pooled)))
   return result
 
 
@@ -410,7 +417,7 @@ def object_colours(n: int) -> np.ndarray:
       for h in hues], np.uint8)
 
 
-def write_objects(out_dir: str, name: str, image: np.ndarray,
+def write_objects(claim: outputs.Claim, name: str, image: np.ndarray,
                   prediction: np.ndarray, rule: str = 'foreground') -> np.ndarray:
   """Writes objects/<name>.png (the objects read from the predicted classes
   by `rule`, `instances.objects_in`) and object_overlays/<name>.png (the
@@ -418,14 +425,14 @@ def write_objects(out_dir: str, name: str, image: np.ndarray,
   objects = instances.objects_in(np.asarray(prediction), rule)
   if objects.max() > np.iinfo(np.uint16).max:
     raise DataError(f'{name}: {objects.max()} objects do not fit a 16-bit PNG.')
-  Image.fromarray(objects.astype(np.uint16)).save(
-      os.path.join(out_dir, OBJECT_FOLDERS[0], f'{name}.png'))
+  claim.save(os.path.join(OBJECT_FOLDERS[0], f'{name}.png'),
+             Image.fromarray(objects.astype(np.uint16)).save)
   rgb = np.array(np.broadcast_to(image, image.shape[:2] + (3,))
                  if image.shape[-1] == 1 else image[..., :3], np.float32)
   colours = object_colours(int(objects.max()))[objects].astype(np.float32)
   tinted = np.where(objects[..., None] > 0, 0.5 * rgb + 0.5 * colours, rgb)
-  Image.fromarray(tinted.round().astype(np.uint8)).save(
-      os.path.join(out_dir, OBJECT_FOLDERS[1], f'{name}.png'))
+  claim.save(os.path.join(OBJECT_FOLDERS[1], f'{name}.png'),
+             Image.fromarray(tinted.round().astype(np.uint8)).save)
   return objects
 
 
@@ -475,7 +482,8 @@ def classify_folder(run: Run, images_dir: str, out_dir: str, *,
   'checkpoint', 'step'} and, for class folders, 'metrics'."""
   entries = labelled_images(images_dir, run.class_names)
   labelled = entries[0][1] is not None
-  outputs.claim(out_dir, [PREDICTIONS_FILE] + ([METRICS_FILE] if labelled else []))
+  claim = outputs.claim(out_dir, [PREDICTIONS_FILE] +
+                        ([METRICS_FILE] if labelled else []))
   folder = run.config.dataset.get('folder', {})  # image_class_folder's options
   window = tuple(folder.get('intensity_window', ()))
   rows, total = [], None
@@ -496,21 +504,22 @@ def classify_folder(run: Run, images_dir: str, out_dir: str, *,
     if labelled:
       total = metrics.merge(total, classification_metrics.batch_statistics(
           logits, np.array([label for _, label in chunk])))
-  os.makedirs(out_dir, exist_ok=True)
-  with open(os.path.join(out_dir, PREDICTIONS_FILE), 'w', newline='') as f:
-    writer = csv.writer(f)
-    writer.writerow(['file', 'predicted_class']
-                    + [f'probability/{n}' for n in run.class_names]
-                    + (['true_class'] if labelled else []))
-    writer.writerows(rows)
+  header = (['file', 'predicted_class']
+            + [f'probability/{n}' for n in run.class_names]
+            + (['true_class'] if labelled else []))
+  claim.save(PREDICTIONS_FILE, lambda path: _write_csv(path, [header] + rows))
   result = {'images': len(entries), 'checkpoint': run.checkpoint, 'step': run.step}
   if labelled:
     result['metrics'] = classification_metrics.summarize(total, run.class_names)
-    with open(os.path.join(out_dir, METRICS_FILE), 'w', newline='') as f:
-      writer = csv.writer(f)
-      writer.writerow(['metric', 'value'])
-      writer.writerows([k, f'{v:.8g}'] for k, v in result['metrics'].items())
+    claim.save(METRICS_FILE, lambda path: _write_csv(
+        path, [['metric', 'value']] + [[k, f'{v:.8g}'] for k, v in
+                                       result['metrics'].items()]))
   return result
+
+
+def _write_csv(path: str, rows: Sequence[Sequence[Any]]) -> None:
+  with open(path, 'w', newline='') as f:
+    csv.writer(f).writerows(rows)
 
 
 FLAGS = flags.FLAGS
@@ -556,6 +565,9 @@ def main(argv):
         mask_threshold=FLAGS.mask_threshold, batch_size=FLAGS.batch_size)
   except UserInputError as e:
     sys.exit(f'error: {e}')
+  except Exception as e:  # noqa: BLE001 - storage errors as one line
+    command_line.exit_on_storage_error(e, FLAGS.out)
+    raise
   print(f'Predicted {result["images"]} images with the {result["checkpoint"]} '
         f'checkpoint (step {result["step"]}) of {FLAGS.workdir} into {FLAGS.out}.')
   if 'metrics' in result:

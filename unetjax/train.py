@@ -331,9 +331,9 @@ def optimizer_and_schedule(config: ml_collections.ConfigDict):
 
 def check_checkpoint_fits(config: ml_collections.ConfigDict, model: nn.Module,
                           input_shape: tuple[int, int, int], workdir: str) -> None:
-  """WorkdirError unless the workdir's latest checkpoint (if any) has the
-  arrays of `config`'s model and optimizer, so that a changed config is
-  refused before anything is written."""
+  """WorkdirError unless every checkpoint of the workdir (the latest ones and
+  the best) has the arrays of `config`'s model and optimizer, so that a
+  changed config is refused before anything is written."""
   tx, _ = optimizer_and_schedule(config)
   shapes = jax.eval_shape(functools.partial(
       state_lib.create_train_state, model=model, tx=tx,
@@ -341,7 +341,7 @@ def check_checkpoint_fits(config: ml_collections.ConfigDict, model: nn.Module,
   problem = checkpoints.misfit(workdir, shapes)
   if problem:
     raise WorkdirError(
-        f'--allow_config_change: the checkpoint in {workdir} does not fit the '
+        f'--allow_config_change: a checkpoint in {workdir} does not fit the '
         f'new config ({problem}); nothing was changed. Keep the saved '
         'config.json\'s model and optimizer fields, or use a new --workdir.')
 
@@ -555,9 +555,9 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
       start_step=progress.step))
   run_loop(loop, progress, strategy.place_state(state), step_fn, batches)
 
-  best_state, best_step = restore_best_state(template, ckpts)
-  final = final_evaluation(evaluate_split, strategy.place_state(best_state),
-                           best_step, config.best_metric)
+  best = restore_best_state(template, ckpts, workdir, config.best_metric)
+  final = final_evaluation(evaluate_split, strategy.place_state(best.state),
+                           best, config.best_metric)
   final['wall_time_s'] = progress.wall_time()
   logger.write('final', progress.step, **final)
   logger.close()
@@ -566,7 +566,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     if info.task == 'classification':
       write_classification_figures(workdir, config, info, totals['test'])
     else:
-      write_run_figures(workdir, config, info, best_state)
+      write_run_figures(workdir, config, info, best.state)
     print(logs.format_summary(final, config.best_metric))
   return final
 
@@ -616,20 +616,30 @@ def run_loop(loop: Loop, progress: Progress, state: state_lib.TrainState,
     loop.ckpts.wait()
 
 
-def restore_best_state(template: state_lib.TrainState, ckpts: checkpoints.Checkpoints
-                       ) -> tuple[state_lib.TrainState, int]:
-  """The best checkpoint's state (one copy, laid out as `template`) and step;
-  the latest checkpoint if no validation score was ever finite."""
-  restored = ckpts.restore_best(template) or ckpts.restore_latest(template)
-  state, _, step = restored
-  return state, step
+def restore_best_state(template: state_lib.TrainState,
+                       ckpts: checkpoints.Checkpoints, workdir: str,
+                       best_metric: str) -> checkpoints.Best:
+  """The best checkpoint (one copy, laid out as `template`): best/ if intact,
+  else the intact checkpoint with the best validation score that
+  metrics.jsonl records (`Checkpoints.restore_best`); the latest if no
+  validation score was ever finite."""
+  best = ckpts.restore_best(template, logs.validation_scores(workdir, best_metric),
+                            best_metric)
+  if best is None:
+    raise WorkdirError(f'{workdir} holds no intact checkpoint to evaluate (the '
+                       f'damaged ones are in {checkpoints.DAMAGED_DIR}/): '
+                       'train again in a new --workdir.')
+  return best
 
 
 def final_evaluation(evaluate_split: Evaluator, best_state: state_lib.TrainState,
-                     best_step: int, best_metric: str) -> dict[str, Any]:
-  """Validation and test metrics of the best state (placed by the strategy)."""
+                     best: checkpoints.Best, best_metric: str) -> dict[str, Any]:
+  """Validation and test metrics of the best state (placed by the strategy),
+  with the best step and the checkpoint they come from (not the best step's
+  when the best was lost)."""
   return {
-      'best_step': best_step,
+      'best_step': best.step if best.best_step is None else best.best_step,
+      'best_restored_from': {'checkpoint': best.source, 'step': best.step},
       'best_metric': best_metric,
       'validation': evaluate_split(best_state, 'validation'),
       'test': evaluate_split(best_state, 'test'),
