@@ -22,3 +22,23 @@ def test_a_second_ctrl_c_interrupts_at_once():
     os.kill(os.getpid(), signal.SIGINT)
     with pytest.raises(KeyboardInterrupt):
       os.kill(os.getpid(), signal.SIGINT)
+
+
+def test_ctrl_c_while_a_command_starts_is_one_line(tmp_path):
+  """Its imports take seconds; a Ctrl-C then once printed a traceback, or
+  was swallowed by a garbage-collection callback and the run went on."""
+  import subprocess
+  import sys
+  import time
+  repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  workdir = tmp_path / 'run'
+  process = subprocess.Popen(
+      [sys.executable, '-m', 'unetjax.main', '--config=configs/default.py',
+       f'--workdir={workdir}', '--config.num_train_steps=1'],
+      cwd=repo, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+  time.sleep(1.0)  # importing
+  process.send_signal(signal.SIGINT)
+  _, stderr = process.communicate(timeout=120)
+  assert stderr == 'Interrupted while starting; nothing was written.\n'
+  assert process.returncode == 128 + signal.SIGINT
+  assert not workdir.exists()
