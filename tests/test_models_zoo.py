@@ -26,15 +26,10 @@ from unetjax.models import (AttentionUNet, FCN8s, ResNet, ResNetUNet, ResUNet,
 
 # Small versions of every segmentation model, with dropout and batch norm:
 # (class, fields, downsampling).
-TINY = {
-    'unet': (UNet, dict(base_filters=4, depth=2), 4),
-    'unet_pp': (UNetPlusPlus, dict(base_filters=4, depth=2), 4),
-    'unet3p': (UNet3Plus, dict(base_filters=4, depth=2), 4),
-    'attention_unet': (AttentionUNet, dict(base_filters=4, depth=2), 4),
-    'resunet': (ResUNet, dict(base_filters=4, depth=2), 4),
-    'resunet_pp': (ResUNetPlusPlus, dict(base_filters=8, depth=2), 4),
-    'fcn8s': (FCN8s, dict(base_filters=4, depth=3), 8),
-}
+# name -> (class, tiny fields, the side every input must divide: 2**depth),
+# from the registry and each model's TINY.
+TINY = {name: (models.MODELS[name], fields, 2**fields['depth'])
+        for name, fields in models.tiny_settings().items()}
 DROPOUT = 0.1
 NAMES = list(TINY)
 

@@ -96,6 +96,9 @@ METRICS: dict[str, Metric] = {
     'auroc': Metric('AUROC', tasks=(CLASSIFICATION,)),
     'auroc_error': Metric('AUROC error bound', lower_is_better=True, main=False,
                           tasks=(CLASSIFICATION,)),
+    # Per class only ('f1/<class>' of a classifier): no run reports a plain
+    # 'f1', so no task lists it and config.best_metric refuses it.
+    'f1': Metric('F1', main=False, tasks=()),
     'loss': Metric('Loss', lower_is_better=True,
                    tasks=(SEGMENTATION, CLASSIFICATION)),
 }

@@ -1,6 +1,7 @@
 """Model registries: `config.model.name` -> flax.linen Module class."""
 
 import dataclasses
+import sys
 from typing import Any
 
 import flax.linen as nn
@@ -47,6 +48,28 @@ TASKS = {'segmentation': MODELS, 'classification': CLASSIFIERS}
 PRETRAINED_FIELD = 'pretrained'
 FREEZE_FIELD = 'freeze_encoder_steps'
 TAKE_RESNET_WEIGHTS = ('resnet', 'resnet_unet')
+
+
+
+def _module(cls: type[nn.Module]):
+  return sys.modules[cls.__module__]
+
+
+def paper_settings() -> list[tuple[str, str, dict[str, Any]]]:
+  """(row label, registry name, fields) of every registered model's
+  published architectures, as its module declares them (PAPER), in
+  registry order: what `models --list` and the benchmarks build."""
+  return [(label, name, dict(fields)) for registry in TASKS.values()
+          for name, cls in registry.items()
+          for label, fields in _module(cls).PAPER.items()]
+
+
+def tiny_settings() -> dict[str, dict[str, Any]]:
+  """Registry name -> the tiny fields the tests build each segmentation
+  model with (its module's TINY; None: tested apart)."""
+  return {name: dict(_module(cls).TINY) for name, cls in MODELS.items()
+          if _module(cls).TINY is not None}
+
 
 DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16, 'float16': jnp.float16}
 

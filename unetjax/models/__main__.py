@@ -18,23 +18,9 @@ import ml_collections
 
 from unetjax import models
 
-# (row label, registry name, fields): the architectures as published.
-PAPER_SETTINGS: list[tuple[str, str, dict[str, Any]]] = [
-    ('unet', 'unet', dict(base_filters=64, depth=4, norm='none')),  # Ronneberger et al. 2015
-    ('unet_pp', 'unet_pp', dict(base_filters=32, depth=4, norm='none')),  # Zhou et al. 2018
-    # Huang et al. 2020: widths 64..1024, branches of 64, five heads, the CGM
-    ('unet3p', 'unet3p', dict(base_filters=64, depth=4, deep_supervision=True,
-                              classification_guided=True)),
-    ('attention_unet', 'attention_unet', dict(base_filters=64, depth=4)),
-    ('resunet', 'resunet', dict(base_filters=64, depth=3)),  # Zhang et al. 2018
-    ('resunet_pp', 'resunet_pp', dict(base_filters=16, depth=3)),  # Jha et al. 2019
-    ('fcn8s', 'fcn8s', dict(base_filters=64, depth=5)),  # VGG-16 widths
-    # segmentation_models_pytorch's Unet(encoder_name='resnet34')
-    ('resnet34_unet', 'resnet_unet', dict(num_layers=34)),
-    ('resnet18', 'resnet', dict(num_layers=18)),  # He et al. 2016
-    ('resnet34', 'resnet', dict(num_layers=34)),
-    ('resnet50', 'resnet', dict(num_layers=50)),
-]
+# (row label, registry name, fields): the architectures as published, as
+# each model's module declares them (its PAPER).
+PAPER_SETTINGS: list[tuple[str, str, dict[str, Any]]] = models.paper_settings()
 
 
 def build(name: str, fields: dict[str, Any], n_classes: int | None,

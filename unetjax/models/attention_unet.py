@@ -8,6 +8,12 @@ from unetjax.models import layers
 from unetjax.models.unet import UNet
 
 
+# The published architecture(s), row label -> fields (models --list, the
+# benchmarks), and the tests' tiny one (tests/test_models_zoo.py).
+PAPER = {'attention_unet': dict(base_filters=64, depth=4)}  # Oktay et al. 2018
+TINY = dict(base_filters=4, depth=2)
+
+
 class AttentionUNet(UNet):
   """U-Net (same attributes) with an AttentionGate on every skip connection.
 

@@ -10,6 +10,12 @@ from unetjax.models import layers
 from unetjax.models.base import SegmentationModel
 
 
+# The published architecture(s), row label -> fields (models --list, the
+# benchmarks), and the tests' tiny one (tests/test_models_zoo.py).
+PAPER = {'fcn8s': dict(base_filters=64, depth=5)}  # VGG-16 widths
+TINY = dict(base_filters=4, depth=3)
+
+
 class FCN8s(SegmentationModel):
   """Skip-fused fully convolutional network; returns float32 logits
   (N, H, W, n_classes).

@@ -39,6 +39,14 @@ def encoder_channels(num_layers: int, base_filters: int = 64) -> tuple[int, ...]
                                  for stage in range(4))
 
 
+# The published architecture(s), row label -> fields (models --list, the
+# benchmarks), and the tests' tiny one (tests/test_models_zoo.py).
+PAPER = {'resnet18': dict(num_layers=18),  # He et al. 2016
+         'resnet34': dict(num_layers=34),
+         'resnet50': dict(num_layers=50)}
+TINY = None  # a classifier: tests/test_classification.py
+
+
 class Bottleneck(nn.Module):
   """1x1, 3x3 (carrying the stride), 1x1 to 4x the channels, each followed
   by the norm, plus a shortcut (projected where the shape changes); ReLU

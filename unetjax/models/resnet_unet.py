@@ -19,6 +19,14 @@ from unetjax.models.resnet import ENCODER_SCOPE, ResNetEncoder
 ENCODER_DEPTH = 5  # the encoder's deepest feature is at 1/32
 
 
+# The published architecture(s), row label -> fields (models --list, the
+# benchmarks), and the tests' tiny one (tests/test_models_zoo.py).
+PAPER = {
+    # segmentation_models_pytorch's Unet(encoder_name='resnet34')
+    'resnet34_unet': dict(num_layers=34)}
+TINY = None  # it downsamples 5 times: tested apart
+
+
 class ResNetUNet(SegmentationModel):
   """Returns float32 logits (N, H, W, n_classes); H and W divisible by 32.
 

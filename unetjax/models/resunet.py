@@ -10,6 +10,12 @@ from unetjax.models import layers
 from unetjax.models.base import SegmentationModel
 
 
+# The published architecture(s), row label -> fields (models --list, the
+# benchmarks), and the tests' tiny one (tests/test_models_zoo.py).
+PAPER = {'resunet': dict(base_filters=64, depth=3)}  # Zhang et al. 2018
+TINY = dict(base_filters=4, depth=2)
+
+
 class ResUNet(SegmentationModel):
   """Residual U-Net; returns float32 logits (N, H, W, n_classes).
 

@@ -10,6 +10,12 @@ from unetjax.models import layers
 from unetjax.models.resunet import ResUNet
 
 
+# The published architecture(s), row label -> fields (models --list, the
+# benchmarks), and the tests' tiny one (tests/test_models_zoo.py).
+PAPER = {'resunet_pp': dict(base_filters=16, depth=3)}  # Jha et al. 2019
+TINY = dict(base_filters=8, depth=2)
+
+
 class ResUNetPlusPlus(ResUNet):
   """ResUNet with squeeze-and-excitation, ASPP and attention; returns float32
   logits (N, H, W, n_classes).

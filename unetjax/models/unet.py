@@ -10,6 +10,12 @@ from unetjax.models import layers
 from unetjax.models.base import SegmentationModel
 
 
+# The published architecture(s), row label -> fields (models --list, the
+# benchmarks), and the tests' tiny one (tests/test_models_zoo.py).
+PAPER = {'unet': dict(base_filters=64, depth=4, norm='none')}  # Ronneberger et al. 2015
+TINY = dict(base_filters=4, depth=2)
+
+
 class UNet(SegmentationModel):
   """Encoder-decoder with skip connections; returns float32 logits (N, H, W, n_classes).
 

@@ -19,6 +19,15 @@ def resize(x: jax.Array, factor: int, method: str) -> jax.Array:
   return jax.image.resize(x, (n, h * factor, w * factor, c), method=method)
 
 
+# The published architecture(s), row label -> fields (models --list, the
+# benchmarks), and the tests' tiny one (tests/test_models_zoo.py).
+PAPER = {
+    # Huang et al. 2020: widths 64..1024, branches of 64, five heads, the CGM
+    'unet3p': dict(base_filters=64, depth=4, deep_supervision=True,
+                   classification_guided=True)}
+TINY = dict(base_filters=4, depth=2)
+
+
 class UNet3Plus(SegmentationModel):
   """Returns float32 logits (N, H, W, n_classes); in training with
   `deep_supervision` a tuple of depth + 1 heads, shallow to deep, each

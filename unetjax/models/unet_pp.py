@@ -11,6 +11,12 @@ from unetjax.models import layers
 from unetjax.models.base import SegmentationModel
 
 
+# The published architecture(s), row label -> fields (models --list, the
+# benchmarks), and the tests' tiny one (tests/test_models_zoo.py).
+PAPER = {'unet_pp': dict(base_filters=32, depth=4, norm='none')}  # Zhou et al. 2018
+TINY = dict(base_filters=4, depth=2)
+
+
 class UNetPlusPlus(SegmentationModel):
   """Nested U-Net; returns float32 logits (N, H, W, n_classes), or one per
   head in training with deep supervision.

@@ -1,0 +1,68 @@
+"""The registries are the only lists of names: every metric a summary
+returns is registered (a forgotten entry would drop it from every table),
+and every registered model declares its published and tiny settings and is
+in the docs' model table, which lists nothing else."""
+
+import os
+import re
+
+import jax
+import numpy as np
+import pytest
+
+from unetjax import classification_metrics, instances, metrics, models
+
+DOCS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'docs')
+
+
+def unregistered(keys):
+  """Keys that are neither a METRICS name nor '<METRICS name>/<class>'."""
+  return sorted(k for k in keys if k.split('/')[0] not in metrics.METRICS)
+
+
+@pytest.mark.parametrize('n_classes', [1, 3])
+def test_every_segmentation_and_object_summary_key_is_registered(n_classes):
+  rng = np.random.default_rng(0)
+  labels = rng.integers(0, max(n_classes, 2), (2, 16, 16))
+  logits = rng.normal(0, 1, (2, 16, 16, n_classes)).astype(np.float32)
+  names = ('background', 'foreground') if n_classes == 1 else ('bg', 'a', 'b')
+  stats = jax.jit(metrics.batch_statistics)(logits, labels)
+  summary = metrics.summarize(metrics.merge(None, stats), names)
+  assert 'dice' in summary and unregistered(summary) == []
+  true = np.zeros((16, 16), np.int32)
+  true[2:6, 2:6], true[8:12, 8:12] = 1, 2
+  classes = np.where(true == 2, 2, (true > 0).astype(int))
+  scores = {**instances.object_scores(true, true), **instances.rand_and_information(true, true)}
+  if n_classes == 3:
+    scores.update(instances.class_object_scores(true, classes, classes, 3))
+  objects = instances.summarize([scores], names)
+  assert 'pq' in objects and unregistered(objects) == []
+
+
+def test_every_classification_summary_key_is_registered():
+  rng = np.random.default_rng(0)
+  logits = rng.normal(0, 1, (12, 3)).astype(np.float32)
+  labels = rng.integers(0, 3, 12)
+  stats = classification_metrics.batch_statistics(logits, labels)
+  summary = classification_metrics.summarize(
+      jax.tree.map(np.asarray, stats), ("a", "b", "c"))
+  assert 'accuracy' in summary and unregistered(summary) == []
+
+
+def test_the_check_catches_a_forgotten_entry(monkeypatch):
+  monkeypatch.delitem(metrics.METRICS, 'boundary_f1')
+  assert unregistered(['dice', 'boundary_f1', 'dice/foreground']) == ['boundary_f1']
+
+
+def test_every_model_module_declares_its_settings_and_the_docs_table_is_the_registry():
+  registered = {**models.MODELS, **models.CLASSIFIERS}
+  labels = [label for label, _, _ in models.paper_settings()]
+  assert len(labels) == len(set(labels))
+  assert {name for _, name, _ in models.paper_settings()} == set(registered)
+  assert set(models.tiny_settings()) <= set(models.MODELS)
+  with open(os.path.join(DOCS, 'models.md')) as f:
+    rows = re.findall(r'^\| `(\w+)`[^|]*\| [^|]+\| `(\w+\.py)` \|$', f.read(), re.M)
+  assert {name for name, _ in rows} == set(registered)
+  for name, file in rows:
+    module = registered[name].__module__
+    assert module == f'unetjax.models.{file[:-3]}', (name, file)
