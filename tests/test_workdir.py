@@ -241,12 +241,16 @@ def leaky_restore(self, manager, step, template, variables_only=False):
 
 
 @pytest.mark.slow
-def test_predict_with_a_damaged_best_says_so_in_one_line(trained, tmp_path,
-                                                          capfd, monkeypatch):
+@pytest.mark.parametrize('copy_kept', [True, False])
+def test_predict_with_a_damaged_best_says_so_in_one_line(
+    trained, tmp_path, capfd, monkeypatch, copy_kept):
   import gc
   from unetjax import checkpoints, predict
   workdir, scores = copy_of(trained, tmp_path), trained[1]
   best = best_of(scores)
+  if not copy_kept:
+    shutil.rmtree(workdir / 'checkpoints' / str(best))
+  used = best_of({s: v for s, v in scores.items() if copy_kept or s != best})
   restore = checkpoints.Checkpoints._restore
 
   def damaged_best(self, manager, step, *args, **kwargs):
@@ -259,7 +263,8 @@ def test_predict_with_a_damaged_best_says_so_in_one_line(trained, tmp_path,
   run = predict.load_run(str(workdir))
   gc.collect()  # what is left unfinished is collected here at the latest
   err = capfd.readouterr().err
-  assert (run.checkpoint, run.step) == ('best', best)  # its copy in checkpoints/
+  assert (run.checkpoint, run.step) == (
+      ('best', best) if copy_kept else ('next best', used))
   assert err.splitlines() == [err.strip()], err
   assert err.startswith(f'Checkpoint step {best} ({workdir}/best/{best}) is '
                         'damaged: does not load (OSError: a cut file).')

@@ -399,16 +399,17 @@ class Checkpoints:
                         scores: Mapping[int, float] | None = None,
                         metric: str = 'score'
                         ) -> tuple[dict[str, Any], str, int] | None:
-    """(variables, 'best' or 'latest', step) of the best checkpoint as
-    `restore_best` chooses it ('latest' where that is not the best step), or
-    None: only the model's params and batch_stats are read, into
+    """(variables, name, step) of the best checkpoint as `restore_best`
+    chooses it, named 'best', 'next best' (the best was lost) or 'latest'
+    (no validation score was finite), or None: only the model's params and batch_stats are read, into
     `variables_template` (`state.variables_template`)."""
     best = self.restore_best(variables_template, scores or {}, metric,
                              variables_only=True)
     if best is None:
       return None
-    return (best.state, 'best' if best.best_step == best.step else 'latest',
-            best.step)
+    name = ('latest' if best.best_step is None else
+            'best' if best.best_step == best.step else 'next best')
+    return best.state, name, best.step
 
   def on_disk(self) -> str:
     """What a process ending now leaves: the newest complete checkpoint and

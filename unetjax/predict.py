@@ -165,7 +165,7 @@ class Run:
   # Trained on instances: how objects are read from the predicted classes
   # (instances.OBJECT_RULES), to write them too; None otherwise.
   objects: str | None
-  checkpoint: str  # 'best' or 'latest'
+  checkpoint: str  # 'best', 'next best' (the best was lost) or 'latest'
   step: int
 
 
