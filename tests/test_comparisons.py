@@ -137,3 +137,28 @@ def test_baseline_and_seeds_are_checked():
   assert ablation.parse_seeds('0-3,7,2') == [0, 1, 2, 3, 7]
   with pytest.raises(ConfigError, match='give seeds such as 0-9'):
     ablation.parse_seeds('5-2')
+
+
+def test_the_tables_say_which_runs_were_scored_from_another_checkpoint(tmp_path):
+  """A run whose best checkpoint was damaged (unetjax.train's final record:
+  best_step 40, best_restored_from checkpoints/30) is named in results.md
+  and its scored checkpoint is a results.csv column."""
+  def train(config, workdir):
+    final = fake_train([])(config, workdir)
+    lost = config.seed == 1 and config.augment.flip_horizontal_prob > 0
+    final['best_step'] = 40
+    final['best_restored_from'] = {'checkpoint': 'checkpoints/30' if lost else 'best/40',
+                                   'step': 30 if lost else 40}
+    return final
+  ablation.run_sweep(fake_sweep(), str(tmp_path), train_fn=train)
+  markdown = (tmp_path / 'results.md').read_text()
+  section = markdown.split('## Runs whose best checkpoint was lost')[1]
+  lines = [l for l in section.splitlines() if l.startswith('- ')]
+  assert sorted(lines) == sorted(
+      f'- `aug=on,lr={lr},seed=1`: best step 40, scored from `checkpoints/30`'
+      for lr in ('low', 'high'))
+  import csv
+  with open(tmp_path / 'results.csv') as f:
+    scored = {r['run']: r['scored_checkpoint'] for r in csv.DictReader(f)}
+  assert scored['aug=on,lr=low,seed=1'] == 'checkpoints/30'
+  assert scored['aug=off,lr=low,seed=1'] == 'best/40'

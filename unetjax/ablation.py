@@ -352,6 +352,7 @@ def _train_and_record(sweep: dict[str, Any], run: Run,
       'tags': sweep.get('tags', {}), 'device': device_description(config),
       'model': config.model.name, 'dataset': config.dataset.name,
       'best_step': final['best_step'], 'best_metric': final.get('best_metric'),
+      'best_restored_from': final.get('best_restored_from'),
       'wall_time_s': final['wall_time_s'],
       'validation': final['validation'], 'test': final['test'],
       'finished': time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime()),
@@ -393,7 +394,7 @@ def write_csv(rows: Sequence[dict[str, Any]], axes: Sequence[str],
   metric_columns = [f'{split}/{k}' for split in ('validation', 'test')
                     for k in _metric_keys(rows, split)]
   columns = (['run', *axes, 'seed', *tags, 'device', 'status', 'best_step',
-              'wall_time_s'] + metric_columns + ['error'])
+              'scored_checkpoint', 'wall_time_s'] + metric_columns + ['error'])
   with open(path + '.tmp', 'w', newline='') as f:
     writer = csv.DictWriter(f, columns, restval='')
     writer.writeheader()
@@ -401,6 +402,7 @@ def write_csv(rows: Sequence[dict[str, Any]], axes: Sequence[str],
       flat = {'run': row['run'], **row['labels'], 'seed': row['seed'],
               **row.get('tags', {}), 'device': row.get('device', ''),
               'status': row['status'], 'best_step': row.get('best_step'),
+              'scored_checkpoint': (row.get('best_restored_from') or {}).get('checkpoint'),
               'wall_time_s': row.get('wall_time_s'),
               'error': row.get('error', '')}
       for split in ('validation', 'test'):
@@ -480,6 +482,13 @@ def comparison_section(sweep: dict[str, Any], rows: Sequence[dict[str, Any]],
   return parts
 
 
+def _best_lost(row: dict[str, Any]) -> bool:
+  """Whether a run's scores come from a checkpoint other than its best
+  step's (a damaged best checkpoint, unetjax.train's `best_restored_from`)."""
+  source = row.get('best_restored_from')
+  return bool(source) and source.get('step') != row.get('best_step')
+
+
 def write_markdown(rows: Sequence[dict[str, Any]], axes: Sequence[str],
                    n_runs: int, title: str, path: str,
                    sections: Sequence[str] = ()) -> None:
@@ -498,6 +507,12 @@ def write_markdown(rows: Sequence[dict[str, Any]], axes: Sequence[str],
     parts += ['', f'## {split.capitalize()}', '',
               markdown_table(rows, axes, split)]
   parts += list(sections)
+  lost = [r for r in finished if _best_lost(r)]
+  if lost:
+    parts += ['', '## Runs whose best checkpoint was lost', '',
+              'Damaged; their scores above come from another checkpoint:', '']
+    parts += [f'- `{r["run"]}`: best step {r["best_step"]}, scored from '
+              f'`{r["best_restored_from"]["checkpoint"]}`' for r in lost]
   if failed:
     parts += ['', '## Failed runs', '']
     parts += [f'- `{r["run"]}`: {r["error"].splitlines()[0]}' for r in failed]
