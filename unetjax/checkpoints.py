@@ -36,7 +36,7 @@ import math
 import os
 import sys
 import zlib
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping
 
 import jax
 import numpy as np
