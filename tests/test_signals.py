@@ -24,7 +24,8 @@ def test_a_second_ctrl_c_interrupts_at_once():
       os.kill(os.getpid(), signal.SIGINT)
 
 
-def test_ctrl_c_while_a_command_starts_is_one_line(tmp_path):
+@pytest.mark.parametrize('command', ['main', 'ablation', 'plan'])
+def test_ctrl_c_while_a_command_starts_is_one_line(tmp_path, command):
   """Its imports take seconds; a Ctrl-C then once printed a traceback, or
   was swallowed by a garbage-collection callback and the run went on."""
   import subprocess
@@ -32,13 +33,17 @@ def test_ctrl_c_while_a_command_starts_is_one_line(tmp_path):
   import time
   repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
   workdir = tmp_path / 'run'
+  flags = {'main': ['--config=configs/default.py', f'--workdir={workdir}',
+                    '--config.num_train_steps=1'],
+           'ablation': ['--sweep=experiments/smoke.py', f'--out={workdir}'],
+           'plan': ['--config=configs/default.py', '--budget=10m',
+                    f'--out={workdir}.py']}[command]
   process = subprocess.Popen(
-      [sys.executable, '-m', 'unetjax.main', '--config=configs/default.py',
-       f'--workdir={workdir}', '--config.num_train_steps=1'],
+      [sys.executable, '-m', f'unetjax.{command}', *flags],
       cwd=repo, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
   time.sleep(1.0)  # importing
   process.send_signal(signal.SIGINT)
   _, stderr = process.communicate(timeout=120)
   assert stderr == 'Interrupted while starting; nothing was written.\n'
   assert process.returncode == 128 + signal.SIGINT
-  assert not workdir.exists()
+  assert not workdir.exists() and not os.path.exists(f'{workdir}.py')

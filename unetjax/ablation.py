@@ -33,6 +33,9 @@ new runs. results.md compares each level with its axis's baseline, paired by
 seed (`unetjax.comparisons`).
 """
 
+# pylint: disable=wrong-import-order (first: a Ctrl-C while starting is one line)
+from unetjax import command_line  # noqa: I001
+
 import csv
 import difflib
 import importlib.util

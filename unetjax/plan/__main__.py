@@ -17,6 +17,8 @@ import time
 _STARTED = time.time()
 
 # pylint: disable=wrong-import-position
+from unetjax import command_line  # noqa: I001 (first: a Ctrl-C while starting is one line)
+
 import json
 import os
 import sys
@@ -25,7 +27,6 @@ import jax
 from absl import app, flags
 from ml_collections import config_flags
 
-from unetjax import command_line
 from unetjax import configuration
 from unetjax import models
 from unetjax import parallel
