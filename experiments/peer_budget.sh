@@ -12,7 +12,8 @@
 # (benchmarks/peer_monai.py, the 'peers' extra) trains BasicUNet on the
 # planned config's data settings (patch, batch, flips) at the planned width
 # with --budget_s. Each command's wall time goes to OUT/times.jsonl next to
-# the plan's prediction. A finished step is skipped, so re-running resumes.
+# the plan's prediction, and OUT/results.md tabulates them
+# (experiments/peer_budget_table.py). A finished step is skipped, so re-running resumes.
 set -uo pipefail
 out=$(realpath -m "$1"); budget=$2; seed=$3; core=$4; shift 4
 cd "$(dirname "$0")/.."
@@ -59,3 +60,4 @@ for dataset in "$@"; do
       --out="$peer" || exit 1
   fi
 done
+python experiments/peer_budget_table.py "$out" > "$out/results.md"

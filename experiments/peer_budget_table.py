@@ -1,0 +1,72 @@
+"""The table of experiments/peer_budget.sh: per dataset and recipe, steps,
+test Dice (pooled and per image), wall time against the plan's prediction.
+
+  python experiments/peer_budget_table.py OUT > OUT/results.md
+"""
+
+import glob
+import json
+import os
+import re
+import sys
+
+RECIPES = ('planned', 'hand', 'basic_unet')
+DATASETS = ('drive', 'isbi', 'kvasir')
+
+
+def final_record(workdir: str) -> dict | None:
+  path = os.path.join(workdir, 'metrics.jsonl')
+  if not os.path.exists(path):
+    return None
+  with open(path) as f:
+    records = [json.loads(line) for line in f if line.strip().startswith('{')]
+  finals = [r for r in records if r.get('event') == 'final']
+  return finals[-1] if finals else None
+
+
+def rows(out: str):
+  times = {}
+  if os.path.exists(os.path.join(out, 'times.jsonl')):
+    with open(os.path.join(out, 'times.jsonl')) as f:
+      for line in f:
+        t = json.loads(line)
+        times[(t['run'], t['seed'], t['budget'])] = t
+  for dataset in DATASETS:
+    for path in sorted(glob.glob(os.path.join(out, dataset, '*-seed*'))):
+      name = os.path.basename(path)
+      match = re.fullmatch(r'(\w+)-(\w+)-seed(\d+)(\.json)?', name)
+      if not match:
+        continue
+      recipe, budget, seed = match.group(1), match.group(2), int(match.group(3))
+      if match.group(4):
+        with open(path) as f:
+          record = json.load(f)
+        steps, test = record['steps'], record['test']
+      else:
+        final = final_record(path)
+        if final is None:
+          continue
+        with open(os.path.join(path, 'config.json')) as f:
+          steps = json.load(f)['num_train_steps']
+        test = final['test']
+      t = times.get((f'{dataset}/{recipe}', seed, budget), {})
+      yield dict(dataset=dataset, recipe=recipe, budget=budget, seed=seed,
+                 steps=steps, dice=test['dice'], per_image=test['dice_per_image'],
+                 wall=t.get('wall_s'), predicted=t.get('predicted_s'))
+
+
+def markdown(found) -> str:
+  lines = ['| dataset | recipe | budget | seed | steps | test Dice | per image | wall time (predicted) |',
+           '| --- | --- | --- | --- | --- | --- | --- | --- |']
+  order = {r: i for i, r in enumerate(RECIPES)}
+  for r in sorted(found, key=lambda r: (DATASETS.index(r['dataset']), r['budget'],
+                                        r['seed'], order.get(r['recipe'], 9))):
+    wall = (f"{r['wall'] / 60:.1f} min ({r['predicted'] / 60:.1f}, "
+            f"{100 * (r['wall'] / r['predicted'] - 1):+.0f}%)" if r['wall'] else '–')
+    lines.append(f"| {r['dataset']} | {r['recipe']} | {r['budget']} | {r['seed']} "
+                 f"| {r['steps']} | {r['dice']:.4f} | {r['per_image']:.4f} | {wall} |")
+  return '\n'.join(lines)
+
+
+if __name__ == '__main__':
+  print(markdown(list(rows(sys.argv[1]))))
