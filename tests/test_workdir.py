@@ -172,6 +172,23 @@ def test_the_best_step_is_the_earliest_of_the_best_scores(mode, expected):
   assert checkpoints.best_step({2: float('nan')}, mode) is None
 
 
+@pytest.mark.parametrize('mode, expected', [
+    ('max', [4, 6, 2, 10, 14, 12, 8]), ('min', [2, 10, 4, 6, 14, 12, 8])])
+def test_checkpoints_rank_by_score_then_earliest_then_unscored_newest(
+    mode, expected):
+  """One order for training's best, restore_best's fallback and best_step:
+  better first, the earliest of ties, then unscored (None, NaN, inf) newest
+  first."""
+  from unetjax import checkpoints
+  scores = {2: 0.1, 4: 0.7, 6: 0.7, 8: None, 10: 0.1, 12: float('nan'),
+            14: float('inf')}
+  assert sorted(scores, key=lambda step: checkpoints.rank_key(
+      step, scores[step], mode)) == expected
+  finite = {s: v for s, v in scores.items() if v is not None}
+  assert checkpoints.best_step(finite, mode) == expected[0]
+  assert checkpoints.best_step({12: float('inf'), 8: float('-inf')}, mode) is None
+
+
 @pytest.mark.slow
 def test_allow_config_change_reads_the_best_when_no_latest_checkpoint_is_left(
     tfds_dir, trained, tmp_path):
@@ -241,9 +258,12 @@ def leaky_restore(self, manager, step, template, variables_only=False):
 
 
 @pytest.mark.slow
+@pytest.mark.filterwarnings('error::pytest.PytestUnraisableExceptionWarning')
 @pytest.mark.parametrize('copy_kept', [True, False])
 def test_predict_with_a_damaged_best_says_so_in_one_line(
-    trained, tmp_path, capfd, monkeypatch, copy_kept):
+    trained, tmp_path, capfd, caplog, monkeypatch, copy_kept):
+  """In process: asyncio's debris would reach pytest's log handler and its
+  unraisable hook (both checked here), not stderr."""
   import gc
   from unetjax import checkpoints, predict
   workdir, scores = copy_of(trained, tmp_path), trained[1]
@@ -269,6 +289,58 @@ def test_predict_with_a_damaged_best_says_so_in_one_line(
   assert err.startswith(f'Checkpoint step {best} ({workdir}/best/{best}) is '
                         'damaged: does not load (OSError: a cut file).')
   assert files_of(workdir) == before  # prediction only reads
+  assert not [r.getMessage() for r in caplog.records if r.name == 'asyncio']
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('copy_kept', [True, False])
+def test_without_scores_the_best_steps_own_copy_comes_first(
+    trained, tmp_path, capfd, copy_kept):
+  """No metrics.jsonl: the best step (and its score) comes from the
+  checkpoints' meta, so its intact copy is used; without it, the newest
+  intact one, whose score is unknown."""
+  from unetjax import logs, predict
+  workdir, scores = copy_of(trained, tmp_path), trained[1]
+  best = best_of(scores)
+  cut_largest_file(workdir / 'best' / str(best))
+  os.remove(workdir / logs.METRICS_FILE)
+  if not copy_kept:
+    shutil.rmtree(workdir / 'checkpoints' / str(best))
+  capfd.readouterr()
+  run = predict.load_run(str(workdir))
+  err = capfd.readouterr().err
+  assert len(err.splitlines()) == 1, err
+  if copy_kept:
+    assert (run.checkpoint, run.step) == ('best', best)
+    assert (f'Using its copy checkpoints/{best} (step {best}, validation dice '
+            f'{scores[best]:.4g}), the same state.') in err
+  else:
+    assert (run.checkpoint, run.step) == ('next best', max(scores))
+    assert (f'The best checkpoint (step {best}, validation dice '
+            f'{scores[best]:.4g}) is lost; using checkpoints/{max(scores)} '
+            f'(step {max(scores)}, no recorded validation score), the newest '
+            'intact one; its score is unknown.') in err
+
+
+@pytest.mark.slow
+def test_damage_is_reported_in_the_order_it_is_found(trained, tmp_path, capfd):
+  """best/ first, then each damaged copy tried instead, then what is used."""
+  from unetjax import predict
+  workdir, scores = copy_of(trained, tmp_path), trained[1]
+  best = best_of(scores)
+  used = best_of({s: v for s, v in scores.items() if s != best})
+  cut_largest_file(workdir / 'best' / str(best))
+  cut_largest_file(workdir / 'checkpoints' / str(best))
+  capfd.readouterr()
+  run = predict.load_run(str(workdir))
+  lines = capfd.readouterr().err.splitlines()
+  assert (run.checkpoint, run.step) == ('next best', used)
+  assert len(lines) == 3, lines
+  assert lines[0].startswith(f'Checkpoint step {best} ({workdir}/best/{best})')
+  assert lines[1].startswith(f'Checkpoint step {best} ({workdir}/checkpoints/'
+                             f'{best})')
+  assert lines[1].endswith('; using the next best intact checkpoint.')
+  assert lines[2].startswith(f'The best checkpoint (step {best}, ')
 
 
 def images_folder(tmp_path):
@@ -364,3 +436,53 @@ def test_predict_out_naming_a_file_is_one_line(trained, tmp_path, where):
       f'error: --out={out}: {file} is a file, not a folder; pass the path of '
       'a folder (a new one is created).']
   assert file.read_text() == 'keep me'
+
+
+
+# Run as `python -m unetjax.predict`, optionally with the best checkpoint's
+# read failing as leaky_restore does: what reaches stderr is what a user sees
+# (under pytest, asyncio's log records and unraisable coroutines go to
+# pytest's own handlers instead).
+PREDICT_WITH_LEAKY_BEST = """
+import sys
+sys.path.insert(0, 'tests')
+from absl import app
+from unetjax import checkpoints, predict
+import test_workdir
+restore = checkpoints.Checkpoints._restore
+def damaged_best(self, manager, step, *args, **kwargs):
+  if manager.directory.name == 'best':
+    return test_workdir.leaky_restore(self, manager, step, *args, **kwargs)
+  return restore(self, manager, step, *args, **kwargs)
+checkpoints.Checkpoints._restore = damaged_best
+predict.define_flags()
+app.run(predict.main)
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('damage', ['cut file', 'unfinished reads'])
+def test_predict_with_a_damaged_best_prints_one_line_to_stderr(
+    trained, tmp_path, damage):
+  """A truncated file, and reads that fail leaving others unfinished, in a
+  process of their own: one line, no traceback of asyncio's debris."""
+  workdir, scores = copy_of(trained, tmp_path), trained[1]
+  best = best_of(scores)
+  flags = [f'--workdir={workdir}', f'--images={images_folder(tmp_path)}',
+           f'--out={tmp_path / "out"}']
+  if damage == 'cut file':
+    cut_largest_file(workdir / 'best' / str(best))
+    command = ['-m', 'unetjax.predict']
+  else:
+    command = ['-c', PREDICT_WITH_LEAKY_BEST]
+  result = subprocess.run(
+      [sys.executable, *command, *flags],
+      cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+      capture_output=True, text=True, timeout=300)
+  assert result.returncode == 0, result.stderr
+  lines = result.stderr.strip().splitlines()
+  assert len(lines) == 1, result.stderr
+  assert lines[0].startswith(f'Checkpoint step {best} ({workdir}/best/{best}) '
+                             'is damaged: does not load (')
+  assert f'Using its copy checkpoints/{best} (step {best}, ' in lines[0]
+  assert f'with the best checkpoint (step {best})' in result.stdout

@@ -31,6 +31,7 @@ import asyncio
 import contextlib
 import dataclasses
 import gc
+import json
 import logging
 import math
 import os
@@ -125,6 +126,17 @@ def _saved_steps(folder: str) -> list[int]:
   return sorted((int(name) for name in names if name.isdigit()), reverse=True)
 
 
+def _recorded_meta(step_dir: str) -> dict[str, Any]:
+  """The `meta` record saved in checkpoint folder `step_dir` (orbax's JSON
+  file, read without the state), or {} if it does not read."""
+  try:
+    with open(os.path.join(step_dir, 'meta', 'metadata')) as f:
+      meta = json.load(f)
+  except (OSError, ValueError):
+    return {}
+  return meta if isinstance(meta, dict) else {}
+
+
 def _array_shapes(tree: Any) -> dict[str, tuple[tuple[int, ...], str]]:
   return {_path(keys): (tuple(leaf.shape), np.dtype(leaf.dtype).name)
           for keys, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]}
@@ -157,16 +169,22 @@ def _stderr(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
+def rank_key(step: int, score: float | None, mode: str) -> tuple:
+  """Sort key of a checkpoint by its validation `score` and the best `mode`
+  ('max' or 'min'): better scores first, the earliest step of ties first (as
+  training keeps the best), then the unscored ones (None or not finite),
+  newest first."""
+  if score is None or not math.isfinite(score):
+    return (1, 0.0, -step)
+  return (0, -score if mode == 'max' else score, step)
+
+
 def best_step(scores: Mapping[int, float], mode: str) -> int | None:
   """The step with the best finite score in `scores` (step -> score) by
-  `mode` ('max' or 'min'), the earliest of ties as training keeps it; None
-  if there is none."""
-  finite = sorted(step for step, score in scores.items() if math.isfinite(score))
-  if not finite:
-    return None
-  pick = max if mode == 'max' else min
-  return pick(finite, key=lambda step: (scores[step], -step if mode == 'max'
-                                        else step))
+  `mode`, as `rank_key` orders them; None if there is none."""
+  key = lambda step: rank_key(step, scores[step], mode)
+  return min((step for step in scores if key(step)[0] == 0), key=key,
+             default=None)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -191,9 +209,11 @@ class Best:
     if not self.lost:
       return (f'Using its copy {self.source} (step {self.step}, '
               f'{scored(self.step)}), the same state.')
+    which = ('the best intact one kept' if self.step in scores else
+             'the newest intact one; its score is unknown')
     return (f'The best checkpoint (step {self.best_step}, '
             f'{scored(self.best_step)}) is lost; using {self.source} (step '
-            f'{self.step}, {scored(self.step)}), the best intact one kept.')
+            f'{self.step}, {scored(self.step)}), {which}.')
 
 
 class Checkpoints:
@@ -350,17 +370,39 @@ class Checkpoints:
       return None
     return self._variable_reader(kind)
 
+  def _promised(self, listed: list[int], scores: Mapping[int, float]
+                ) -> tuple[int | None, dict[int, float]]:
+    """The step best/ holds or held (from its listing, the recorded scores or
+    the newest latest checkpoint's meta), and `scores` with that step's score
+    from the meta when the eval records lack it (cut, or no metrics.jsonl)."""
+    scores = {step: score for step, score in scores.items()
+              if math.isfinite(score)}
+    meta = {}
+    for step in _saved_steps(os.path.join(self._workdir, 'checkpoints')):
+      meta = _recorded_meta(os.path.join(self._workdir, 'checkpoints', str(step)))
+      if meta.get('best_step') is not None:
+        break
+    promised = (listed[0] if listed else best_step(scores, self._best_mode)
+                if scores else meta.get('best_step'))
+    recorded = meta.get('best_score')
+    if (promised is not None and promised not in scores
+        and meta.get('best_step') == promised
+        and isinstance(recorded, (int, float)) and math.isfinite(recorded)):
+      scores[promised] = float(recorded)
+    return promised, scores
+
   def restore_best(self, state_template: Any, scores: Mapping[int, float],
                    metric: str = 'score', variables_only: bool = False,
                    report: Callable[[str], None] = _stderr) -> 'Best | None':
     """The best checkpoint, or None if no checkpoint is intact.
 
-    best/<step> if it is intact. If it is damaged or gone, the intact latest
-    checkpoint with the best recorded validation `metric` in `scores` (step
-    -> score, the run's `eval` records) by the best mode: the best step's own
-    copy if one is kept, else the best left, and one line says which and
-    that the best was lost. Without a recorded score, the newest intact one.
-    With `variables_only`, only the model's variables are read."""
+    best/<step> if it is intact. If it is damaged or gone, the best step's
+    own copy in checkpoints/ if one is intact, else the intact one with the
+    best recorded validation `metric` in `scores` (step -> score, the run's
+    `eval` records) by the best mode, and one line says which and that the
+    best was lost. Without a recorded score, the newest intact one. With
+    `variables_only`, only the model's variables are read. What is reported
+    comes in the order it was found, once the choice is made."""
     best_manager = self._manager('best', variables_only)
     listed = _saved_steps(os.path.join(self._workdir, 'best'))
     damaged: list[str] = []
@@ -369,30 +411,35 @@ class Checkpoints:
         variables_only=variables_only, instead='.')
     if restored:
       return Best(*restored, source=f'best/{restored[2]}', best_step=restored[2])
-    promised = listed[0] if listed else best_step(scores, self._best_mode)
-    sign = -1 if self._best_mode == 'max' else 1
-    rank = lambda step: ((0, sign * scores[step], step) if step in scores
-                         else (1, 0, -step))
+    promised, scores = self._promised(listed, scores)
     latest_manager = self._manager('checkpoints', variables_only)
+    also_damaged: list[str] = []
     restored = latest_manager and self._restore_intact(
-        latest_manager, 'checkpoints', state_template, report,
-        variables_only=variables_only, rank=rank,
+        latest_manager, 'checkpoints', state_template, also_damaged.append,
+        variables_only=variables_only,
+        rank=lambda step: (step != promised,
+                           rank_key(step, scores.get(step), self._best_mode)),
         instead='; using the next best intact checkpoint.')
     if not restored:
-      for line in damaged:
+      for line in damaged + also_damaged:
         report(line)
       return None
     best = Best(*restored, source=f'checkpoints/{restored[2]}',
                 best_step=promised)
     if promised is None:
       consequence = ([f'No validation score is recorded; using the newest '
-                      f'intact checkpoint, {best.source}.'] if damaged else [])
+                      f'intact checkpoint, {best.source}; its score is '
+                      'unknown.'] if damaged or also_damaged else [])
     else:
       consequence = ([] if damaged or best.lost else
                      [f'The best checkpoint best/{promised} is missing.'])
       consequence.append(best.consequence(scores, metric))
-    if damaged or consequence:
-      report(' '.join(damaged + consequence))
+    # The best/ line first; the consequence ends it unless other lines follow.
+    lines = [' '.join(damaged + ([] if also_damaged else consequence))]
+    lines += also_damaged + ([' '.join(consequence)] if also_damaged else [])
+    for line in lines:
+      if line:
+        report(line)
     return best
 
   def restore_variables(self, variables_template: dict[str, Any],
