@@ -3,10 +3,12 @@
 A command that writes files (predictions, figures) refuses an output folder
 that is, or holds, one of its input folders, and writes only files that do
 not exist yet or that unetjax wrote there before: those are listed in the
-folder's MANIFEST once written, so re-running a command replaces its own
-outputs and nothing else.
+folder's MANIFEST (as pending before each is written, as written after), so
+re-running a command replaces its own outputs and nothing else, even after
+a failure between writing a file and listing it.
 """
 
+import contextlib
 import json
 import os
 from typing import Callable, Iterable
@@ -33,46 +35,57 @@ def check_separate(out_flag: str, out: str, inputs: dict[str, str | None]) -> No
           'outside the input folders.')
 
 
-def _read_manifest(folder: str) -> set[str]:
+def _read_manifest(folder: str) -> tuple[set[str], set[str]]:
+  """(files written, files pending: claimed, maybe written in part) as the
+  folder's manifest lists them."""
   path = os.path.join(folder, MANIFEST)
   try:
     with open(path) as f:
-      return set(json.load(f)['files'])
+      manifest = json.load(f)
+    return set(manifest['files']), set(manifest.get('pending', []))
   except FileNotFoundError:
-    return set()
-  except (OSError, ValueError, KeyError, TypeError):
-    return set()  # unreadable: trust no existing file
+    return set(), set()
+  except (OSError, ValueError, KeyError, TypeError, AttributeError):
+    return set(), set()  # unreadable: trust no existing file
 
 
 class Claim:
-  """The files a command may write into a folder (see `claim`). Each is
-  listed in the folder's manifest once it is written (`save`), so the
-  manifest never lists a file that a failure (a full disk) left unwritten."""
+  """The files a command may write into a folder (see `claim`). The
+  manifest lists each as pending before it is written and as written once it
+  is (`save`): it never lists as written a file that a failure (a full disk)
+  left unwritten, and a file unetjax wrote is its own even if the manifest's
+  update after it failed or was cut short."""
 
-  def __init__(self, folder: str, written: set[str]):
-    self.folder, self._written = folder, written
+  def __init__(self, folder: str, written: set[str], pending: set[str]):
+    self.folder, self._written, self._pending = folder, written, pending
 
   def save(self, relative_path: str, write: Callable[[str], None]) -> None:
-    """Writes the file with `write(path)`, then lists it. A file that the
-    failure of `write` leaves partly written is removed, unless an earlier
-    run wrote it (then the next run replaces it)."""
+    """Writes the file with `write(path)`, listed as pending meanwhile. A
+    file that the failure of `write` leaves partly written is removed, unless
+    an earlier run wrote it (then the next run replaces it)."""
     path = os.path.join(self.folder, relative_path)
+    new = relative_path not in self._written | self._pending
+    if new:
+      self._pending.add(relative_path)
+      self._write_manifest()
     try:
       write(path)
     except BaseException:
-      if relative_path not in self._written and os.path.lexists(path):
-        os.remove(path)
+      if new and os.path.lexists(path):
+        with contextlib.suppress(OSError):  # the original error matters
+          os.remove(path)
       raise
-    if relative_path not in self._written:
+    if relative_path in self._pending:
+      self._pending.remove(relative_path)
       self._written.add(relative_path)
-      _write_manifest(self.folder, self._written)
+      self._write_manifest()
 
-
-def _write_manifest(folder: str, written: set[str]) -> None:
-  path = os.path.join(folder, MANIFEST)
-  with open(path + '.tmp', 'w') as f:
-    json.dump({'files': sorted(written)}, f, indent=1)
-  os.replace(path + '.tmp', path)
+  def _write_manifest(self) -> None:
+    path = os.path.join(self.folder, MANIFEST)
+    with open(path + '.tmp', 'w') as f:
+      json.dump({'files': sorted(self._written),
+                 'pending': sorted(self._pending)}, f, indent=1)
+    os.replace(path + '.tmp', path)
 
 
 def check_folder(out_flag: str, out: str) -> None:
@@ -94,9 +107,9 @@ def claim(folder: str, relative_paths: Iterable[str], out_flag: str = 'out'
   written, otherwise."""
   check_folder(out_flag, folder)
   relative_paths = sorted(set(relative_paths))
-  written = _read_manifest(folder)
-  foreign = [p for p in relative_paths
-             if os.path.lexists(os.path.join(folder, p)) and p not in written]
+  written, pending = _read_manifest(folder)
+  foreign = [p for p in relative_paths if os.path.lexists(os.path.join(folder, p))
+             and p not in written | pending]
   if foreign:
     more = f' and {len(foreign) - 1} more' if len(foreign) > 1 else ''
     raise UserInputError(
@@ -104,4 +117,4 @@ def claim(folder: str, relative_paths: Iterable[str], out_flag: str = 'out'
         'did not write it; it never replaces files it did not write. Choose '
         f'another --{out_flag}, or move those files away.')
   os.makedirs(folder, exist_ok=True)
-  return Claim(folder, written)
+  return Claim(folder, written, pending)
