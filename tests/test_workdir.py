@@ -164,6 +164,29 @@ def test_a_damaged_best_is_replaced_by_the_best_recorded_intact_checkpoint(
   assert os.listdir(workdir / 'damaged') == [f'best-{best}']
 
 
+@pytest.mark.slow
+def test_a_resumed_run_refills_an_emptied_best(tfds_dir, trained, tmp_path):
+  """best/ set aside (or removed) after its best was lost: the score to beat
+  is no longer the lost best's (here an unbeatable 1.0) but the best kept
+  one's (none is recorded: no metrics.jsonl), so the next evaluation is
+  saved as the best."""
+  import json
+  from unetjax import logs, train
+  workdir = copy_of(trained, tmp_path)
+  shutil.rmtree(workdir / 'best')
+  os.remove(workdir / logs.METRICS_FILE)
+  latest = max(int(step) for step in os.listdir(workdir / 'checkpoints'))
+  meta_file = workdir / 'checkpoints' / str(latest) / 'meta' / 'metadata'
+  meta = json.loads(meta_file.read_text())
+  meta_file.write_text(json.dumps({**meta, 'best_score': 1.0}))
+  final = train.train_and_evaluate(
+      tiny_config(tfds_dir, num_train_steps=latest + 2), str(workdir),
+      allow_config_change=True)
+  assert os.listdir(workdir / 'best') == [str(latest + 2)]
+  assert final['best_restored_from'] == {'checkpoint': f'best/{latest + 2}',
+                                         'step': latest + 2}
+
+
 @pytest.mark.parametrize('mode, expected', [('max', 4), ('min', 2)])
 def test_the_best_step_is_the_earliest_of_the_best_scores(mode, expected):
   from unetjax import checkpoints

@@ -247,6 +247,21 @@ class Checkpoints:
   def best_step(self) -> int | None:
     return self._best.best_step()
 
+  def best_to_beat(self, meta: dict[str, Any], scores: Mapping[int, float]
+                   ) -> dict[str, Any]:
+    """`meta` (of the checkpoint a run resumes from) with the best score that
+    the next evaluation must beat: its own, unless best/ is empty although a
+    best was saved (set aside as damaged, or removed); then that of the
+    best-scored checkpoint still kept in checkpoints/ by `scores` (the eval
+    records), or none, so that a better evaluation refills best/."""
+    if meta.get('best_step') is None or self._best.all_steps():
+      return meta
+    kept = {step: scores[step] for step in self._latest.all_steps()
+            if step in scores}
+    step = best_step(kept, self._best_mode)
+    return {**meta, 'best_step': step,
+            'best_score': None if step is None else kept[step]}
+
   def save_latest(self, step: int, state: Any, meta: dict[str, Any]) -> None:
     if step in self._latest.all_steps():
       return

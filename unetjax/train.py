@@ -528,6 +528,8 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   restored = ckpts.restore_latest(state)
   if restored is not None:
     state, meta, _ = restored
+    meta = ckpts.best_to_beat(
+        meta, logs.validation_scores(workdir, config.best_metric))
   logger = logs.MetricLogger(workdir, resumed_at=int(state.step))
   if restored is not None:
     if jax.process_index() == 0:
