@@ -98,15 +98,18 @@ _ASYNC_DEBRIS = ('exception was never retrieved', 'destroyed but it is pending')
 @contextlib.contextmanager
 def quiet_async_errors() -> Iterator[None]:
   """Keeps what orbax's asynchronous reads leave when one fails from printing
-  tracebacks: asyncio's "Task exception was never retrieved" and "Exception
+  tracebacks: asyncio's "Task exception was never retrieved", "Exception
   ignored in <coroutine ...>" as the unfinished ones are collected (here, by
-  gc before leaving). The failure itself still raises, to be reported once."""
+  gc before leaving) and "Event loop is closed" from a read that finishes
+  after its loop is gone. The failure itself still raises, to be reported once."""
   def keep(record: logging.LogRecord) -> bool:
     return not any(text in record.getMessage() for text in _ASYNC_DEBRIS)
   previous_hook = sys.unraisablehook
 
   def hook(unraisable) -> None:
-    if not (asyncio.iscoroutine(unraisable.object)
+    closed_loop = (isinstance(unraisable.exc_value, RuntimeError)
+                   and 'Event loop is closed' in str(unraisable.exc_value))
+    if not (closed_loop or asyncio.iscoroutine(unraisable.object)
             or isinstance(unraisable.object, asyncio.Future)):
       previous_hook(unraisable)
   logger = logging.getLogger('asyncio')
@@ -147,20 +150,20 @@ def misfit(workdir: str, template: Any) -> str | None:
   differ from those of `template` (shapes and dtypes), or None if every one
   matches or there is none."""
   wanted = _array_shapes(template)
-  for kind in ('checkpoints', 'best'):
-    for step in _saved_steps(os.path.join(workdir, kind)):
-      path = os.path.join(os.path.abspath(workdir), kind, str(step), 'state')
-      try:
-        with quiet_async_errors():
-          saved = _array_shapes(
-              ocp.StandardCheckpointer().metadata(path).item_metadata)
-      except Exception:  # noqa: BLE001 - damaged: restoring reports and skips it
-        continue
-      for name in sorted(set(saved) | set(wanted)):
-        if saved.get(name) != wanted.get(name):
-          describe = lambda v: f'{v[0]} {v[1]}' if v else 'absent'
-          return (f'{kind}/{step}: {name} is {describe(saved.get(name))} '
-                  f'there, {describe(wanted.get(name))} in the new config')
+  with ocp.StandardCheckpointer() as reader:
+    for kind in ('checkpoints', 'best'):
+      for step in _saved_steps(os.path.join(workdir, kind)):
+        path = os.path.join(os.path.abspath(workdir), kind, str(step), 'state')
+        try:
+          with quiet_async_errors():
+            saved = _array_shapes(reader.metadata(path).item_metadata)
+        except Exception:  # noqa: BLE001 - damaged: restoring reports, skips it
+          continue
+        for name in sorted(set(saved) | set(wanted)):
+          if saved.get(name) != wanted.get(name):
+            describe = lambda v: f'{v[0]} {v[1]}' if v else 'absent'
+            return (f'{kind}/{step}: {name} is {describe(saved.get(name))} '
+                    f'there, {describe(wanted.get(name))} in the new config')
   return None
 
 
