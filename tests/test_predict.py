@@ -59,8 +59,8 @@ def make_workdir(path, config, state, best=True):
   meta = {'wall_time_s': 1.0, 'best_score': 0.5, 'best_step': 3}
   if best:
     ckpts.save_best(3, state, 0.5, meta)
-  else:
-    ckpts.save_latest(3, state, meta)
+  else:  # no validation score was finite, so none is the best
+    ckpts.save_latest(3, state, {**meta, 'best_score': None, 'best_step': None})
   ckpts.wait()
   ckpts.close()
   return str(path)
