@@ -128,3 +128,10 @@ def test_submitit_local_executor_runs_the_jobs_and_a_rerun_submits_only_the_miss
   assert again.returncode == 0, again.stderr[-3000:]
   assert '3 run(s) submitted (local), 0 still queued, 1 finished.' in again.stdout
   assert len(results(out)) == 4
+
+
+def test_a_worker_runs_the_same_command_without_the_parallel_flags():
+  argv = ['ablation.py', '--sweep=s.py', '--workers', '2', '--out=o',
+          '--executor=inline', '--seeds=0-3']
+  assert executors.worker_command(argv)[1:] == [
+      '-m', 'unetjax.ablation', '--sweep=s.py', '--out=o', '--seeds=0-3', '--workers=1']

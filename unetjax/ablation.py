@@ -654,7 +654,12 @@ def dispatch(sweep: dict[str, Any], argv: Sequence[str], options: Any,
   missing = [r.name for r in runs
              if not os.path.exists(os.path.join(options.out, r.name, RESULT_FILE))]
   if options.executor == 'inline':
-    executors.run_workers(argv, options.workers, options.out)
+    codes = executors.run_workers(argv, options.workers, options.out)
+    for index, code in enumerate(codes):
+      if code:
+        print(f'worker {index} exited with status {code}: see '
+              f'{os.path.join(options.out, "workers", f"{index}.log")}.',
+              file=sys.stderr)
   else:
     submitted = executors.submit(
         options.executor, options.sweep, sweep['seeds'], options.out, missing,

@@ -85,7 +85,14 @@ def _split(items: Sequence[int], parts: int) -> list[list[int]]:
 def worker_command(argv: Sequence[str]) -> list[str]:
   """This command's own flags for one worker: the same sweep, without
   --workers and --executor."""
-  kept = [a for a in argv[1:] if not a.startswith(('--workers', '--executor'))]
+  kept, skip = [], False
+  for arg in argv[1:]:
+    if skip:  # the value of '--workers N'
+      skip = False
+    elif arg.startswith(('--workers', '--executor')):
+      skip = '=' not in arg
+    else:
+      kept.append(arg)
   return [sys.executable, '-m', 'unetjax.ablation', *kept, '--workers=1']
 
 
