@@ -100,9 +100,10 @@ def run_workers(argv: Sequence[str], workers: int, out: str) -> list[int]:
   """Starts `workers` copies of this sweep command, each on its share of
   the devices and logging to <out>/workers/<i>.log; waits for them and
   returns their exit codes."""
+  planned = shares(workers)  # too many workers: refused before any file
   os.makedirs(os.path.join(out, 'workers'), exist_ok=True)
   processes = []
-  for index, share in enumerate(shares(workers)):
+  for index, share in enumerate(planned):
     log_path = os.path.join(out, 'workers', f'{index}.log')
     print(f'worker {index}: {share.describe()}, log {log_path}', flush=True)
     with open(log_path, 'a') as log:
