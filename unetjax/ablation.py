@@ -485,13 +485,6 @@ def comparison_section(sweep: dict[str, Any], rows: Sequence[dict[str, Any]],
   return parts
 
 
-def _best_lost(row: dict[str, Any]) -> bool:
-  """Whether a run's scores come from a checkpoint other than its best
-  step's (a damaged best checkpoint, unetjax.train's `best_restored_from`)."""
-  source = row.get('best_restored_from')
-  return bool(source) and source.get('step') != row.get('best_step')
-
-
 def write_markdown(rows: Sequence[dict[str, Any]], axes: Sequence[str],
                    n_runs: int, title: str, path: str,
                    sections: Sequence[str] = ()) -> None:
@@ -510,7 +503,7 @@ def write_markdown(rows: Sequence[dict[str, Any]], axes: Sequence[str],
     parts += ['', f'## {split.capitalize()}', '',
               markdown_table(rows, axes, split)]
   parts += list(sections)
-  lost = [r for r in finished if _best_lost(r)]
+  lost = [r for r in finished if logs.best_lost(r)]
   if lost:
     parts += ['', '## Runs whose best checkpoint was lost', '',
               'Damaged; their scores above come from another checkpoint:', '']
@@ -526,11 +519,8 @@ def write_markdown(rows: Sequence[dict[str, Any]], axes: Sequence[str],
 
 def validation_curves(workdir: str, metric: str) -> tuple[list[int], list[float]]:
   """(steps, values) of `metric` in the validation evaluations of a run."""
-  if not os.path.exists(os.path.join(workdir, logs.METRICS_FILE)):
-    return [], []
-  steps, values = plots.curve(logs.read_metrics(workdir), 'eval', metric,
-                              'validation')
-  return steps.tolist(), values.tolist()
+  scores = logs.validation_scores(workdir, metric)
+  return list(scores), list(scores.values())
 
 
 def _group_name(labels: Sequence[str], axes: Sequence[str]) -> str:

@@ -192,6 +192,13 @@ def format_summary(final: dict[str, Any], best_metric: str) -> str:
   return '\n'.join(lines)
 
 
+def best_lost(final: dict[str, Any]) -> bool:
+  """Whether a `final` record's scores come from a checkpoint other than
+  its best step's (the best checkpoint was damaged)."""
+  source = final.get('best_restored_from')
+  return bool(source) and source.get('step') != final.get('best_step')
+
+
 def _best_line(final: dict[str, Any], best_metric: str) -> str:
   """Which checkpoint the final scores are of, and whether it is the best."""
   best = final['best_step']
@@ -199,7 +206,7 @@ def _best_line(final: dict[str, Any], best_metric: str) -> str:
     return 'No checkpoints (a model fitted without steps).'
   source = final.get('best_restored_from') or {'checkpoint': f'best/{best}',
                                                'step': best}
-  if source['step'] != best:
+  if best_lost(final):
     return (f'Best checkpoint: step {best} (by validation {best_metric}) was '
             f'lost; the scores below are of {source["checkpoint"]} (step '
             f'{source["step"]}), the best intact one kept.')
