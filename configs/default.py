@@ -40,6 +40,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.model.name = 'unet'  # see unetjax.models.MODELS and configs/<name>.py
   config.model.n_classes = 1  # 1 = binary (sigmoid); K = K-class softmax
   config.model.base_filters = 16  # channels of the first level, doubled per level
+  # Or the channels of every level, shallow to deep (depth + 1 numbers), e.g.
+  # (8, 8, 16, 32, 64): MONAI BasicUNet's slim plan, cheaper below level 0.
+  config.model.level_filters = ()
   config.model.depth = 4  # poolings; image sides must be divisible by 2**depth
   # Dropout per level, shallow to deep, last = bottleneck (one number = all).
   config.model.dropout_rates = (0.1, 0.1, 0.2, 0.2, 0.3)

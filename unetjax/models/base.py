@@ -7,6 +7,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from unetjax.errors import ConfigError
 from unetjax.models import layers
 
 
@@ -18,6 +19,9 @@ class SegmentationModel(nn.Module):
     n_classes: 1 for binary segmentation (sigmoid), K > 1 for K-class softmax.
     base_filters: channels at the first level; level l has base_filters * 2**l
       (16 in small "seed" U-Nets, 64 in Ronneberger et al.).
+    level_filters: channels per level, shallow to deep (depth + 1 numbers),
+      in place of the doubling; () = doubling. A slimmer network trains more
+      steps in a time budget (e.g. MONAI BasicUNet's (32, 32, 64, 128, 256)).
     depth: number of 2x downsamplings; inputs must be divisible by 2**depth.
     dropout_rates: one rate for all levels or depth+1 rates, shallow to deep,
       the last for the bottleneck; a decoder stage uses the rate of the
@@ -31,6 +35,7 @@ class SegmentationModel(nn.Module):
   """
   n_classes: int = 1
   base_filters: int = 16
+  level_filters: Sequence[int] = ()
   depth: int = 4
   dropout_rates: float | Sequence[float] = 0.0
   norm: str = 'batch'
@@ -44,7 +49,14 @@ class SegmentationModel(nn.Module):
     return dict(dtype=self.dtype, param_dtype=self.param_dtype)
 
   def width(self, level: int) -> int:
+    if self.level_filters:
+      return self.level_filters[level]
     return self.base_filters * 2**level
+
+  @property
+  def n_levels(self) -> int:
+    """How many widths `width` gives (level_filters must hold this many)."""
+    return self.depth + 1
 
   def level_dropout_rates(self) -> tuple[float, ...]:
     return layers.expand_per_level(self.dropout_rates, self.depth,
@@ -53,6 +65,16 @@ class SegmentationModel(nn.Module):
   def prepare(self, images: jax.Array) -> jax.Array:
     """Checks that the model can take `images` and casts them to `dtype`."""
     layers.check_input_size(images.shape, self.depth)
+    if self.level_filters and not self.n_levels:
+      raise ConfigError(
+          f'config.model.level_filters is set, but {type(self).__name__} '
+          'takes its widths from its encoder and decoder; leave it ().')
+    if self.level_filters and len(self.level_filters) != self.n_levels:
+      raise ConfigError(
+          f'config.model.level_filters={tuple(self.level_filters)!r} holds '
+          f'{len(self.level_filters)} widths; {type(self).__name__} at depth '
+          f'{self.depth} has {self.n_levels} levels: give {self.n_levels}, or '
+          '() to double base_filters per level.')
     return images.astype(self.dtype)
 
   def classify_pixels(self, x: jax.Array, name: str | None = None,

@@ -48,6 +48,10 @@ class ResNetUNet(SegmentationModel):
   decoder_channels: Sequence[int] = (256, 128, 64, 32, 16)
   upsample: str = 'nearest'
 
+  @property
+  def n_levels(self) -> int:
+    return 0  # widths: the encoder's stages and decoder_channels
+
   @nn.compact
   def __call__(self, images: jax.Array, train: bool = False) -> jax.Array:
     if self.depth != ENCODER_DEPTH or len(self.decoder_channels) != ENCODER_DEPTH:

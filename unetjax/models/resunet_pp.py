@@ -37,6 +37,10 @@ class ResUNetPlusPlus(ResUNet):
   base_filters: int = 16
   aspp_rate_scale: int = 1
 
+  @property
+  def n_levels(self) -> int:
+    return self.depth + 2  # the bridge is one level below the encoder
+
   @nn.compact
   def __call__(self, images: jax.Array, train: bool = False) -> jax.Array:
     aspp = lambda features, x: layers.ASPP(

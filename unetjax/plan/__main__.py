@@ -141,27 +141,29 @@ def plan(config, budget: budget_lib.Budget, import_s: float, source: str,
   if keep_recipe:
     decided = base + [rules.Decision('batch_size', config.batch_size,
                                      f'from {source}')]
-    widths = (config.model.base_filters,)
+    networks = (budget_lib.Network(config.model.base_filters),)
   else:
     decided = render.merged(base + decided + data_decisions(config, fp, kind))
-    widths = budget_lib.WIDTHS
+    networks = tuple(n for n in budget_lib.NETWORKS  # classifiers: ResNets
+                     if fp['task'] != 'classification' or not n.slim)
   batch = next(d.value for d in decided if d.field == 'batch_size')
+  depth = render.apply(config, decided).model.get('depth', 0)  # ResNets: none
 
-  def time_width(width):
-    print(f'Timing width {width} on {jax.device_count()} {kind} device(s)...',
+  def time_network(network):
+    print(f'Timing width {network} on {jax.device_count()} {kind} device(s)...',
           flush=True)
     probe = render.apply(config, decided + [
-        rules.Decision('model.base_filters', width, ''),
-        rules.Decision('eval_batch_size', 2 * batch, '')])
+        rules.Decision('eval_batch_size', 2 * batch, '')] + (
+            [] if keep_recipe else budget_lib.network_decisions(network, depth)))
     configuration.validate(probe)
     return budget_lib.probe(probe, import_s)
 
-  choice = budget_lib.choose(budget, fp['n_images'], batch, time_width, widths)
+  choice = budget_lib.choose(budget, fp['n_images'], batch, time_network, networks)
   if keep_recipe:
-    steps = [d for d in budget_lib.decisions(choice, batch, budget)
-             if d.field != 'model.base_filters']
+    steps = [d for d in budget_lib.decisions(choice, batch, budget, depth)
+             if not d.field.startswith('model.')]
     return render.merged(decided + steps), fp, choice
-  decided = render.merged(decided + budget_lib.decisions(choice, batch, budget) + [
+  decided = render.merged(decided + budget_lib.decisions(choice, batch, budget, depth) + [
       rules.Decision('eval_batch_size', 2 * batch, 'twice the batch '
                      '(no gradients to keep)'),
       *(rules.augmentation(choice.epochs) if fp['task'] != 'classification'
@@ -213,7 +215,7 @@ def main(argv):
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     with open(stem + '.fingerprint.json', 'x') as f:
       json.dump({'fingerprint': fp, 'timings': {
-          w: vars(t) for w, t in choice.timings.items()},
+          str(n): vars(t) for n, t in choice.timings.items()},
                  'predicted_s': choice.predicted_s}, f, indent=2)
     with open(out, 'x') as f:
       f.write(render.config_source(decided, header))
@@ -221,7 +223,7 @@ def main(argv):
     sys.exit(f'error: {storage_message(e, e.filename or out)}')
   if FLAGS.explain:
     print(render.table(decided))
-  print(f'Wrote {out}: width {choice.width}, {choice.steps} steps '
+  print(f'Wrote {out}: width {choice.network}, {choice.steps} steps '
         f'({choice.epochs:.1f} epochs), predicted {choice.predicted_s / 60:.1f} '
         f'min. Train it with:\n  python -m unetjax.main --config={out} '
         '--workdir=runs/<name>')

@@ -1,8 +1,7 @@
 """Width, steps and evaluation interval from a time budget.
 
-A probe run of each candidate width (20 steps, two evaluations, the
-final scoring) on this machine's devices measures what a run of that width
-costs: the start (dataset, model, compilation), a training step, the first
+A probe run of each candidate network (20 steps, two evaluations, the
+final scoring) on this machine's devices measures what a run of it costs: the start (dataset, model, compilation), a training step, the first
 and a later validation, and the final evaluation. The plan then spends the
 budget on steps, keeping evaluation under EVAL_SHARE of it.
 """
@@ -21,8 +20,28 @@ import ml_collections
 from unetjax.errors import ConfigError
 from unetjax.plan.rules import Decision
 
-# Width (base filters) candidates, narrowest first.
-WIDTHS = (8, 16, 32)
+
+
+@dataclasses.dataclass(frozen=True)
+class Network:
+  """A candidate network: its base width and its channel plan, doubling per
+  level or slim (MONAI BasicUNet's (w, w, 2w, 4w, 8w): every level below the
+  first costs a quarter of the doubling's)."""
+  width: int
+  slim: bool = False
+
+  def level_filters(self, depth: int) -> tuple[int, ...]:
+    return (tuple(self.width * 2**max(level - 1, 0) for level in range(depth + 1))
+            if self.slim else ())
+
+  def __str__(self):
+    return f'{self.width} slim' if self.slim else str(self.width)
+
+
+# Candidates, cheapest first. In 10 CPU minutes BasicUNet's slim plan at width
+# 8 trained 1.6-1.9x the steps of our doubling one and scored higher on DRIVE,
+# ISBI 2012 and Kvasir-SEG (docs/experiments.md, three datasets at one budget).
+NETWORKS = (Network(8, slim=True), Network(8), Network(16), Network(32))
 # Epochs a run needs before width pays: on Kvasir-SEG in one CPU hour, width
 # 8 over 32 epochs reached test Dice 0.789 where width 16 over 15 epochs was
 # still underfitting (docs/experiments.md, the long study).
@@ -121,12 +140,16 @@ def probe(config: ml_collections.ConfigDict, import_s: float) -> Timing:
 
 @dataclasses.dataclass(frozen=True)
 class Choice:
-  width: int
+  network: Network
   steps: int
   evals: int
   epochs: float
   predicted_s: float
-  timings: dict[int, Timing]
+  timings: dict[Network, Timing]
+
+  @property
+  def width(self) -> int:
+    return self.network.width
 
 
 def steps_for(timing: Timing, seconds: float) -> tuple[int, int]:
@@ -141,15 +164,15 @@ def steps_for(timing: Timing, seconds: float) -> tuple[int, int]:
 
 
 def choose(budget: Budget, samples_per_epoch: int, batch: int,
-           time_width: Callable[[int], Timing],
-           widths: Sequence[int] = WIDTHS) -> Choice:
-  """The widest width that trains MIN_EPOCHS and MIN_STEPS within the
-  budget, else the narrowest (more training beats more width when a run
-  underfits). Widths are timed narrowest first; wider ones only while the
+           time_network: Callable[[Network], Timing],
+           networks: Sequence[Network] = NETWORKS) -> Choice:
+  """The largest network that trains MIN_EPOCHS and MIN_STEPS within the
+  budget, else the cheapest (more training beats more width when a run
+  underfits). Networks are timed cheapest first; larger ones only while the
   last one reached both."""
   timings, best = {}, None
-  for width in widths:
-    timings[width] = timing = time_width(width)
+  for network in networks:
+    timings[network] = timing = time_network(network)
     if budget.steps:
       steps = budget.steps
       evals = min(MAX_EVALS, max(1, steps // max(1, samples_per_epoch // batch)))
@@ -158,30 +181,41 @@ def choose(budget: Budget, samples_per_epoch: int, batch: int,
     epochs = steps * batch / samples_per_epoch
     enough = epochs >= MIN_EPOCHS and steps >= MIN_STEPS
     if best is None or enough:
-      best = Choice(width, steps, evals, epochs, timing.predict(steps, evals),
-                    timings)  # every width timed, filled in as the loop goes
+      best = Choice(network, steps, evals, epochs, timing.predict(steps, evals),
+                    timings)  # every network timed, filled in as the loop goes
     if not enough or budget.steps:
       break
   if not budget.steps and best.steps * batch < samples_per_epoch:
     raise ConfigError(
         f'--budget={budget}: it holds {best.steps} steps of batch {batch} at '
-        f'width {best.width} ({timings[best.width].step:.2f} s per step, '
-        f'{timings[best.width].predict(0, 1):.0f} s of start and evaluation), '
+        f'width {best.network} ({timings[best.network].step:.2f} s per step, '
+        f'{timings[best.network].predict(0, 1):.0f} s of start and evaluation), '
         f'less than one epoch of the {samples_per_epoch} training images; '
-        f'give at least {_duration(60 * math.ceil(timings[best.width].predict(math.ceil(samples_per_epoch / batch), 1) / 60))}.')
+        f'give at least {_duration(60 * math.ceil(timings[best.network].predict(math.ceil(samples_per_epoch / batch), 1) / 60))}.')
   return best
 
 
-def decisions(choice: Choice, batch: int, budget: Budget) -> list[Decision]:
+def network_decisions(network: Network, depth: int,
+                      reason: str = '') -> list[Decision]:
+  width = [Decision('model.base_filters', network.width, reason)]
+  if not network.slim:
+    return width
+  return width + [Decision('model.level_filters', network.level_filters(depth),
+                           "slim: BasicUNet's channel plan, more steps in "
+                           'the budget than doubling per level')]
+
+
+def decisions(choice: Choice, batch: int, budget: Budget,
+              depth: int) -> list[Decision]:
   """The config values of `choice`, with their reasons."""
-  timing = choice.timings[choice.width]
+  timing = choice.timings[choice.network]
   every = max(1, math.ceil(choice.steps / max(choice.evals, 1)))
-  tried = ', '.join(f'{w}: {t.step:.2f} s/step' for w, t in choice.timings.items())
-  return [
-      Decision('model.base_filters', choice.width,
-               f'{choice.epochs:.0f} epochs in {budget} (timed widths {tried}); '
-               f'widest reaching {MIN_EPOCHS} epochs and {MIN_STEPS} steps, '
-               'else narrowest'),
+  tried = ', '.join(f'{n}: {t.step:.2f} s/step' for n, t in choice.timings.items())
+  return network_decisions(
+      choice.network, depth,
+      f'{choice.epochs:.0f} epochs in {budget} (timed widths {tried}); '
+      f'largest reaching {MIN_EPOCHS} epochs and {MIN_STEPS} steps, else '
+      'cheapest') + [
       Decision('num_train_steps', choice.steps,
                f'{budget} = start {timing.start:.0f} s + steps x '
                f'{timing.step:.3f} s + {choice.evals} validations '
