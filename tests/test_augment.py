@@ -178,6 +178,33 @@ def test_flips_equal_numpy_flips():
       np.testing.assert_array_equal(out, np.flip(labels, axis), err_msg=name)
 
 
+def test_flips_alone_skip_the_grid_and_give_what_it_reads_bitwise():
+  config = default.get_config().augment
+  config.flip_horizontal_prob = config.flip_vertical_prob = 0.5
+  rng = np.random.default_rng(2)
+  image = jnp.asarray(rng.random((6, 7, 3)), jnp.float32)
+  maps = (jnp.asarray(rng.integers(0, 3, (6, 7)), jnp.uint8),
+          jnp.asarray(rng.random((6, 7)), jnp.float32))
+
+  def through_grid(key):
+    draws = augment._draws(key)  # pylint: disable=protected-access
+    grid = augment.sampling_grid(
+        *augment._sample_transform(draws, config, 6, 7), 6, 7)  # pylint: disable=protected-access
+    return augment.resample(image, maps, grid, config.border_mode)
+
+  outcomes = set()
+  for seed in range(24):
+    key = jax.random.key(seed)
+    fast = augment.augment_example(key, image, maps, config)
+    for out, ref in zip(jax.tree.leaves(fast), jax.tree.leaves(through_grid(key))):
+      np.testing.assert_array_equal(out, ref, strict=True)
+    outcomes.add(next(name for name, flipped in [
+        ('none', image), ('vertical', image[::-1]),
+        ('horizontal', image[:, ::-1]), ('both', image[::-1, ::-1])]
+                      if jnp.array_equal(fast[0], flipped)))
+  assert len(outcomes) == 4  # none, either and both flips were drawn
+
+
 def test_quarter_turns_equal_numpy_rot90_and_use_every_turn():
   images, (mask, foreground), out_images, (out_mask, out_foreground) = run(
       'rot90')

@@ -100,6 +100,27 @@ def test_per_level_dropout_needs_one_rate_per_level():
     n_params(UNet(depth=2, dropout_rates=(0.1, 0.2)), shape)
 
 
+def test_level_filters_set_each_levels_channels():
+  shape = (1, 32, 32, 3)
+  variables = jax.eval_shape(lambda: UNet(
+      depth=2, base_filters=99, level_filters=(4, 4, 8)).init(
+          jax.random.key(0), jnp.zeros(shape)))
+  # A level's first 3x3 convolution: (3, 3, in, out); level 1 keeps 4.
+  kernels = {k: v['Conv_0']['kernel'].shape
+             for k, v in variables['params'].items() if k.startswith('ConvBlock')}
+  assert [k[-1] for k in kernels.values()][:3] == [4, 4, 8]
+  # The slim plan has fewer parameters than doubling from the same width.
+  assert n_params(UNet(depth=2, level_filters=(4, 4, 8)), shape) < n_params(
+      UNet(depth=2, base_filters=4), shape)
+  with pytest.raises(ConfigError, match='holds 2 widths; UNet at depth 2 has 3'):
+    n_params(UNet(depth=2, level_filters=(4, 8)), shape)
+  with pytest.raises(ConfigError, match='whole numbers >= 1'):
+    models.get_model(ConfigDict(dict(name='unet', depth=2, level_filters=(4, 0, 8))))
+  with pytest.raises(ConfigError, match='takes its widths from its encoder'):
+    models.get_model(ConfigDict(dict(name='resnet_unet', level_filters=(4,) * 6))
+                     ).init(jax.random.key(0), jnp.zeros((1, 32, 32, 3)))
+
+
 @pytest.mark.parametrize('shape', [(1, 60, 64, 1), (1, 64, 36, 1)])
 def test_size_not_divisible_by_two_to_the_depth_is_a_clear_error(shape):
   with pytest.raises(InputShapeError, match=r'divisible by 2\*\*depth = 16'):

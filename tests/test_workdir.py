@@ -2,6 +2,7 @@
 and what a run and predict do with damaged checkpoints and logs."""
 
 import errno
+import json
 import os
 import shutil
 import socket
@@ -519,3 +520,21 @@ def test_predict_with_a_damaged_best_prints_one_line_to_stderr(
                              'is damaged: does not load (')
   assert f'Using its copy checkpoints/{best} (step {best}, ' in lines[0]
   assert f'with the best checkpoint (step {best})' in result.stdout
+
+
+def test_a_run_recorded_before_a_field_was_added_resumes_unchanged():
+  """config.json of a run made before config.model.level_filters (and the
+  other ADDED_FIELDS) existed equals today's default config, but not a
+  config that sets the field."""
+  from configs import default  # pylint: disable=import-outside-toplevel
+  current = workdir_lib.config_to_dict(default.get_config())
+  saved = json.loads(json.dumps(current))
+  for field in workdir_lib.ADDED_FIELDS:
+    section, leaf = field.split('.')
+    del saved[section][leaf]
+  assert workdir_lib.config_differences(saved, current) == []
+  config = default.get_config()
+  config.model.level_filters = (16, 16, 32, 64, 128)
+  assert workdir_lib.config_differences(
+      saved, workdir_lib.config_to_dict(config)) == [
+          "model.level_filters: '<absent>' -> [16, 16, 32, 64, 128]"]
