@@ -21,13 +21,12 @@ and the run's pooled metrics of the membrane class (dice, iou, ...).
 """
 
 import json
-import sys
 from typing import Any, Iterable, Sequence
 
 import jax
 import ml_collections
 import numpy as np
-from absl import app, flags
+from absl import flags
 
 from unetjax import command_line
 from unetjax import metrics
@@ -94,12 +93,8 @@ def score_examples(apply_fn: sliding_window.ApplyFn, window: tuple[int, int],
           **{k: scores[k] for k in metrics.main_metrics(scores)}}
 
 
-def main(argv):
-  command_line.start(argv)
-  try:
-    scores = score(FLAGS.workdir, FLAGS.split, FLAGS.tta)
-  except UserInputError as e:
-    sys.exit(f'error: {e}')
+def run():
+  scores = score(FLAGS.workdir, FLAGS.split, FLAGS.tta)
   text = json.dumps(scores, indent=1)
   print(text)
   if FLAGS.out:
@@ -109,4 +104,4 @@ def main(argv):
 
 if __name__ == '__main__':
   define_flags()
-  app.run(main, flags_parser=command_line.parse_flags)
+  command_line.main(run, storage_path=lambda: FLAGS.out)

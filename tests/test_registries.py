@@ -66,3 +66,31 @@ def test_every_model_module_declares_its_settings_and_the_docs_table_is_the_regi
   for name, file in rows:
     module = registered[name].__module__
     assert module == f'unetjax.models.{file[:-3]}', (name, file)
+
+
+def command_modules():
+  """The `python -m` commands with absl flags in unetjax/ and experiments/."""
+  root = os.path.dirname(DOCS)
+  for folder in ('unetjax', 'unetjax/plan', 'experiments'):
+    for name in sorted(os.listdir(os.path.join(root, folder))):
+      path = os.path.join(root, folder, name)
+      if not name.endswith('.py') or name == 'command_line.py':
+        continue
+      with open(path) as f:
+        text = f.read()
+      if "if __name__ == '__main__':" in text and 'absl' in text:
+        yield os.path.relpath(path, root), text
+
+
+def test_every_command_runs_in_the_one_shell():
+  """Each command is its run() inside command_line.main, which alone turns
+  input, storage and stop errors into one line and an exit status."""
+  found = dict(command_modules())
+  assert {'unetjax/main.py', 'unetjax/ablation.py', 'unetjax/predict.py',
+          'unetjax/plan/__main__.py', 'unetjax/augment_grid.py',
+          'experiments/isbi_challenge.py'} <= set(found)
+  for path, text in found.items():
+    assert 'command_line.main(run' in text, path
+    assert "sys.exit(f'error: {e}')" not in text, path
+    assert 'except KeyboardInterrupt' not in text, path
+    assert "DEFINE_integer('cpu_devices'" not in text, path

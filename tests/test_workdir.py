@@ -480,7 +480,6 @@ def test_predict_out_naming_a_file_is_one_line(trained, tmp_path, where):
 PREDICT_WITH_LEAKY_BEST = """
 import sys
 sys.path.insert(0, 'tests')
-from absl import app
 from unetjax import checkpoints, predict
 import test_workdir
 restore = checkpoints.Checkpoints._restore
@@ -489,8 +488,7 @@ def damaged_best(self, manager, step, *args, **kwargs):
     return test_workdir.leaky_restore(self, manager, step, *args, **kwargs)
   return restore(self, manager, step, *args, **kwargs)
 checkpoints.Checkpoints._restore = damaged_best
-predict.define_flags()
-app.run(predict.main)
+predict.main()
 """
 
 

@@ -58,7 +58,7 @@ from unetjax import locks
 from unetjax import logs
 from unetjax import metrics as metrics_lib
 from unetjax import plots
-from unetjax.errors import ConfigError, UserInputError, WorkdirInUseError
+from unetjax.errors import ConfigError, Stopped, UserInputError, WorkdirInUseError
 from unetjax.extras import MissingExtraError
 
 RESULT_FILE = 'result.json'
@@ -342,8 +342,7 @@ def _train_and_record(sweep: dict[str, Any], run: Run,
   except (KeyboardInterrupt, SystemExit):
     raise
   except Exception as e:  # noqa: BLE001 - recorded, then the sweep goes on
-    from unetjax import train
-    if isinstance(e, (train.Stopped, WorkdirInUseError)):
+    if isinstance(e, (Stopped, WorkdirInUseError)):
       raise  # stops the sweep; another process trains this run
     message = f'{type(e).__name__}: {e}'
     traceback.print_exc()
@@ -689,25 +688,14 @@ def slurm_parameters(sweep: dict[str, Any], options: Any) -> dict[str, Any]:
   return parameters
 
 
-def main(argv: Sequence[str]) -> None:
+def run() -> None:
   from absl import flags
   flags_ = flags.FLAGS
-  import signal
-  from unetjax import command_line, train
-  command_line.start(argv, cpu_devices=flags_.cpu_devices)
-  try:
-    sweep = load_sweep(flags_.sweep)
-    if flags_.seeds:  # more (or other) seeds than the sweep file's
-      sweep['seeds'] = parse_seeds(flags_.seeds)
-    title = os.path.splitext(os.path.basename(flags_.sweep))[0]
-    failures = dispatch(sweep, sys.argv, flags_, f'Ablation: {title}')
-  except UserInputError as e:
-    sys.exit(f'error: {e}')
-  except (train.Stopped, KeyboardInterrupt) as e:
-    print(f'{e or "Interrupted."} Re-run the same command to resume the sweep.',
-          file=sys.stderr)
-    name = getattr(e, 'signal_name', None) or 'SIGINT'
-    sys.exit(128 + getattr(signal, name, signal.SIGINT))
+  sweep = load_sweep(flags_.sweep)
+  if flags_.seeds:  # more (or other) seeds than the sweep file's
+    sweep['seeds'] = parse_seeds(flags_.seeds)
+  title = os.path.splitext(os.path.basename(flags_.sweep))[0]
+  failures = dispatch(sweep, sys.argv, flags_, f'Ablation: {title}')
   if failures:
     sys.exit(f'{len(failures)} run(s) failed (their error.json has the '
              'traceback; re-running the sweep retries them):\n' +
@@ -728,8 +716,7 @@ def _define_flags() -> None:
                       '0-9: finished runs are kept, only new ones train.')
   flags.DEFINE_bool('dry_run', False, 'Check every run config and list the '
                     'runs with their status; train nothing.')
-  from unetjax import parallel
-  flags.DEFINE_integer('cpu_devices', None, parallel.CPU_DEVICES_HELP, lower_bound=1)
+  command_line.define_cpu_devices()
   flags.DEFINE_integer('workers', 1, 'Train this many runs at once, each in '
                        'its own process on its share of the devices (CPU '
                        'cores, or GPUs one each).', lower_bound=1)
@@ -750,6 +737,7 @@ def _define_flags() -> None:
 
 
 if __name__ == '__main__':
-  from absl import app
+  from absl import flags
   _define_flags()
-  app.run(main)
+  command_line.main(run, resume='Re-run the same command to resume the sweep.',
+                    storage_path=lambda: flags.FLAGS.out)

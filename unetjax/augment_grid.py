@@ -15,18 +15,16 @@ to move with the image too.
 
 import functools
 import os
-import sys
 
 import jax
 import numpy as np
-from absl import app, flags
+from absl import flags
 from ml_collections import config_flags
 from PIL import Image, ImageDraw
 
 from unetjax import augment, command_line, configuration, outputs
 from unetjax import state as state_lib
 from unetjax.data import pipeline
-from unetjax.errors import UserInputError
 
 # Class colours, background first; classes past the end reuse the last ones.
 PALETTE = np.array([(0, 0, 0), (255, 215, 0), (255, 60, 60), (70, 160, 255),
@@ -105,20 +103,16 @@ def render_grid(images: np.ndarray, masks: np.ndarray,
 FLAGS = flags.FLAGS
 
 
-def main(argv):
-  command_line.start(argv)
+def run():
   config = FLAGS.config
-  try:
-    configuration.validate(config)  # augment fields included, as training does
-    pipeline.prepare(config.dataset)
-    if pipeline.patch_sampling(config.dataset) is not None:  # what training sees
-      batch = pipeline.patch_examples(config.dataset, FLAGS.split, FLAGS.n)
-    else:
-      batch = next(pipeline.eval_batches(config.dataset, FLAGS.split, FLAGS.n))
-    claim = outputs.claim(os.path.dirname(FLAGS.out) or '.',
-                          [os.path.basename(FLAGS.out)])
-  except UserInputError as e:
-    sys.exit(f'error: {e}')
+  configuration.validate(config)  # augment fields included, as training does
+  pipeline.prepare(config.dataset)
+  if pipeline.patch_sampling(config.dataset) is not None:  # what training sees
+    batch = pipeline.patch_examples(config.dataset, FLAGS.split, FLAGS.n)
+  else:
+    batch = next(pipeline.eval_batches(config.dataset, FLAGS.split, FLAGS.n))
+  claim = outputs.claim(os.path.dirname(FLAGS.out) or '.',
+                        [os.path.basename(FLAGS.out)])
   images = np.asarray(state_lib.preprocess(batch['image'][:FLAGS.n]))
   maps = (batch['mask'][:FLAGS.n],) + (
       (batch['roi'][:FLAGS.n],) if 'roi' in batch else ())
@@ -147,4 +141,4 @@ if __name__ == '__main__':
   flags.DEFINE_string('split', 'validation', 'Dataset split to read.')
   flags.DEFINE_integer('seed', 0, 'Augmentation key.')
   flags.mark_flags_as_required(['config'])
-  app.run(main, flags_parser=command_line.parse_flags)
+  command_line.main(run, storage_path=lambda: FLAGS.out)

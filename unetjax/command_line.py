@@ -1,13 +1,15 @@
-"""The start of every command line (unetjax.main, predict, ablation,
-augment_grid), and the flags of those that take a --config file: a mistake
-in them (a misspelt --config.<field>, a missing config file, a config file
-that fails to load) is one `error:` line, not a traceback from flag parsing.
+"""The shell of every command line (unetjax.main, predict, ablation, plan,
+augment_grid, experiments.isbi_challenge): its start, its flag parsing, and
+how it ends. A mistake in the flags (a misspelt --config.<field>, a missing
+config file, a config file that fails to load), in the input, or in the
+storage is one `error:` line, not a traceback; a stop request or Ctrl-C one
+line saying how to go on. A command is its `run()` and its flags:
 
-  def main(argv):
-    command_line.start(argv, cpu_devices=FLAGS.cpu_devices)
-    ...
+  def run():
+    ...  # raises UserInputError for what the user can fix
 
-  app.run(main, flags_parser=command_line.parse_flags)
+  if __name__ == '__main__':
+    command_line.main(run, resume='Re-run the same command to resume.')
 
 A command (`python -m unetjax.<name>`) imports this module first: a Ctrl-C
 from then until `start` (imports take seconds; nothing is written yet) ends
@@ -40,14 +42,56 @@ if _running_a_command():
 # pylint: disable=wrong-import-position (the handler first, then the slow imports)
 import difflib  # noqa: E402
 import importlib.util  # noqa: E402
-from typing import Any, Sequence  # noqa: E402
+from typing import Any, Callable, Sequence  # noqa: E402
 
 import ml_collections  # noqa: E402
 from absl import app, flags, logging  # noqa: E402
 
 from unetjax import logs  # noqa: E402
 from unetjax import parallel  # noqa: E402
+from unetjax.errors import Stopped, UserInputError  # noqa: E402
 from unetjax.errors import storage_error, storage_message  # noqa: E402
+
+
+def define_cpu_devices() -> None:
+  """The --cpu_devices flag, for commands that compute on the devices."""
+  flags.DEFINE_integer('cpu_devices', None, parallel.CPU_DEVICES_HELP,
+                       lower_bound=1)
+
+
+def main(run: Callable[[], None], *, resume: str = '',
+         storage_path: Callable[[], str | None] = lambda: None) -> None:
+  """Parses the flags and runs the command `run` in the shell (`shell`)."""
+  app.run(lambda argv: shell(run, argv, resume=resume,
+                             storage_path=storage_path()),
+          flags_parser=parse_flags)
+
+
+def shell(run: Callable[[], None], argv: Sequence[str], *, resume: str = '',
+          storage_path: str | None = None) -> None:
+  """`start`, then `run()`, ending in one line and the exit status for what
+  the user can fix or do:
+  - UserInputError: `error: <message>`, status 1;
+  - a stop request (Stopped, raised after a checkpoint): its message; Ctrl-C:
+    'Interrupted.' and `resume`; both with status 128 + the signal, the
+    shell's code for death by that signal;
+  - a full disk or unwritable folder: `error:` naming the file (else
+    `storage_path`), status 1.
+  Anything else is a bug and keeps its traceback."""
+  start(argv, flags.FLAGS['cpu_devices'].value
+        if 'cpu_devices' in flags.FLAGS else None)
+  try:
+    run()
+  except UserInputError as e:
+    _exit(str(e))
+  except (Stopped, KeyboardInterrupt) as e:
+    message = str(e) if isinstance(e, Stopped) else f'Interrupted. {resume}'
+    print(message.strip(), file=sys.stderr)
+    name = getattr(e, 'signal_name', None) or 'SIGINT'
+    sys.exit(128 + getattr(signal, name, signal.SIGINT))
+  except Exception as e:  # noqa: BLE001 - storage errors as one line
+    exit_on_storage_error(e, storage_path or '')
+    raise
 
 
 def start(argv: Sequence[str], cpu_devices: int | None = None) -> None:

@@ -36,6 +36,15 @@ class WorkdirInUseError(WorkdirError):
   """Another process holds the workdir's lock."""
 
 
+class Stopped(Exception):
+  """Work stopped early on request (SIGTERM, Ctrl-C) after checkpointing; the
+  message says what was saved and how to go on."""
+
+  def __init__(self, message: str, signal_name: str | None):
+    super().__init__(message)
+    self.signal_name = signal_name
+
+
 STORAGE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES,
                   errno.EPERM)
 

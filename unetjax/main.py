@@ -9,15 +9,11 @@ can be overridden, e.g. --config.batch_size=32 --config.model.depth=3.
 # pylint: disable=wrong-import-order (first: a Ctrl-C while starting is one line)
 from unetjax import command_line  # noqa: I001
 
-import signal
-import sys
-
 import jax
-from absl import app, flags
+from absl import flags
 from ml_collections import config_flags
 
-from unetjax import configuration, parallel, train
-from unetjax.errors import UserInputError
+from unetjax import configuration, train
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file(
@@ -37,12 +33,11 @@ flags.DEFINE_integer('num_processes', None, 'Number of processes (with '
                      '--coordinator_address).')
 flags.DEFINE_integer('process_id', None, 'This process, 0..num_processes-1 '
                      '(with --coordinator_address).')
-flags.DEFINE_integer('cpu_devices', None, parallel.CPU_DEVICES_HELP, lower_bound=1)
+command_line.define_cpu_devices()
 flags.mark_flags_as_required(['config', 'workdir'])
 
 
-def main(argv):
-  command_line.start(argv, cpu_devices=FLAGS.cpu_devices)
+def run():
   if FLAGS.distributed or FLAGS.coordinator_address:
     jax.distributed.initialize(coordinator_address=FLAGS.coordinator_address,
                                num_processes=FLAGS.num_processes,
@@ -50,23 +45,10 @@ def main(argv):
   if jax.process_index() == 0:
     print(f'JAX {jax.__version__}, process {jax.process_index() + 1} of '
           f'{jax.process_count()}, devices: {jax.devices()}')
-  try:
-    train.train_and_evaluate(FLAGS.config, FLAGS.workdir,
-                             allow_config_change=FLAGS.allow_config_change)
-  except UserInputError as e:
-    sys.exit(f'error: {e}')
-  except train.Stopped as e:
-    print(e, file=sys.stderr)
-    signum = getattr(signal, e.signal_name or '', signal.SIGTERM)
-    sys.exit(128 + signum)  # the shell's code for death by that signal
-  except KeyboardInterrupt:
-    print('Interrupted; re-run the same command to resume from the last '
-          'checkpoint.', file=sys.stderr)
-    sys.exit(128 + signal.SIGINT)
-  except Exception as e:  # noqa: BLE001 - storage errors as one line
-    command_line.exit_on_storage_error(e, FLAGS.workdir)
-    raise
+  train.train_and_evaluate(FLAGS.config, FLAGS.workdir,
+                           allow_config_change=FLAGS.allow_config_change)
 
 
 if __name__ == '__main__':
-  app.run(main, flags_parser=command_line.parse_flags)
+  command_line.main(run, resume='Re-run the same command to resume from the '
+                    'last checkpoint.', storage_path=lambda: FLAGS.workdir)

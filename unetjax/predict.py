@@ -47,7 +47,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import scipy.ndimage
-from absl import app, flags
+from absl import flags
 from PIL import Image
 
 from unetjax import checkpoints
@@ -555,19 +555,12 @@ def define_flags() -> None:
   flags.mark_flags_as_required(['workdir', 'images', 'out'])
 
 
-def main(argv):
-  command_line.start(argv)
-  try:
-    result = predict_folder(
-        FLAGS.workdir, FLAGS.images, FLAGS.out, FLAGS.masks, tta=FLAGS.tta,
-        overlap=FLAGS.overlap, threshold=FLAGS.threshold, resize=FLAGS.resize,
-        blend=FLAGS.blend, mask_suffix=FLAGS.mask_suffix,
-        mask_threshold=FLAGS.mask_threshold, batch_size=FLAGS.batch_size)
-  except UserInputError as e:
-    sys.exit(f'error: {e}')
-  except Exception as e:  # noqa: BLE001 - storage errors as one line
-    command_line.exit_on_storage_error(e, FLAGS.out)
-    raise
+def run():
+  result = predict_folder(
+      FLAGS.workdir, FLAGS.images, FLAGS.out, FLAGS.masks, tta=FLAGS.tta,
+      overlap=FLAGS.overlap, threshold=FLAGS.threshold, resize=FLAGS.resize,
+      blend=FLAGS.blend, mask_suffix=FLAGS.mask_suffix,
+      mask_threshold=FLAGS.mask_threshold, batch_size=FLAGS.batch_size)
   print(f'Predicted {result["images"]} images with the {result["checkpoint"]} '
         f'checkpoint (step {result["step"]}) of {FLAGS.workdir} into {FLAGS.out}.')
   if 'metrics' in result:
@@ -582,6 +575,10 @@ def main(argv):
           + f' (per image: {os.path.join(FLAGS.out, METRICS_FILE)}).')
 
 
-if __name__ == '__main__':
+def main():
   define_flags()
-  app.run(main)
+  command_line.main(run, storage_path=lambda: FLAGS.out)
+
+
+if __name__ == '__main__':
+  main()

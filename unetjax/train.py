@@ -41,7 +41,7 @@ from unetjax import state as state_lib
 from unetjax import sliding_window
 from unetjax import workdir as workdir_lib
 from unetjax.data import pipeline
-from unetjax.errors import DivergenceError, InputShapeError, WorkdirError
+from unetjax.errors import DivergenceError, InputShapeError, Stopped, WorkdirError
 
 
 # Figures written into the workdir at the end of a run.
@@ -344,14 +344,6 @@ def check_checkpoint_fits(config: ml_collections.ConfigDict, model: nn.Module,
         f'--allow_config_change: a checkpoint in {workdir} does not fit the '
         f'new config ({problem}); nothing was changed. Keep the saved '
         'config.json\'s model and optimizer fields, or use a new --workdir.')
-
-
-class Stopped(Exception):
-  """Training stopped early on request (SIGTERM, Ctrl-C) after checkpointing."""
-
-  def __init__(self, message: str, signal_name: str | None):
-    super().__init__(message)
-    self.signal_name = signal_name
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,

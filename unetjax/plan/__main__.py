@@ -24,12 +24,11 @@ import os
 import sys
 
 import jax
-from absl import app, flags
+from absl import flags
 from ml_collections import config_flags
 
 from unetjax import configuration
 from unetjax import models
-from unetjax import parallel
 from unetjax import train  # noqa: F401 (imported here so its cost is timed)
 from unetjax.data import pipeline
 from unetjax.errors import DataError, UserInputError, storage_message
@@ -55,8 +54,7 @@ def define_flags() -> None:
   flags.DEFINE_bool('keep_recipe', False, 'Keep every setting of --config and '
                     'plan only the steps and evaluation interval that fill the '
                     'budget (a hand-tuned recipe fitted to your time).')
-  flags.DEFINE_integer('cpu_devices', None, parallel.CPU_DEVICES_HELP,
-                       lower_bound=1)
+  command_line.define_cpu_devices()
   flags.mark_flags_as_required(['config', 'budget', 'out'])
 
 
@@ -182,27 +180,23 @@ def configuration_defaults():
   return config
 
 
-def main(argv):
-  command_line.start(argv, cpu_devices=FLAGS.cpu_devices)
+def run():
   import_s = time.time() - _STARTED
   out = FLAGS.out
-  try:
-    budget = budget_lib.parse(FLAGS.budget)
-    if not out.endswith('.py'):
-      raise UserInputError(f'--out={out}: the plan is a config file; name it '
-                           '<name>.py.')
-    for path in (out, out[:-3] + '.fingerprint.json'):
-      if os.path.exists(path):
-        raise UserInputError(f'--out={out}: {path} exists and is kept; give '
-                             'a new name (or delete it to plan again).')
-    source = command_line._flag_value(sys.argv, 'config')  # pylint: disable=protected-access
-    decided, fp, choice = plan(FLAGS.config, budget, import_s, source,
-                               keep_recipe=FLAGS.keep_recipe)
-    planned = render.apply(configuration_defaults(), decided)
-    configuration.validate(planned)
-    models.get_model(planned.model, planned.dtype, planned.param_dtype)
-  except UserInputError as e:
-    sys.exit(f'error: {e}')
+  budget = budget_lib.parse(FLAGS.budget)
+  if not out.endswith('.py'):
+    raise UserInputError(f'--out={out}: the plan is a config file; name it '
+                         '<name>.py.')
+  for path in (out, out[:-3] + '.fingerprint.json'):
+    if os.path.exists(path):
+      raise UserInputError(f'--out={out}: {path} exists and is kept; give '
+                           'a new name (or delete it to plan again).')
+  source = command_line._flag_value(sys.argv, 'config')  # pylint: disable=protected-access
+  decided, fp, choice = plan(FLAGS.config, budget, import_s, source,
+                             keep_recipe=FLAGS.keep_recipe)
+  planned = render.apply(configuration_defaults(), decided)
+  configuration.validate(planned)
+  models.get_model(planned.model, planned.dtype, planned.param_dtype)
   stem = out[:-3]
   header = (f'Planned by `python -m unetjax.plan --config={source} '
             f'--budget={FLAGS.budget}` on {jax.device_count()} '
@@ -231,4 +225,4 @@ def main(argv):
 
 if __name__ == '__main__':
   define_flags()
-  app.run(main, flags_parser=command_line.parse_flags)
+  command_line.main(run, storage_path=lambda: FLAGS.out)
