@@ -38,7 +38,6 @@ from unetjax import command_line  # noqa: I001
 
 import csv
 import difflib
-import importlib.util
 import itertools
 import json
 import math
@@ -83,13 +82,6 @@ class Run:
                     + [f'seed={self.seed}'])
 
 
-def _import_file(path: str, module_name: str):
-  spec = importlib.util.spec_from_file_location(module_name, path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
-
-
 def _repository_of(sweep_path: str) -> str:
   """The folder above experiments/, where configs/ is."""
   return os.path.dirname(os.path.dirname(os.path.abspath(sweep_path)))
@@ -102,7 +94,7 @@ def load_sweep(path: str) -> dict[str, Any]:
   repository = _repository_of(path)
   if repository not in sys.path:  # sweep files import configs/
     sys.path.insert(0, repository)
-  module = _import_file(path, 'unetjax_sweep')
+  module = command_line.import_file(path, 'unetjax_sweep')
   if not hasattr(module, 'get_sweep'):
     raise ConfigError(f'{path} has no get_sweep() function.')
   sweep = dict(module.get_sweep())
@@ -113,7 +105,10 @@ def load_sweep(path: str) -> dict[str, Any]:
     if found is None:
       raise ConfigError(f'{path}: base config {base!r} not found (looked in '
                         f'{" and ".join(map(repr, candidates))}).')
-    sweep['base'] = _import_file(found, 'unetjax_sweep_base').get_config()
+    base = command_line.load_config(found)
+    if isinstance(base, str):
+      raise ConfigError(f'{path}: base {base}')
+    sweep['base'] = base
   check_sweep(sweep, path)
   return sweep
 

@@ -168,9 +168,7 @@ def load_config(path: str) -> ml_collections.ConfigDict | str:
   if not os.path.isfile(file):
     return f'--config={path}: no such file (e.g. --config=configs/default.py).'
   try:
-    spec = importlib.util.spec_from_file_location('unetjax_user_config', file)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = import_file(file, 'unetjax_user_config')
     get_config = getattr(module, 'get_config', None)
     if get_config is None:
       return (f'--config={path}: the file defines no get_config() function '
@@ -185,6 +183,15 @@ def load_config(path: str) -> ml_collections.ConfigDict | str:
     return (f'--config={path}: get_config() returned a {type(config).__name__}, '
             'not an ml_collections.ConfigDict (see configs/default.py).')
   return config
+
+
+def import_file(path: str, module_name: str):
+  """The Python file `path` run as the module `module_name` (config and
+  sweep files, which need not be on the import path)."""
+  spec = importlib.util.spec_from_file_location(module_name, path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
 
 
 def unknown_field(config: ml_collections.ConfigDict, name: str) -> str | None:
