@@ -23,7 +23,7 @@ import tensorflow_datasets as tfds
 from PIL import Image
 
 from configs import default
-from unetjax import configuration, models, train
+from unetjax import configuration, evaluation, models, train
 from unetjax.data import pipeline
 from unetjax.errors import UserInputError
 
@@ -517,7 +517,7 @@ def test_one_dropout_rate_from_the_command_line_is_every_level():
 
 
 def test_an_evaluation_batch_larger_than_the_split_is_capped():
-  cap = getattr(train, 'eval_batch_size', None)
+  cap = getattr(evaluation, 'eval_batch_size', None)
   assert cap is not None, 'evaluation pads every split to config.eval_batch_size'
   n = len(__import__('jax').devices())
   assert cap(64, 3) == n  # 3 images on n devices: one batch of n
@@ -560,11 +560,11 @@ def test_a_non_finite_validation_loss_stops_the_run(synthetic, tmp_path,
   config = tiny_run_config(dataset_config(root, folder, n_channels=1,
                                           image_size=32,
                                           split_fractions=(0.5, 0.25, 0.25)))
-  evaluate = train.evaluate
+  evaluate = evaluation.evaluate
 
   def nan_loss(*args, **kwargs):  # as a model with non-finite outputs gives
     return {**evaluate(*args, **kwargs), 'loss': math.nan}
-  monkeypatch.setattr(train, 'evaluate', nan_loss)
+  monkeypatch.setattr(evaluation, 'evaluate', nan_loss)
   with pytest.raises(UserInputError, match='validation loss is nan'):
     train.train_and_evaluate(config, str(tmp_path))
   records = [json.loads(line) for line in open(tmp_path / 'metrics.jsonl')]

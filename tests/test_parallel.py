@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from configs import default
-from unetjax import losses, metrics, models, parallel, train
+from unetjax import evaluation, losses, metrics, models, parallel, train
 from unetjax import state as state_lib
 from unetjax.data import pipeline
 
@@ -43,7 +43,7 @@ def run(strategy, config, n_steps=6):
     curve.append(float(strategy.fetch(out['loss'])))
     if len(curve) == n_steps:
       break
-  evaluate = strategy.compile(functools.partial(train.eval_step, loss_fn=loss_fn))
+  evaluate = strategy.compile(functools.partial(evaluation.eval_step, loss_fn=loss_fn))
   batch = next(pipeline.eval_batches(config.dataset, 'validation', 16))
   stats = metrics.merge(None, strategy.fetch(evaluate(state, strategy.place_batch(batch))))
   return np.array(curve), strategy.host_state(state).params, stats

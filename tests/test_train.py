@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from configs import default
-from unetjax import (checkpoints, configuration, logs, losses, metrics, models,
-                     train)
+from unetjax import (checkpoints, configuration, evaluation, logs, losses,
+                     metrics, models, train)
 from unetjax import state as state_lib
 from unetjax.data import pipeline
 from unetjax.errors import (ConfigError, DataError, DivergenceError,
@@ -93,7 +93,7 @@ def test_eval_step_counts_agree_with_metrics_on_the_logits(tfds_dir):
   batch = next(pipeline.eval_batches(config.dataset, 'validation', 16))
   batch['valid'][12:] = False
   loss_fn = losses.get_loss(config.loss)
-  stats = jax.jit(functools.partial(train.eval_step, loss_fn=loss_fn,
+  stats = jax.jit(functools.partial(evaluation.eval_step, loss_fn=loss_fn,
                                     **config.metrics.to_dict()))(state, batch)
   logits = state.apply_fn({'params': state.params,
                            'batch_stats': state.batch_stats},

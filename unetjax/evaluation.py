@@ -12,19 +12,24 @@ of the images and the sums are added over processes.
 
 import dataclasses
 import functools
+import math
 from typing import Any, Callable, Iterable
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 from jax.experimental import multihost_utils
 
+from unetjax import classification_metrics
 from unetjax import instances
 from unetjax import losses
 from unetjax import metrics
 from unetjax import parallel
 from unetjax import sliding_window
+from unetjax import state as state_lib
+from unetjax.data import pipeline
 
 
 @functools.partial(jax.jit, static_argnums=0)
@@ -148,3 +153,159 @@ def object_totals(apply_fn: sliding_window.ApplyFn,
     per_image += [objects(batch['instances'][i], batch['mask'][i], predicted[i])
                   for i in np.flatnonzero(batch['valid'])]
   return _process_sum(instances.totals(per_image))
+
+
+# --- evaluation of a training state: batched, whole images, objects ---
+
+def eval_step(state: state_lib.TrainState, batch: dict[str, jax.Array], *,
+              loss_fn: losses.LossFn, axis_name: str | None = None,
+              **metric_options) -> metrics.Stats:
+  """`metrics.batch_statistics` (with `metric_options`) and the summed
+  per-image loss over the valid examples (summed over devices under pmap)."""
+  logits = state.apply_fn({'params': state.params,
+                           'batch_stats': state.batch_stats},
+                          state_lib.preprocess(batch['image']), train=False)
+  labels = batch['mask'].astype(jnp.int32)
+  roi = batch.get('roi', jnp.ones_like(labels)).astype(bool)  # pixels to score
+  per_image_loss = jax.vmap(
+      lambda lo, la, m: loss_fn(lo[None], la[None], mask=m[None]))(
+          logits, labels, roi)
+  stats = metrics.batch_statistics(logits, labels, batch['valid'], mask=roi,
+                                   **metric_options)
+  stats['loss_sum'] = jnp.sum(jnp.where(batch['valid'], per_image_loss, 0.0))
+  if axis_name is not None:
+    stats = jax.lax.psum(stats, axis_name)
+  return stats
+
+
+def classification_eval_step(state: state_lib.TrainState,
+                             batch: dict[str, jax.Array], *,
+                             loss_fn: losses.LossFn,
+                             axis_name: str | None = None) -> metrics.Stats:
+  """`classification_metrics.batch_statistics`, the summed per-image loss
+  and the image count, over the valid examples (summed over devices under
+  pmap)."""
+  logits = state.apply_fn({'params': state.params,
+                           'batch_stats': state.batch_stats},
+                          state_lib.preprocess(batch['image']), train=False)
+  labels = batch['label'].astype(jnp.int32)
+  per_image_loss = jax.vmap(lambda lo, la: loss_fn(lo[None], la[None]))(
+      logits, labels)
+  stats = classification_metrics.batch_statistics(logits, labels, batch['valid'])
+  stats['loss_sum'] = jnp.sum(jnp.where(batch['valid'], per_image_loss, 0.0))
+  stats['images'] = jnp.sum(batch['valid'].astype(jnp.int32))
+  if axis_name is not None:
+    stats = jax.lax.psum(stats, axis_name)
+  return stats
+
+
+# (state as laid out by the strategy, split name) -> metrics of that split.
+Evaluator = Callable[[state_lib.TrainState, str], dict[str, float]]
+
+# The eval step and the summary of its summed statistics, by task.
+EVAL_STEPS = {'segmentation': eval_step,
+              'classification': classification_eval_step}
+SUMMARIES = {'segmentation': metrics.summarize,
+             'classification': classification_metrics.summarize}
+
+
+def summary(total: metrics.Stats, info: pipeline.DatasetInfo) -> dict[str, float]:
+  result = SUMMARIES[info.task](total, info.class_names)
+  result['loss'] = float(total['loss_sum'] / total['images'])
+  return result
+
+
+def evaluate(eval_step_fn: Callable, state: state_lib.TrainState,
+             config: ml_collections.ConfigDict, split: str,
+             info: pipeline.DatasetInfo, strategy: parallel.Strategy,
+             totals: dict[str, metrics.Stats] | None = None) -> dict[str, float]:
+  """Metrics of `state` on one pass over `split`; the summed statistics
+  they come from go to totals[split] (e.g. for figures)."""
+  batches = pipeline.eval_batches(config.dataset, split, parallel.host_batch_size(
+      eval_batch_size(config.eval_batch_size, info.split_sizes.get(split))))
+  total = None
+  for batch in strategy.prefetch(batches):
+    total = metrics.merge(total, strategy.fetch(eval_step_fn(state, batch)))
+  if totals is not None:
+    totals[split] = total
+  return summary(total, info)
+
+
+def evaluate_whole_images(state: state_lib.TrainState, split: str, *, model: nn.Module,
+                          loss_fn: losses.LossFn,
+                          config: ml_collections.ConfigDict,
+                          info: pipeline.DatasetInfo,
+                          strategy: parallel.Strategy) -> dict[str, float]:
+  """Metrics of `state` on `split`, every image predicted at its own size by
+  a sliding window of the training patch (`whole_image_statistics`); with
+  instances, the object metrics of the same predictions too."""
+  apply_fn, n_devices = local_apply_fn(
+      model, strategy.host_state(state_lib.variables(state)))
+  total, objects = whole_image_statistics(
+      apply_fn, pipeline.examples(config.dataset, split),
+      lambda image: np.asarray(state_lib.preprocess(image)),
+      window=pipeline.patch_sampling(config.dataset).size,
+      overlap=config.dataset.eval_overlap,
+      batch_size=parallel.host_batch_size(config.eval_batch_size),
+      batch_multiple=n_devices, loss_fn=loss_fn,
+      metric_options=config.metrics.to_dict(),
+      objects=object_scoring(info))
+  scores = summary(total, info)
+  return scores if objects is None else {
+      **scores, **instances.summarize_totals(objects, info.class_names)}
+
+
+def object_scoring(info: pipeline.DatasetInfo) -> ObjectScoring | None:
+  """How a dataset's objects are scored; None without instances."""
+  if not info.has_instances:
+    return None
+  return ObjectScoring(info.objects, len(info.class_names))
+
+
+def make_evaluator(config: ml_collections.ConfigDict, info: pipeline.DatasetInfo,
+                   strategy: parallel.Strategy, model: nn.Module,
+                   loss_fn: losses.LossFn,
+                   totals: dict[str, metrics.Stats] | None = None) -> Evaluator:
+  """Whole-image evaluation for runs trained on patches, batched evaluation
+  of the stored images otherwise (keeping each split's last summed
+  statistics in `totals`)."""
+  if pipeline.patch_sampling(config.dataset) is not None:
+    return functools.partial(evaluate_whole_images, model=model,
+                             loss_fn=loss_fn, config=config, info=info,
+                             strategy=strategy)
+  options = config.metrics.to_dict() if info.task == 'segmentation' else {}
+  step = strategy.compile(functools.partial(
+      EVAL_STEPS[info.task], loss_fn=loss_fn, **options))
+  evaluator = lambda state, split: evaluate(step, state, config, split, info,
+                                           strategy, totals=totals)
+  if not info.has_instances:
+    return evaluator
+  return lambda state, split: {
+      **evaluator(state, split),
+      **evaluate_objects(state, split, model=model, config=config,
+                         strategy=strategy, info=info)}
+
+
+def evaluate_objects(state: state_lib.TrainState, split: str, *,
+                     model: nn.Module, config: ml_collections.ConfigDict,
+                     strategy: parallel.Strategy,
+                     info: pipeline.DatasetInfo) -> dict[str, float]:
+  """Object metrics of `state` on `split` of a dataset with instances
+  (`object_totals`, `instances.summarize_totals`)."""
+  apply_fn, _ = local_apply_fn(
+      model, strategy.host_state(state_lib.variables(state)))
+  batches = pipeline.eval_batches(config.dataset, split, parallel.host_batch_size(
+      config.eval_batch_size))
+  return instances.summarize_totals(object_totals(
+      apply_fn, batches, state_lib.preprocess, config.metrics.threshold,
+      object_scoring(info)), info.class_names)
+
+
+def eval_batch_size(batch_size: int, split_size: int | None) -> int:
+  """`batch_size`, capped at the split's size rounded up to a multiple of the
+  devices: a larger batch would only be padding (and memory)."""
+  if not split_size:
+    return batch_size
+  n_devices = jax.device_count()
+  return min(batch_size, math.ceil(split_size / n_devices) * n_devices)
+

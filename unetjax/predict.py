@@ -39,7 +39,6 @@ import csv
 import dataclasses
 import functools
 import os
-import sys
 from typing import Any, Sequence
 
 import jax

@@ -1,9 +1,10 @@
-"""Training and evaluation: pure step functions, and the loop.
+"""Training: the pure train step, and the loop.
 
-`train_step` and `eval_step` are pure functions of (state, batch) of a
-`unetjax.state.TrainState`; the loop compiles them with `jax.jit` (or
-`jax.pmap`) over the devices of `unetjax.parallel`, and runs its periodic
-actions (logging, validation, checkpointing) after the steps they are due. Everything random derives from `config.seed` and the step
+`train_step` (and `evaluation.eval_step`, the evaluation's) are pure
+functions of (state, batch) of a `unetjax.state.TrainState`; the loop
+compiles them with `jax.jit` (or `jax.pmap`) over the devices of
+`unetjax.parallel`, and runs its periodic actions (logging, validation,
+checkpointing) after the steps they are due. Everything random derives from `config.seed` and the step
 number, and batches come in a fixed order by step, so a resumed run follows
 the same trajectory as an uninterrupted one.
 """
@@ -29,7 +30,6 @@ from unetjax import checkpoints
 from unetjax import classification_metrics
 from unetjax import configuration
 from unetjax import evaluation
-from unetjax import instances
 from unetjax import logs
 from unetjax import losses
 from unetjax import metrics
@@ -120,159 +120,6 @@ def train_step(state: state_lib.TrainState, batch: dict[str, jax.Array], *,
     new_state = jax.tree.map(lambda new, old: jnp.where(finite, new, old),
                              new_state, kept)
   return new_state, {'loss': loss, 'finite': finite}
-
-
-def eval_step(state: state_lib.TrainState, batch: dict[str, jax.Array], *,
-              loss_fn: losses.LossFn, axis_name: str | None = None,
-              **metric_options) -> metrics.Stats:
-  """`metrics.batch_statistics` (with `metric_options`) and the summed
-  per-image loss over the valid examples (summed over devices under pmap)."""
-  logits = state.apply_fn({'params': state.params,
-                           'batch_stats': state.batch_stats},
-                          state_lib.preprocess(batch['image']), train=False)
-  labels = batch['mask'].astype(jnp.int32)
-  roi = batch.get('roi', jnp.ones_like(labels)).astype(bool)  # pixels to score
-  per_image_loss = jax.vmap(
-      lambda lo, la, m: loss_fn(lo[None], la[None], mask=m[None]))(
-          logits, labels, roi)
-  stats = metrics.batch_statistics(logits, labels, batch['valid'], mask=roi,
-                                   **metric_options)
-  stats['loss_sum'] = jnp.sum(jnp.where(batch['valid'], per_image_loss, 0.0))
-  if axis_name is not None:
-    stats = jax.lax.psum(stats, axis_name)
-  return stats
-
-
-def classification_eval_step(state: state_lib.TrainState,
-                             batch: dict[str, jax.Array], *,
-                             loss_fn: losses.LossFn,
-                             axis_name: str | None = None) -> metrics.Stats:
-  """`classification_metrics.batch_statistics`, the summed per-image loss
-  and the image count, over the valid examples (summed over devices under
-  pmap)."""
-  logits = state.apply_fn({'params': state.params,
-                           'batch_stats': state.batch_stats},
-                          state_lib.preprocess(batch['image']), train=False)
-  labels = batch['label'].astype(jnp.int32)
-  per_image_loss = jax.vmap(lambda lo, la: loss_fn(lo[None], la[None]))(
-      logits, labels)
-  stats = classification_metrics.batch_statistics(logits, labels, batch['valid'])
-  stats['loss_sum'] = jnp.sum(jnp.where(batch['valid'], per_image_loss, 0.0))
-  stats['images'] = jnp.sum(batch['valid'].astype(jnp.int32))
-  if axis_name is not None:
-    stats = jax.lax.psum(stats, axis_name)
-  return stats
-
-
-# (state as laid out by the strategy, split name) -> metrics of that split.
-Evaluator = Callable[[state_lib.TrainState, str], dict[str, float]]
-
-# The eval step and the summary of its summed statistics, by task.
-EVAL_STEPS = {'segmentation': eval_step,
-              'classification': classification_eval_step}
-SUMMARIES = {'segmentation': metrics.summarize,
-             'classification': classification_metrics.summarize}
-
-
-def _summary(total: metrics.Stats, info: pipeline.DatasetInfo) -> dict[str, float]:
-  result = SUMMARIES[info.task](total, info.class_names)
-  result['loss'] = float(total['loss_sum'] / total['images'])
-  return result
-
-
-def evaluate(eval_step_fn: Callable, state: state_lib.TrainState,
-             config: ml_collections.ConfigDict, split: str,
-             info: pipeline.DatasetInfo, strategy: parallel.Strategy,
-             totals: dict[str, metrics.Stats] | None = None) -> dict[str, float]:
-  """Metrics of `state` on one pass over `split`; the summed statistics
-  they come from go to totals[split] (e.g. for figures)."""
-  batches = pipeline.eval_batches(config.dataset, split, parallel.host_batch_size(
-      eval_batch_size(config.eval_batch_size, info.split_sizes.get(split))))
-  total = None
-  for batch in strategy.prefetch(batches):
-    total = metrics.merge(total, strategy.fetch(eval_step_fn(state, batch)))
-  if totals is not None:
-    totals[split] = total
-  return _summary(total, info)
-
-
-def evaluate_whole_images(state: state_lib.TrainState, split: str, *, model: nn.Module,
-                          loss_fn: losses.LossFn,
-                          config: ml_collections.ConfigDict,
-                          info: pipeline.DatasetInfo,
-                          strategy: parallel.Strategy) -> dict[str, float]:
-  """Metrics of `state` on `split`, every image predicted at its own size by
-  a sliding window of the training patch (`unetjax.evaluation`); with
-  instances, the object metrics of the same predictions too."""
-  apply_fn, n_devices = evaluation.local_apply_fn(
-      model, strategy.host_state(state_lib.variables(state)))
-  total, objects = evaluation.whole_image_statistics(
-      apply_fn, pipeline.examples(config.dataset, split),
-      lambda image: np.asarray(state_lib.preprocess(image)),
-      window=pipeline.patch_sampling(config.dataset).size,
-      overlap=config.dataset.eval_overlap,
-      batch_size=parallel.host_batch_size(config.eval_batch_size),
-      batch_multiple=n_devices, loss_fn=loss_fn,
-      metric_options=config.metrics.to_dict(),
-      objects=object_scoring(info))
-  summary = _summary(total, info)
-  return summary if objects is None else {
-      **summary, **instances.summarize_totals(objects, info.class_names)}
-
-
-def object_scoring(info: pipeline.DatasetInfo) -> evaluation.ObjectScoring | None:
-  """How a dataset's objects are scored; None without instances."""
-  if not info.has_instances:
-    return None
-  return evaluation.ObjectScoring(info.objects, len(info.class_names))
-
-
-def make_evaluator(config: ml_collections.ConfigDict, info: pipeline.DatasetInfo,
-                   strategy: parallel.Strategy, model: nn.Module,
-                   loss_fn: losses.LossFn,
-                   totals: dict[str, metrics.Stats] | None = None) -> Evaluator:
-  """Whole-image evaluation for runs trained on patches, batched evaluation
-  of the stored images otherwise (keeping each split's last summed
-  statistics in `totals`)."""
-  if pipeline.patch_sampling(config.dataset) is not None:
-    return functools.partial(evaluate_whole_images, model=model,
-                             loss_fn=loss_fn, config=config, info=info,
-                             strategy=strategy)
-  options = config.metrics.to_dict() if info.task == 'segmentation' else {}
-  step = strategy.compile(functools.partial(
-      EVAL_STEPS[info.task], loss_fn=loss_fn, **options))
-  evaluator = lambda state, split: evaluate(step, state, config, split, info,
-                                           strategy, totals=totals)
-  if not info.has_instances:
-    return evaluator
-  return lambda state, split: {
-      **evaluator(state, split),
-      **evaluate_objects(state, split, model=model, config=config,
-                         strategy=strategy, info=info)}
-
-
-def evaluate_objects(state: state_lib.TrainState, split: str, *,
-                     model: nn.Module, config: ml_collections.ConfigDict,
-                     strategy: parallel.Strategy,
-                     info: pipeline.DatasetInfo) -> dict[str, float]:
-  """Object metrics of `state` on `split` of a dataset with instances
-  (`evaluation.object_totals`, `instances.summarize_totals`)."""
-  apply_fn, _ = evaluation.local_apply_fn(
-      model, strategy.host_state(state_lib.variables(state)))
-  batches = pipeline.eval_batches(config.dataset, split, parallel.host_batch_size(
-      config.eval_batch_size))
-  return instances.summarize_totals(evaluation.object_totals(
-      apply_fn, batches, state_lib.preprocess, config.metrics.threshold,
-      object_scoring(info)), info.class_names)
-
-
-def eval_batch_size(batch_size: int, split_size: int | None) -> int:
-  """`batch_size`, capped at the split's size rounded up to a multiple of the
-  devices: a larger batch would only be padding (and memory)."""
-  if not split_size:
-    return batch_size
-  n_devices = jax.device_count()
-  return min(batch_size, math.ceil(split_size / n_devices) * n_devices)
 
 
 # A validation loss this many times the untrained model's has diverged.
@@ -398,7 +245,7 @@ class Loop:
   config: ml_collections.ConfigDict
   workdir: str
   strategy: parallel.Strategy
-  evaluate_split: Evaluator
+  evaluate_split: evaluation.Evaluator
   schedule: optax.Schedule
   ckpts: checkpoints.Checkpoints
   logger: logs.MetricLogger
@@ -507,7 +354,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                         pretrained: dict[str, Any] | None) -> dict[str, Any]:
   strategy = parallel.get_strategy(config.parallel)
   totals = {}  # each split's last evaluation's sums, for the figures
-  evaluate_split = make_evaluator(config, info, strategy, model, loss_fn, totals)
+  evaluate_split = evaluation.make_evaluator(config, info, strategy, model, loss_fn, totals)
   model = state_lib.model_for_strategy(model, config.parallel,
                                        config.sync_batch_norm)
   tx, schedule = optimizer_and_schedule(config)
@@ -626,7 +473,7 @@ def restore_best_state(template: state_lib.TrainState,
   return best
 
 
-def final_evaluation(evaluate_split: Evaluator, best_state: state_lib.TrainState,
+def final_evaluation(evaluate_split: evaluation.Evaluator, best_state: state_lib.TrainState,
                      best: checkpoints.Best, best_metric: str) -> dict[str, Any]:
   """Validation and test metrics of the best state (placed by the strategy),
   with the best step and the checkpoint they come from (not the best step's
