@@ -40,6 +40,11 @@ def get_sweep():
               # Both changes: what unetjax.plan's rules choose.
               ('instance_norm+adam_1e-3_constant',
                {'config.model.norm': 'instance', **PEER_OPTIMIZER}),
+              # ... with BasicUNet's slim channel plan (8, 8, 16, 32, 64)
+              # in place of doubling (8 ... 128): unetjax.plan's short budgets.
+              ('instance_norm+adam_1e-3_constant+slim',
+               {'config.model.norm': 'instance', **PEER_OPTIMIZER,
+                'config.model.level_filters': (8, 8, 16, 32, 64)}),
           ],
       },
       'seeds': [0],
