@@ -203,18 +203,20 @@ def test_object_totals_score_the_connected_regions_of_the_prediction():
 
 def test_border_weights_reach_the_loss_only_when_asked():
   import jax.numpy as jnp
-  from unetjax import train
+  from configs import default
+  from unetjax import losses, train
+  loss_config = default.get_config().loss
+  loss_config.pixel_weights = 'border'
+  border = losses.weight_maps(loss_config)
   batch = {'image': jnp.zeros((2, 8, 8, 1), jnp.uint8),
            'mask': jnp.ones((2, 8, 8), jnp.uint8),
            'weight': jnp.full((2, 8, 8), 3.0)}
   _, _, weights = train.augment_inputs(batch, 0, None, None, None)
   assert weights is None
-  _, _, weights = train.augment_inputs(batch, 0, None, None, None,
-                                       pixel_weights=True)
+  _, _, weights = train.augment_inputs(batch, 0, None, None, None, border)
   np.testing.assert_array_equal(weights, batch['weight'])
   roi = {**batch, 'roi': jnp.zeros((2, 8, 8), jnp.uint8).at[:, :4].set(1)}
-  _, _, weights = train.augment_inputs(roi, 0, None, None, None,
-                                       pixel_weights=True)
+  _, _, weights = train.augment_inputs(roi, 0, None, None, None, border)
   np.testing.assert_array_equal(weights, 3.0 * roi['roi'])
 
 

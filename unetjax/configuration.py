@@ -126,7 +126,7 @@ FIELDS: dict[str, tuple[tuple[type, ...], Check | None]] = {
     'loss.ce_weight': ((int, float), unit_interval),
     'loss.smooth': ((int, float), non_negative),
     'loss.label_smoothing': ((int, float), half_open_unit_interval),
-    'loss.pixel_weights': ((str,), one_of('none', 'border')),
+    'loss.pixel_weights': ((str,), one_of(*losses.PIXEL_WEIGHTS)),
     'loss.focal_gamma': ((int, float), non_negative),
     'loss.tversky_alpha': ((int, float), non_negative),
     'loss.tversky_beta': ((int, float), non_negative),

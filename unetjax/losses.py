@@ -28,6 +28,17 @@ from unetjax.errors import ConfigError
 
 LossFn = Callable[..., jax.Array]
 
+# config.loss.pixel_weights -> the maps of a batch, besides its region of
+# interest ('roi'), that multiply each pixel's loss: 'border' is the weight
+# map of U-Net's eq. 2 that the instance datasets store with each example.
+PIXEL_WEIGHTS = {'none': (), 'border': ('weight',)}
+
+
+def weight_maps(loss_config: ml_collections.ConfigDict) -> tuple[str, ...]:
+  """The batch keys whose maps weight the loss's pixels (multiplied; those a
+  batch lacks count as 1)."""
+  return ('roi',) + PIXEL_WEIGHTS[loss_config.pixel_weights]
+
 
 def _targets(logits: jax.Array, labels: jax.Array) -> jax.Array:
   """Float targets shaped like the logits."""

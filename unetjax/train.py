@@ -52,17 +52,18 @@ PREDICTIONS_FILE = 'predictions.png'
 def augment_inputs(batch: dict[str, jax.Array], step: jax.Array,
                    augment_rng: jax.Array,
                    augment_config: ml_collections.ConfigDict | None,
-                   axis_name: str | None, pixel_weights: bool = False):
-  """Preprocessed images, labels and the loss's pixel weights (the roi, and
-  with `pixel_weights` the batch's 'weight' map; None: all 1) of `batch`,
+                   axis_name: str | None,
+                   weight_maps: tuple[str, ...] = ('roi',)):
+  """Preprocessed images, labels and the loss's pixel weights (the product
+  of the batch's `weight_maps` it has, `losses.weight_maps`; None: all 1) of
+  `batch`,
   augmented on the device when `augment_config` enables any op. Example
   keys follow the example's place in the global batch, so jit and pmap
   augment alike. Segmentation labels ('mask') and the maps move with the
   image; a classification batch ('label', one class per image) has only the
   image to augment."""
   images = state_lib.preprocess(batch['image'])
-  keys = ('mask', 'roi') + (('weight',) if pixel_weights else ())
-  maps = tuple(batch[key] for key in keys if key in batch)
+  maps = tuple(batch[key] for key in ('mask',) + weight_maps if key in batch)
   if augment_config is not None and augment.enabled_ops(augment_config):
     offset = (jax.lax.axis_index(axis_name) * images.shape[0]
               if axis_name is not None else 0)
@@ -72,7 +73,7 @@ def augment_inputs(batch: dict[str, jax.Array], step: jax.Array,
   if 'label' in batch:
     return images, batch['label'].astype(jnp.int32), None
   weights = None
-  for weight_map in maps[1:]:  # roi and weight
+  for weight_map in maps[1:]:
     weight_map = weight_map.astype(jnp.float32)
     weights = weight_map if weights is None else weights * weight_map
   return images, maps[0].astype(jnp.int32), weights
@@ -83,11 +84,11 @@ def train_step(state: state_lib.TrainState, batch: dict[str, jax.Array], *,
                augment_rng: jax.Array | None = None,
                augment_config: ml_collections.ConfigDict | None = None,
                skip_nonfinite: bool = False, axis_name: str | None = None,
-               pixel_weights: bool = False
+               weight_maps: tuple[str, ...] = ('roi',)
                ) -> tuple[state_lib.TrainState, dict[str, jax.Array]]:
   """One optimizer update on `batch` ('image' uint8 NHWC, 'mask' class ids,
-  optionally 'roi', the pixels to learn from, and with `pixel_weights` the
-  loss's per-pixel 'weight'), augmented per `augment_config`.
+  optionally 'roi', the pixels to learn from, and the other `weight_maps`
+  of the loss, `losses.weight_maps`), augmented per `augment_config`.
 
   Under pmap (`axis_name` set) gradients, loss and batch-norm statistics are
   averaged over devices, and each device draws its own dropout masks. A
@@ -98,7 +99,7 @@ def train_step(state: state_lib.TrainState, batch: dict[str, jax.Array], *,
   if axis_name is not None:
     rng = jax.random.fold_in(rng, jax.lax.axis_index(axis_name))
   images, labels, roi = augment_inputs(batch, state.step, augment_rng,
-                                       augment_config, axis_name, pixel_weights)
+                                       augment_config, axis_name, weight_maps)
 
   def compute_loss(params):
     outputs, updates = state.apply_fn(
@@ -390,7 +391,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
       augment_rng=jax.random.fold_in(jax.random.key(config.seed), 1),
       augment_config=config.augment,
       skip_nonfinite=config.on_nonfinite_loss == 'skip',
-      pixel_weights=config.loss.pixel_weights == 'border'), donate_state=True)
+      weight_maps=losses.weight_maps(config.loss)), donate_state=True)
   batches = strategy.prefetch(pipeline.train_batches(
       config.dataset, parallel.host_batch_size(config.batch_size), config.seed,
       start_step=progress.step))
