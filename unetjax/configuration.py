@@ -18,6 +18,7 @@ from unetjax import metrics
 from unetjax import models
 from unetjax import parallel
 from unetjax import state
+from unetjax.data import builders
 from unetjax.data import patches
 from unetjax.errors import ConfigError, DataError
 
@@ -87,6 +88,7 @@ def weights(value: Any) -> str | None:
 # Fields that name an entry of a registry, and the registry's names: the one
 # list of their choices, for the checks below and the --help text.
 CHOICES: dict[str, tuple[str, ...]] = {
+    'dataset.name': builders.DATASETS,  # or any registered TFDS dataset
     'model.name': tuple(models.MODELS) + tuple(models.CLASSIFIERS),
     'loss.name': tuple(losses.LOSSES),
     'optimizer.name': tuple(state.OPTIMIZERS),

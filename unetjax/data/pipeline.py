@@ -36,8 +36,6 @@ from unetjax import instances
 from unetjax import locks
 from unetjax.data import builders  # registers the builders with tfds
 from unetjax.data import patches
-from unetjax.data.builders import image_class_folder
-from unetjax.data.builders import image_folder
 from unetjax.errors import ConfigError, DataError
 
 Batch = dict[str, np.ndarray]
@@ -96,13 +94,7 @@ def _data_dir(dataset_config: ml_collections.ConfigDict) -> str:
           or os.path.expanduser('~/tensorflow_datasets'))
 
 
-# Builders of a folder of the user's own files: name -> (module with
-# make_config(folder, **options), what the folder holds).
-FOLDER_BUILDERS = {
-    image_folder.ImageFolder.name: (image_folder, 'images/ and masks/'),
-    image_class_folder.ImageClassFolder.name: (
-        image_class_folder, 'one folder of images per class'),
-}
+FOLDER_BUILDERS = builders.FOLDER_BUILDERS  # the user's own folders
 
 
 def _builder(dataset_config: ml_collections.ConfigDict):

@@ -12,7 +12,14 @@ from unetjax.data.builders import synthetic_cells
 _BUILDERS = (synthetic_cells.SyntheticCells, isbi2012_em.Isbi2012Em,
              drive.Drive, kvasir_seg.KvasirSeg, cvc_clinicdb.CvcClinicDb,
              isic2018.Isic2018Task1)
+# Builders of a folder of the user's own files: name -> (module with
+# make_config(folder, **options) and BUILDER, what the folder holds).
+FOLDER_BUILDERS = {
+    image_folder.ImageFolder.name: (image_folder, 'images/ and masks/'),
+    image_class_folder.ImageClassFolder.name: (
+        image_class_folder, 'one folder of images per class'),
+}
+# Every config.dataset.name unetjax provides (any other registered TFDS
+# dataset works too).
 DATASETS = tuple(f'{b.name}/{c.name}' for b in _BUILDERS
-                 for c in b.BUILDER_CONFIGS) + (
-                     image_folder.ImageFolder.name,
-                     image_class_folder.ImageClassFolder.name)
+                 for c in b.BUILDER_CONFIGS) + tuple(FOLDER_BUILDERS)
