@@ -5,6 +5,7 @@
 #
 #   bash experiments/peer_budget.sh OUT BUDGET SEED CORE [DATASET...]
 #   bash experiments/peer_budget.sh runs/peer_budget 10m 0 1 drive isbi kvasir
+#   RECIPES=planned bash experiments/peer_budget.sh ...   # without the hand-tuned one
 #
 # For each dataset: `unetjax.plan --budget` writes OUT/<dataset>/planned.py
 # (its --explain table beside it) and `--keep_recipe` fits the hand-tuned
@@ -37,7 +38,7 @@ predicted() {  # the planned config's predicted wall time, from its docstring
 for dataset in "$@"; do
   dir=$out/$dataset; mkdir -p "$dir"
   base=(--config.dataset.manual_dir="../shared/data/${DATA[$dataset]}")
-  for recipe in planned hand; do
+  for recipe in ${RECIPES:-planned hand}; do
     cfg=$dir/$recipe-$budget.py
     keep=(); [[ $recipe == hand ]] && keep=(--keep_recipe)
     if [[ ! -f $cfg ]]; then
