@@ -199,7 +199,7 @@ def test_a_bad_budget_says_what_to_write(text, message):
 
 
 N = budget_lib.Network
-DOUBLING = (N(8), N(16), N(32))
+DOUBLING = budget_lib.NETWORKS
 
 
 def fake_timer(per_width):
@@ -244,7 +244,7 @@ def test_budget_spends_the_time_on_steps_and_picks_the_width_by_epochs():
   assert 'model.level_filters' not in fields  # doubling: the default
 
 
-def test_a_short_budget_trains_the_slim_network_a_long_one_a_doubling_one():
+def test_under_30_epochs_the_slim_network_trains_more_steps():
   slim = N(8, slim=True)
   assert slim.level_filters(4) == (8, 8, 16, 32, 64)  # BasicUNet's plan
   assert N(8).level_filters(4) == ()
@@ -252,17 +252,25 @@ def test_a_short_budget_trains_the_slim_network_a_long_one_a_doubling_one():
   time_network, calls = fake_timer(per_step)
   short = budget_lib.choose(budget_lib.Budget(600), 800, 8, time_network)
   # 6 validations in 10% of 600 s; 600 - 30 - 40 - 20 - 5 * 10 = 460 s of
-  # steps at 0.7 s: 657 steps, 7 epochs: underfits, so nothing wider is timed.
-  assert short.network == slim and short.steps == 657 and calls == [slim]
+  # steps: 460 at width 8 (4.6 epochs), 657 at 0.7 s with the slim plan.
+  assert short.network == slim and short.steps == 657 and calls == [8, slim]
   fields = {d.field: d.value
             for d in budget_lib.decisions(short, 8, budget_lib.Budget(600), 4)}
   assert fields['model.base_filters'] == 8
   assert fields['model.level_filters'] == (8, 8, 16, 32, 64)
-  # 2.5 h: the slim network reaches 30 epochs and 3000 steps, so the larger
-  # networks are timed, up to width 16 (44 epochs; 32 gets 22).
+  # 16 images (DRIVE): width 8 trains 460 steps, 115 epochs: short of 3000
+  # steps but not of epochs, so width 8 as it is; the slim plan is not timed.
+  time_network, calls = fake_timer(per_step)
+  small = budget_lib.choose(budget_lib.Budget(600), 16, 4, time_network)
+  assert small.network == N(8) and calls == [8]
+  # 2.5 h of 800 images: width 16 reaches 44 epochs.
   time_network, calls = fake_timer(per_step)
   longer = budget_lib.choose(budget_lib.Budget(9000), 800, 8, time_network)
-  assert longer.network == N(16) and calls == [slim, 8, 16, 32]
+  assert longer.network == N(16) and calls == [8, 16, 32]
+  # A fixed number of steps: no time to gain, no slim plan.
+  time_network, calls = fake_timer(per_step)
+  steps = budget_lib.choose(budget_lib.Budget(steps=300), 800, 8, time_network)
+  assert steps.network == N(8) and calls == [8]
 
 
 def test_a_budget_below_one_epoch_names_the_numbers():

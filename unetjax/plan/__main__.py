@@ -139,11 +139,11 @@ def plan(config, budget: budget_lib.Budget, import_s: float, source: str,
   if keep_recipe:
     decided = base + [rules.Decision('batch_size', config.batch_size,
                                      f'from {source}')]
-    networks = (budget_lib.Network(config.model.base_filters),)
+    networks, slim = (budget_lib.Network(config.model.base_filters),), None
   else:
     decided = render.merged(base + decided + data_decisions(config, fp, kind))
-    networks = tuple(n for n in budget_lib.NETWORKS  # classifiers: ResNets
-                     if fp['task'] != 'classification' or not n.slim)
+    networks = budget_lib.NETWORKS  # classifiers (ResNets) have no slim plan
+    slim = budget_lib.SLIM if fp['task'] != 'classification' else None
   batch = next(d.value for d in decided if d.field == 'batch_size')
   depth = render.apply(config, decided).model.get('depth', 0)  # ResNets: none
 
@@ -156,7 +156,8 @@ def plan(config, budget: budget_lib.Budget, import_s: float, source: str,
     configuration.validate(probe)
     return budget_lib.probe(probe, import_s)
 
-  choice = budget_lib.choose(budget, fp['n_images'], batch, time_network, networks)
+  choice = budget_lib.choose(budget, fp['n_images'], batch, time_network,
+                             networks, slim)
   if keep_recipe:
     steps = [d for d in budget_lib.decisions(choice, batch, budget, depth)
              if not d.field.startswith('model.')]

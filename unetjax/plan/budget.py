@@ -38,10 +38,14 @@ class Network:
     return f'{self.width} slim' if self.slim else str(self.width)
 
 
-# Candidates, cheapest first. In 10 CPU minutes BasicUNet's slim plan at width
-# 8 trained 1.6-1.9x the steps of our doubling one and scored higher on DRIVE,
-# ISBI 2012 and Kvasir-SEG (docs/experiments.md, three datasets at one budget).
-NETWORKS = (Network(8, slim=True), Network(8), Network(16), Network(32))
+# Candidates, narrowest first.
+NETWORKS = (Network(8), Network(16), Network(32))
+# Where even the narrowest sees each image fewer than MIN_EPOCHS times, the
+# slim network: more passes beat capacity there. In 10 CPU minutes on
+# Kvasir-SEG (3.5 epochs at width 8) it trained 546 steps to 347 and scored
+# 0.608 against 0.596; on DRIVE (203 epochs at width 8) 971 steps to 811 and
+# 0.792 against 0.805 (docs/experiments.md, three datasets at one budget).
+SLIM = Network(8, slim=True)
 # Epochs a run needs before width pays: on Kvasir-SEG in one CPU hour, width
 # 8 over 32 epochs reached test Dice 0.789 where width 16 over 15 epochs was
 # still underfitting (docs/experiments.md, the long study).
@@ -165,11 +169,13 @@ def steps_for(timing: Timing, seconds: float) -> tuple[int, int]:
 
 def choose(budget: Budget, samples_per_epoch: int, batch: int,
            time_network: Callable[[Network], Timing],
-           networks: Sequence[Network] = NETWORKS) -> Choice:
-  """The largest network that trains MIN_EPOCHS and MIN_STEPS within the
-  budget, else the cheapest (more training beats more width when a run
-  underfits). Networks are timed cheapest first; larger ones only while the
-  last one reached both."""
+           networks: Sequence[Network] = NETWORKS,
+           slim: Network | None = SLIM) -> Choice:
+  """The widest network that trains MIN_EPOCHS and MIN_STEPS within the
+  budget, else the narrowest (more training beats more width when a run
+  underfits), or `slim` where the narrowest trains fewer than MIN_EPOCHS
+  epochs. Networks are timed narrowest first; wider ones only while the last
+  one reached both."""
   timings, best = {}, None
   for network in networks:
     timings[network] = timing = time_network(network)
@@ -185,6 +191,12 @@ def choose(budget: Budget, samples_per_epoch: int, batch: int,
                     timings)  # every network timed, filled in as the loop goes
     if not enough or budget.steps:
       break
+  if slim is not None and not budget.steps and best.epochs < MIN_EPOCHS:
+    timings[slim] = timing = time_network(slim)
+    steps, evals = steps_for(timing, budget.seconds)
+    if steps > best.steps:
+      best = Choice(slim, steps, evals, steps * batch / samples_per_epoch,
+                    timing.predict(steps, evals), timings)
   if not budget.steps and best.steps * batch < samples_per_epoch:
     raise ConfigError(
         f'--budget={budget}: it holds {best.steps} steps of batch {batch} at '
@@ -201,8 +213,8 @@ def network_decisions(network: Network, depth: int,
   if not network.slim:
     return width
   return width + [Decision('model.level_filters', network.level_filters(depth),
-                           "slim: BasicUNet's channel plan, more steps in "
-                           'the budget than doubling per level')]
+                           "slim (BasicUNet's channel plan): under "
+                           f'{MIN_EPOCHS} epochs, more steps beat capacity')]
 
 
 def decisions(choice: Choice, batch: int, budget: Budget,
