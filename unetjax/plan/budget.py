@@ -43,8 +43,10 @@ NETWORKS = (Network(8), Network(16), Network(32))
 # Where even the narrowest sees each image fewer than MIN_EPOCHS times, the
 # slim network: more passes beat capacity there. In 10 CPU minutes on
 # Kvasir-SEG (3.5 epochs at width 8) it trained 546 steps to 347 and scored
-# 0.608 against 0.596; on DRIVE (203 epochs at width 8) 971 steps to 811 and
-# 0.792 against 0.805 (docs/experiments.md, three datasets at one budget).
+# 0.608 against 0.596; on DRIVE (140 epochs at width 8) its 971 steps scored
+# what width 8's 561 did (0.792 both), and at equal steps it trails width 8
+# by 0.028 (docs/experiments.md: the factor table, three datasets at one
+# budget).
 SLIM = Network(8, slim=True)
 # Epochs a run needs before width pays: on Kvasir-SEG in one CPU hour, width
 # 8 over 32 epochs reached test Dice 0.789 where width 16 over 15 epochs was
