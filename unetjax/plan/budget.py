@@ -43,7 +43,7 @@ NETWORKS = (Network(8), Network(16), Network(32))
 # Where even the narrowest sees each image fewer than MIN_EPOCHS times, the
 # slim network: more passes beat capacity there. In 10 CPU minutes on
 # Kvasir-SEG (3.5 epochs at width 8) it trained 546 steps to 347 and scored
-# 0.608 against 0.596; on DRIVE (140 epochs at width 8) its 971 steps scored
+# 0.608 against 0.596 (seed 0, width 8 from an earlier run); on DRIVE (140 epochs at width 8) its 971 steps scored
 # what width 8's 561 did (0.792 both), and at equal steps it trails width 8
 # by 0.028 (docs/experiments.md: the factor table, three datasets at one
 # budget).
