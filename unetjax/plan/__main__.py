@@ -145,7 +145,8 @@ def plan(config, budget: budget_lib.Budget, import_s: float, source: str,
     networks = budget_lib.NETWORKS  # classifiers (ResNets) have no slim plan
     slim = budget_lib.SLIM if fp['task'] != 'classification' else None
   batch = next(d.value for d in decided if d.field == 'batch_size')
-  depth = render.apply(config, decided).model.get('depth', 0)  # ResNets: none
+  depth = next((d.value for d in decided if d.field == 'model.depth'),
+               config.model.get('depth', 0))  # ResNets: none
 
   def time_network(network):
     print(f'Timing width {network} on {jax.device_count()} {kind} device(s)...',

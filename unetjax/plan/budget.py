@@ -1,8 +1,9 @@
 """Width, steps and evaluation interval from a time budget.
 
 A probe run of each candidate network (20 steps, two evaluations, the
-final scoring) on this machine's devices measures what a run of it costs: the start (dataset, model, compilation), a training step, the first
-and a later validation, and the final evaluation. The plan then spends the
+final scoring) on this machine's devices measures what a run of it costs:
+the start (dataset, model, compilation), a training step, the first and a
+later validation, and the final evaluation. The plan then spends the
 budget on steps, keeping evaluation under EVAL_SHARE of it.
 """
 
@@ -19,7 +20,6 @@ import ml_collections
 
 from unetjax.errors import ConfigError
 from unetjax.plan.rules import Decision
-
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,10 +43,10 @@ NETWORKS = (Network(8), Network(16), Network(32))
 # Where even the narrowest sees each image fewer than MIN_EPOCHS times, the
 # slim network: more passes beat capacity there. In 10 CPU minutes on
 # Kvasir-SEG (3.5 epochs at width 8) it trained 546 steps to 347 and scored
-# 0.608 against 0.596 (seed 0, width 8 from an earlier run); on DRIVE (140 epochs at width 8) its 971 steps scored
-# what width 8's 561 did (0.792 both), and at equal steps it trails width 8
-# by 0.028 (docs/experiments.md: the factor table, three datasets at one
-# budget).
+# 0.608 against 0.596 (seed 0, width 8 from an earlier run); on DRIVE (140
+# epochs at width 8) its 971 steps scored what width 8's 561 did (0.792
+# both), and at equal steps it trails width 8 by 0.028 (docs/experiments.md:
+# the factor table, three datasets at one budget).
 SLIM = Network(8, slim=True)
 # Epochs a run needs before width pays: on Kvasir-SEG in one CPU hour, width
 # 8 over 32 epochs reached test Dice 0.789 where width 16 over 15 epochs was
