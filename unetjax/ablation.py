@@ -38,6 +38,7 @@ from unetjax import command_line  # noqa: I001
 
 import csv
 import difflib
+import functools
 import itertools
 import json
 import math
@@ -286,64 +287,117 @@ def train_run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]
   return train.train_and_evaluate(config, workdir)
 
 
+def train_seeds_run(configs: Sequence[ml_collections.ConfigDict],
+                    workdirs: Sequence[str], layout: str = 'auto'
+                    ) -> list[dict[str, Any] | Exception]:
+  """Trains the seeds of one config at once (`unetjax.seeds_at_once`)."""
+  from unetjax import seeds_at_once
+  return seeds_at_once.train_seeds(configs, workdirs, layout=layout)
+
+
+def seed_groups(runs: Sequence[Run], configs: Sequence[ml_collections.ConfigDict],
+                seeds_at_once: int) -> list[list[tuple[Run, Any]]]:
+  """The runs in groups trained together: the seeds of one combination,
+  `seeds_at_once` at a time, in sweep order (the pixel forest, not a
+  network, one run at a time)."""
+  from unetjax import pixel_forest
+  groups, open_groups = [], {}
+  for run, config in zip(runs, configs):
+    key = tuple(sorted(run.labels.items()))
+    group = open_groups.get(key)
+    if (seeds_at_once == 1 or config.model.name == pixel_forest.NAME
+        or group is None or len(group) == seeds_at_once):
+      group = open_groups[key] = []
+      groups.append(group)
+    group.append((run, config))
+  return groups
+
+
 def execute(sweep: dict[str, Any], out: str, only: str | None = None,
             train_fn: Callable[..., dict[str, Any]] = train_run,
-            skip_claimed: bool = False) -> list[tuple[str, str]]:
+            skip_claimed: bool = False, seeds_at_once: int = 1,
+            group_fn: Callable[..., list[Any]] = train_seeds_run
+            ) -> list[tuple[str, str]]:
   """Trains the runs of `sweep` (those whose name matches `only`) that have
-  no result.json, one after another; returns (run, error) for each failure.
-  A failure is written to the run's error.json and the sweep goes on.
+  no result.json, one after another (or `seeds_at_once` seeds of a
+  combination at a time, by `group_fn`); returns (run, error) for each
+  failure. A failure is written to the run's error.json and the sweep goes
+  on.
 
   Each run is claimed (a lock on its CLAIM_FILE) from before it trains
   until its result.json is written: a run another process has claimed is
   skipped with `skip_claimed` (sweep workers) and stops the sweep otherwise."""
   runs = [r for r in expand(sweep) if not only or re.search(only, r.name)]
   configs = run_configs(sweep, runs)
+  number = {run.name: index + 1 for index, run in enumerate(runs)}
   failures = []
-  for index, (run, config) in enumerate(zip(runs, configs)):
-    workdir = os.path.join(out, run.name)
-    where = f'[{index + 1}/{len(runs)}] {run.name}'
-    if os.path.exists(os.path.join(workdir, RESULT_FILE)):
-      print(f'{where}: finished, skipped.')
-      continue
-    os.makedirs(workdir, exist_ok=True)
-    claim = locks.FileLock(os.path.join(workdir, CLAIM_FILE))
-    if not claim.acquire(blocking=False):
-      if skip_claimed:
-        print(f'{where}: trained by {claim.holder()}, skipped.', flush=True)
-        continue
-      raise WorkdirInUseError(f'{workdir} is in use by {claim.holder()}, which '
-                              'is training it; wait for it to finish (or stop it).')
+  for group in seed_groups(runs, configs, seeds_at_once):
+    claims, todo = [], []
     try:
-      if os.path.exists(os.path.join(workdir, RESULT_FILE)):  # finished meanwhile
-        print(f'{where}: finished, skipped.')
-        continue
-      print(f'{where}: training.', flush=True)
-      failure = _train_and_record(sweep, run, config, workdir, train_fn)
+      for run, config in group:
+        workdir = os.path.join(out, run.name)
+        where = f'[{number[run.name]}/{len(runs)}] {run.name}'
+        if os.path.exists(os.path.join(workdir, RESULT_FILE)):
+          print(f'{where}: finished, skipped.')
+          continue
+        os.makedirs(workdir, exist_ok=True)
+        claim = locks.FileLock(os.path.join(workdir, CLAIM_FILE))
+        if not claim.acquire(blocking=False):
+          if skip_claimed:
+            print(f'{where}: trained by {claim.holder()}, skipped.', flush=True)
+            continue
+          raise WorkdirInUseError(f'{workdir} is in use by {claim.holder()}, which '
+                                  'is training it; wait for it to finish (or stop it).')
+        claims.append(claim)
+        if os.path.exists(os.path.join(workdir, RESULT_FILE)):  # finished meanwhile
+          print(f'{where}: finished, skipped.')
+          continue
+        print(f'{where}: training{" (seeds at once)" if len(group) > 1 else ""}.',
+              flush=True)
+        todo.append((run, config, workdir))
+      if len(todo) == 1 and len(group) == 1:
+        outcomes = [_outcome(lambda: train_fn(todo[0][1], todo[0][2]))]
+      elif todo:
+        outcomes = _outcome(lambda: group_fn([c for _, c, _ in todo],
+                                             [w for _, _, w in todo]))
+        outcomes = outcomes if isinstance(outcomes, list) else [outcomes] * len(todo)
+      else:
+        outcomes = []
+      for (run, config, workdir), outcome in zip(todo, outcomes):
+        failure = _record(sweep, run, config, workdir, outcome)
+        if failure:
+          failures.append((run.name, failure))
     finally:
-      claim.release()
-    if failure:
-      failures.append((run.name, failure))
+      for claim in claims:
+        claim.release()
   return failures
 
 
-def _train_and_record(sweep: dict[str, Any], run: Run,
-                      config: ml_collections.ConfigDict, workdir: str,
-                      train_fn: Callable[..., dict[str, Any]]) -> str | None:
-  """Trains one run and writes its result.json, or its error.json and
-  returns the error."""
-  error_path = os.path.join(workdir, ERROR_FILE)
+def _outcome(train: Callable[[], Any]) -> Any:
+  """What `train` returned, or the exception it raised (with its
+  traceback printed); stops and a workdir in use end the sweep."""
   try:
-    final = train_fn(config, workdir)
+    return train()
   except (KeyboardInterrupt, SystemExit):
     raise
   except Exception as e:  # noqa: BLE001 - recorded, then the sweep goes on
     if isinstance(e, (Stopped, WorkdirInUseError)):
       raise  # stops the sweep; another process trains this run
-    message = f'{type(e).__name__}: {e}'
     traceback.print_exc()
+    e.traceback_text = traceback.format_exc()
+    return e
+
+
+def _record(sweep: dict[str, Any], run: Run, config: ml_collections.ConfigDict,
+            workdir: str, outcome: dict[str, Any] | Exception) -> str | None:
+  """Writes a run's result.json, or its error.json and returns the error."""
+  error_path = os.path.join(workdir, ERROR_FILE)
+  if isinstance(outcome, Exception):
+    message = f'{type(outcome).__name__}: {outcome}'
     write_json(error_path, {'run': run.name, 'error': message,
-                            'traceback': traceback.format_exc()})
+                            'traceback': getattr(outcome, 'traceback_text', '')})
     return message
+  final = outcome
   write_json(os.path.join(workdir, RESULT_FILE), {
       'run': run.name, 'labels': run.labels, 'seed': run.seed,
       'tags': sweep.get('tags', {}), 'device': device_description(config),
@@ -602,7 +656,8 @@ def write_reports(sweep: dict[str, Any], out: str, title: str) -> list[dict[str,
 def run_sweep(sweep: dict[str, Any], out: str, only: str | None = None,
               dry_run: bool = False, title: str = 'Ablation',
               train_fn: Callable[..., dict[str, Any]] = train_run,
-              worker: bool = False) -> list[tuple[str, str]]:
+              worker: bool = False, seeds_at_once: int = 1,
+              seeds_layout: str = 'auto') -> list[tuple[str, str]]:
   """Checks every run config, then (unless `dry_run`) trains what is not
   finished and writes the reports. Returns the failures of this call. A
   `worker` (one of --workers) skips runs another worker claimed and leaves
@@ -619,7 +674,10 @@ def run_sweep(sweep: dict[str, Any], out: str, only: str | None = None,
       print(f'{run.name}: {status}')
     print(f'{len(runs)} runs, all configs valid; nothing trained (--dry_run).')
     return []
-  failures = execute(sweep, out, only, train_fn, skip_claimed=worker)
+  failures = execute(sweep, out, only, train_fn, skip_claimed=worker,
+                     seeds_at_once=seeds_at_once,
+                     group_fn=functools.partial(train_seeds_run,
+                                                layout=seeds_layout))
   if not worker:
     write_reports(sweep, out, title)
   return failures
@@ -632,7 +690,9 @@ def dispatch(sweep: dict[str, Any], argv: Sequence[str], options: Any,
   from unetjax import executors
   if options.executor == 'inline' and (options.workers == 1 or options.dry_run):
     return run_sweep(sweep, options.out, options.only, options.dry_run, title,
-                     worker=bool(os.environ.get(executors.WORKER_ENV)))
+                     worker=bool(os.environ.get(executors.WORKER_ENV)),
+                     seeds_at_once=options.seeds_at_once,
+                     seeds_layout=options.seeds_layout)
   runs = [r for r in expand(sweep) if not options.only or re.search(options.only, r.name)]
   run_configs(sweep, runs)  # every config checked before anything starts
   missing = [r.name for r in runs
@@ -712,6 +772,10 @@ def _define_flags() -> None:
   flags.DEFINE_bool('dry_run', False, 'Check every run config and list the '
                     'runs with their status; train nothing.')
   command_line.define_cpu_devices()
+  flags.DEFINE_integer('seeds_at_once', 1, 'Train this many seeds of a '
+                       'combination at once, as one program (unetjax.seeds_at_once); '
+                       'each still gets its own run folder.', lower_bound=1)
+  command_line.define_seeds_layout()
   flags.DEFINE_integer('workers', 1, 'Train this many runs at once, each in '
                        'its own process on its share of the devices (CPU '
                        'cores, or GPUs one each).', lower_bound=1)

@@ -332,18 +332,20 @@ class Checkpoints:
                       report: Callable[[str], None] = _stderr,
                       attempts: int = 20, variables_only: bool = False,
                       rank: Callable[[int], Any] = lambda step: -step,
-                      instead: str = '; using the next older checkpoint.'
+                      instead: str = '; using the next older checkpoint.',
+                      at_most: int | None = None
                       ) -> tuple[Any, dict[str, Any], int] | None:
     """(state, meta, step) of the first checkpoint of `manager`, in the order
     of `rank` (newest first), that loads and is intact, or None if there is
-    none. Each damaged one is reported in one line ending with `instead` (and
-    set aside unless read-only); a step that vanished while being read is
-    skipped silently. Every restore of a checkpoint goes through here."""
+    none (steps above `at_most` are passed over). Each damaged one is
+    reported in one line ending with `instead` (and set aside unless
+    read-only); a step that vanished while being read is skipped silently. Every restore of a checkpoint goes through here."""
     folder = os.path.join(self._workdir, kind)
     skipped = set()
     for _ in range(attempts):
       manager.reload()
-      steps = sorted(set(manager.all_steps()) - skipped, key=rank)
+      steps = sorted({s for s in manager.all_steps()
+                      if at_most is None or s <= at_most} - skipped, key=rank)
       if not steps:
         return None
       step = steps[0]
@@ -374,10 +376,12 @@ class Checkpoints:
     os.rename(path, aside)
     return aside
 
-  def restore_latest(self, state_template: Any
+  def restore_latest(self, state_template: Any, at_most: int | None = None
                      ) -> tuple[Any, dict[str, Any], int] | None:
-    """(state, meta, step) of the newest intact latest checkpoint, or None."""
-    return self._restore_intact(self._latest, 'checkpoints', state_template)
+    """(state, meta, step) of the newest intact latest checkpoint (of a step
+    <= `at_most` if given), or None."""
+    return self._restore_intact(self._latest, 'checkpoints', state_template,
+                                at_most=at_most)
 
   def _manager(self, kind: str, variables_only: bool
                ) -> ocp.CheckpointManager | None:

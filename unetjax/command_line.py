@@ -59,6 +59,15 @@ def define_cpu_devices() -> None:
                        lower_bound=1)
 
 
+def define_seeds_layout() -> None:
+  """The --seeds_layout flag, for commands that train seeds at once."""
+  flags.DEFINE_string(
+      'seeds_layout', 'auto', 'How seeds trained at once sit on the devices, '
+      f'one of {", ".join(parallel.SEEDS_LAYOUTS)} (unetjax/parallel.py says '
+      'what each is; auto: vmap on GPU/TPU, on CPU each device its own seeds '
+      'where they divide evenly, else unrolled).')
+
+
 def main(run: Callable[[], None], *, resume: str = '',
          storage_path: Callable[[], str | None] = lambda: None) -> None:
   """Parses the flags and runs the command `run` in the shell (`shell`)."""

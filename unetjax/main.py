@@ -9,11 +9,13 @@ can be overridden, e.g. --config.batch_size=32 --config.model.depth=3.
 # pylint: disable=wrong-import-order (first: a Ctrl-C while starting is one line)
 from unetjax import command_line  # noqa: I001
 
+import copy
+
 import jax
 from absl import flags
 from ml_collections import config_flags
 
-from unetjax import configuration, train
+from unetjax import ablation, configuration, seeds_at_once, train
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file(
@@ -33,6 +35,10 @@ flags.DEFINE_integer('num_processes', None, 'Number of processes (with '
                      '--coordinator_address).')
 flags.DEFINE_integer('process_id', None, 'This process, 0..num_processes-1 '
                      '(with --coordinator_address).')
+flags.DEFINE_string('seeds', None, 'Train these seeds at once, as one program '
+                    '(e.g. 0-2 or 0,1,2; unetjax.seeds_at_once), each in '
+                    '--workdir/seed_<seed>; config.seed is then not used.')
+command_line.define_seeds_layout()
 command_line.define_cpu_devices()
 flags.mark_flags_as_required(['config', 'workdir'])
 
@@ -45,8 +51,20 @@ def run():
   if jax.process_index() == 0:
     print(f'JAX {jax.__version__}, process {jax.process_index() + 1} of '
           f'{jax.process_count()}, devices: {jax.devices()}')
-  train.train_and_evaluate(FLAGS.config, FLAGS.workdir,
-                           allow_config_change=FLAGS.allow_config_change)
+  if FLAGS.seeds is None:
+    train.train_and_evaluate(FLAGS.config, FLAGS.workdir,
+                             allow_config_change=FLAGS.allow_config_change)
+    return
+  seeds = ablation.parse_seeds(FLAGS.seeds)
+  configs = [copy.deepcopy(FLAGS.config) for _ in seeds]
+  for config, seed in zip(configs, seeds):
+    config.seed = seed
+  outcomes = seeds_at_once.train_seeds(
+      configs, [seeds_at_once.member_workdir(FLAGS.workdir, s) for s in seeds],
+      allow_config_change=FLAGS.allow_config_change, layout=FLAGS.seeds_layout)
+  for seed, outcome in zip(seeds, outcomes):
+    if isinstance(outcome, Exception):  # the others trained on
+      raise type(outcome)(f'seed {seed}: {outcome}')
 
 
 if __name__ == '__main__':

@@ -175,6 +175,77 @@ class PmapStrategy(Strategy):
     return jax.tree.map(lambda x: _first_replica(x)[0], tree)
 
 
+# How the members of seeds trained at once (`unetjax.seeds_at_once`) sit
+# on the devices:
+# - 'vmap': every device holds every member (the batch split over devices as
+#   for one run, jit or pmap) and `jax.vmap` trains them as one batched
+#   program: the accelerators' layout, where a batched convolution fills
+#   the device that one small network leaves idle.
+# - 'loop': the same, the members unrolled one after another in the program:
+#   XLA's CPU backend runs the grouped convolutions vmap makes of per-member
+#   kernels about 10x slower than K plain ones.
+# - 'devices': each device trains its own members (K a multiple of the
+#   device count) on their whole batches, no data parallelism: one member
+#   per core is what a small network trains fastest with on a CPU.
+# - 'auto': 'devices' on CPU when K divides over several devices, else
+#   'loop' on CPU, else 'vmap'.
+SEEDS_LAYOUTS = ('auto', 'vmap', 'loop', 'devices')
+MEMBERS_AXIS = 'members'
+
+
+def choose_seeds_layout(layout: str, n_members: int) -> str:
+  """The layout `layout` names ('auto': chosen here) for `n_members` seeds."""
+  if layout not in SEEDS_LAYOUTS:
+    raise ConfigError(f'--seeds_layout={layout!r}: choose one of '
+                      f'{", ".join(SEEDS_LAYOUTS)}.')
+  n_devices = jax.device_count()
+  if layout == 'devices' and jax.process_count() > 1:
+    raise ConfigError('--seeds_layout=devices runs in one process; with '
+                      'several, use vmap or loop.')
+  if layout == 'devices' and n_members % n_devices:
+    raise ConfigError(
+        f'--seeds_layout=devices puts the members on the {n_devices} devices '
+        f'evenly: train a multiple of {n_devices} seeds, not {n_members}.')
+  if layout != 'auto':
+    return layout
+  if jax.default_backend() != 'cpu':
+    return 'vmap'
+  return 'devices' if n_devices > 1 and n_members % n_devices == 0 else 'loop'
+
+
+class MembersOverDevices(Strategy):
+  """Layout 'devices': the stacked state and the member axis of the batches
+  split over all devices; each device trains its members alone."""
+
+  def __init__(self, devices: list[jax.Device] | None = None):
+    self.mesh = Mesh(np.asarray(devices or jax.devices()), (MEMBERS_AXIS,))
+    self._members = NamedSharding(self.mesh, PartitionSpec(MEMBERS_AXIS))
+    self._batch = NamedSharding(self.mesh, PartitionSpec(None, MEMBERS_AXIS))
+
+  @property
+  def init_sharding(self):
+    return None
+
+  def place_state(self, state):
+    return jax.device_put(state, self._members)
+
+  def host_state(self, state):
+    return jax.device_get(state)
+
+  def place_batch(self, host_batch):
+    return jax.device_put(host_batch, self._batch)
+
+  def compile(self, step, donate_state=False):
+    members = PartitionSpec(MEMBERS_AXIS)
+    return jax.jit(jax.shard_map(
+        functools.partial(step, axis_name=None, members_axis=MEMBERS_AXIS),
+        mesh=self.mesh, in_specs=(members, PartitionSpec(None, MEMBERS_AXIS)),
+        out_specs=members), donate_argnums=(0,) if donate_state else ())
+
+  def fetch(self, tree):
+    return jax.device_get(tree)
+
+
 def get_strategy(name: str) -> Strategy:
   if name == 'jit':
     return JitStrategy()

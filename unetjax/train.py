@@ -252,6 +252,7 @@ class Loop:
   logger: logs.MetricLogger
   bar: tqdm
   task: str = 'segmentation'  # the model's and the dataset's
+  label: str = ''  # printed before its lines when several runs train at once
 
   def untrusted(self, step: int, reason: str) -> DivergenceError:
     """The error that stops a run whose results cannot be trusted, its
@@ -318,7 +319,7 @@ def validate(loop: Loop, progress: Progress,
   config, step, meta = loop.config, progress.step, progress.meta
   result = loop.evaluate_split(state, 'validation')
   loop.logger.write('eval', step, split='validation', **result)
-  loop.bar.write(f'step {step}: validation ' + ', '.join(
+  loop.bar.write(f'{loop.label}step {step}: validation ' + ', '.join(
       f'{k} {result[k]:.4f}' for k in metrics.HEADLINE[loop.task]))
   if diverged(result['loss'], meta.get('first_loss')):
     raise loop.untrusted(step, (
@@ -347,25 +348,74 @@ def periodic_actions(config: ml_collections.ConfigDict
           (config.checkpoint_every_steps, save_checkpoint)]
 
 
-def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
-                        model: nn.Module, loss_fn: losses.LossFn,
-                        info: pipeline.DatasetInfo,
-                        input_shape: tuple[int, int, int],
-                        invocation_start: float,
-                        pretrained: dict[str, Any] | None) -> dict[str, Any]:
-  strategy = parallel.get_strategy(config.parallel)
-  totals = {}  # each split's last evaluation's sums, for the figures
-  evaluate_split = evaluation.make_evaluator(config, info, strategy, model, loss_fn, totals)
-  model = state_lib.model_for_strategy(model, config.parallel,
-                                       config.sync_batch_norm)
-  tx, schedule = optimizer_and_schedule(config)
-  init_rng, dropout_rng = jax.random.split(jax.random.key(config.seed))
-  state = state_lib.init_train_state(init_rng, model, tx, input_shape,
-                                     strategy.init_sharding, pretrained)
-  ckpts = checkpoints.Checkpoints(workdir, config.max_checkpoints_to_keep,
-                                  config.best_metric_mode)
+@dataclasses.dataclass
+class Trainer:
+  """What the runs trained by one program share: the device strategy, the
+  evaluator, the model as the strategy trains it, the optimizer and the
+  train step's options."""
+  strategy: parallel.Strategy
+  evaluate_split: evaluation.Evaluator
+  totals: dict[str, metrics.Stats]  # each split's last evaluation's sums
+  model: nn.Module
+  tx: optax.GradientTransformation
+  schedule: optax.Schedule
+  step_options: dict[str, Any]
+
+  @classmethod
+  def build(cls, config: ml_collections.ConfigDict, info: pipeline.DatasetInfo,
+            model: nn.Module, loss_fn: losses.LossFn) -> 'Trainer':
+    strategy = parallel.get_strategy(config.parallel)
+    totals = {}
+    evaluate_split = evaluation.make_evaluator(config, info, strategy, model,
+                                               loss_fn, totals)
+    tx, schedule = optimizer_and_schedule(config)
+    return cls(strategy, evaluate_split, totals,
+               state_lib.model_for_strategy(model, config.parallel,
+                                            config.sync_batch_norm),
+               tx, schedule, dict(
+                   loss_fn=loss_fn, augment_config=config.augment,
+                   skip_nonfinite=config.on_nonfinite_loss == 'skip',
+                   weight_maps=losses.weight_maps(config.loss)))
+
+
+def seed_keys(seed: int) -> tuple[jax.Array, jax.Array, jax.Array]:
+  """(init, dropout, augmentation) keys of the run with config.seed `seed`."""
+  init_rng, dropout_rng = jax.random.split(jax.random.key(seed))
+  return init_rng, dropout_rng, jax.random.fold_in(jax.random.key(seed), 1)
+
+
+@dataclasses.dataclass
+class Run:
+  """One workdir's run as the loop trains it: its fixed parts (`loop`), what
+  changes (`progress`), its state as restored (one copy, not yet placed),
+  the template the best checkpoint is restored into, and its keys."""
+  loop: Loop
+  progress: Progress
+  state: state_lib.TrainState
+  template: state_lib.TrainState
+  dropout_rng: jax.Array
+  augment_rng: jax.Array
+  failure: DivergenceError | None = None
+
+
+def new_state(trainer: Trainer, config: ml_collections.ConfigDict,
+              input_shape: tuple[int, int, int],
+              pretrained: dict[str, Any] | None) -> state_lib.TrainState:
+  """The untrained state of `config.seed`."""
+  return state_lib.init_train_state(seed_keys(config.seed)[0], trainer.model,
+                                    trainer.tx, input_shape,
+                                    trainer.strategy.init_sharding, pretrained)
+
+
+def start_run(trainer: Trainer, config: ml_collections.ConfigDict, workdir: str,
+              ckpts: checkpoints.Checkpoints, state: state_lib.TrainState,
+              restored: tuple[Any, dict[str, Any], int] | None,
+              invocation_start: float, task: str, label: str = '',
+              show_progress: bool = True) -> Run:
+  """The run of `workdir` from its new `state`, or from the checkpoint
+  `restored` (`Checkpoints.restore_latest`)."""
   meta = {'wall_time_s': 0.0, 'best_score': None, 'best_step': None}
-  restored = ckpts.restore_latest(state)
+  template = state  # one copy, for restoring the best checkpoint at the end
   if restored is not None:
     state, meta, _ = restored
     meta = ckpts.best_to_beat(
@@ -375,87 +425,141 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     if jax.process_index() == 0:
       print(f'Resuming from step {int(state.step)} of {workdir}.')
     logger.write('resume', int(state.step))
-  template = state  # one copy, for restoring the best checkpoint at the end
   progress = Progress(step=int(state.step), meta=meta,
                       invocation_start=invocation_start,
                       interval_first_step=int(state.step),
                       interval_losses=list(meta.get('interval_losses', [])),
                       interval_skipped=meta.get('interval_skipped', 0))
-  loop = Loop(config, workdir, strategy, evaluate_split, schedule, ckpts, logger,
-              tqdm(total=config.num_train_steps, initial=progress.step,
-                   desc='train', unit='step', dynamic_ncols=True,
-                   disable=not (config.progress_bar and jax.process_index() == 0)),
-              info.task)
-  step_fn = strategy.compile(functools.partial(
-      train_step, loss_fn=loss_fn, dropout_rng=dropout_rng,
-      augment_rng=jax.random.fold_in(jax.random.key(config.seed), 1),
-      augment_config=config.augment,
-      skip_nonfinite=config.on_nonfinite_loss == 'skip',
-      weight_maps=losses.weight_maps(config.loss)), donate_state=True)
-  batches = strategy.prefetch(pipeline.train_batches(
-      config.dataset, parallel.host_batch_size(config.batch_size), config.seed,
-      start_step=progress.step))
-  run_loop(loop, progress, strategy.place_state(state), step_fn, batches)
+  bar = tqdm(total=config.num_train_steps, initial=progress.step,
+             desc=f'{label}train', unit='step', dynamic_ncols=True,
+             disable=not (show_progress and config.progress_bar
+                          and jax.process_index() == 0))
+  loop = Loop(config, workdir, trainer.strategy, trainer.evaluate_split,
+              trainer.schedule, ckpts, logger, bar, task, label)
+  _, dropout_rng, augment_rng = seed_keys(config.seed)
+  return Run(loop, progress, state, template, dropout_rng, augment_rng)
 
-  best = restore_best_state(template, ckpts, workdir, config.best_metric)
-  final = final_evaluation(evaluate_split, strategy.place_state(best.state),
-                           best, config.best_metric)
-  final['wall_time_s'] = progress.wall_time()
-  logger.write('final', progress.step, **final)
-  logger.close()
-  ckpts.close()
+
+def open_checkpoints(config: ml_collections.ConfigDict,
+                     workdir: str) -> checkpoints.Checkpoints:
+  return checkpoints.Checkpoints(workdir, config.max_checkpoints_to_keep,
+                                 config.best_metric_mode)
+
+
+def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
+                        model: nn.Module, loss_fn: losses.LossFn,
+                        info: pipeline.DatasetInfo,
+                        input_shape: tuple[int, int, int],
+                        invocation_start: float,
+                        pretrained: dict[str, Any] | None) -> dict[str, Any]:
+  trainer = Trainer.build(config, info, model, loss_fn)
+  state = new_state(trainer, config, input_shape, pretrained)
+  ckpts = open_checkpoints(config, workdir)
+  run = start_run(trainer, config, workdir, ckpts, state,
+                  ckpts.restore_latest(state), invocation_start, info.task)
+  step_fn = trainer.strategy.compile(functools.partial(
+      train_step, dropout_rng=run.dropout_rng, augment_rng=run.augment_rng,
+      **trainer.step_options), donate_state=True)
+  batches = trainer.strategy.prefetch(pipeline.train_batches(
+      config.dataset, parallel.host_batch_size(config.batch_size), config.seed,
+      start_step=run.progress.step))
+  run_loop([run], trainer.strategy.place_state(run.state), step_fn, batches)
+  return finish_run(trainer, run, info)
+
+
+def finish_run(trainer: Trainer, run: Run,
+               info: pipeline.DatasetInfo) -> dict[str, Any]:
+  """Evaluates the best checkpoint of a trained run on the validation and
+  test splits, logs the final record, draws the figures; returns the record."""
+  loop, config = run.loop, run.loop.config
+  best = restore_best_state(run.template, loop.ckpts, loop.workdir,
+                            config.best_metric)
+  final = final_evaluation(trainer.evaluate_split,
+                           trainer.strategy.place_state(best.state), best,
+                           config.best_metric)
+  final['wall_time_s'] = run.progress.wall_time()
+  loop.logger.write('final', run.progress.step, **final)
+  loop.logger.close()
+  loop.ckpts.close()
   if jax.process_index() == 0:
     if info.task == 'classification':
-      write_classification_figures(workdir, config, info, totals['test'])
+      write_classification_figures(loop.workdir, config, info,
+                                   trainer.totals['test'])
     else:
-      write_run_figures(workdir, config, info, best.state)
-    print(logs.format_summary(final, config.best_metric))
+      write_run_figures(loop.workdir, config, info, best.state)
+    print(loop.label + logs.format_summary(final, config.best_metric))
   return final
 
 
-def run_loop(loop: Loop, progress: Progress, state: state_lib.TrainState,
-             step_fn: Callable, batches: Iterator[dict[str, Any]]) -> None:
-  """Trains from `progress.step` to config.num_train_steps, running the
-  periodic actions; checkpoints and raises Stopped on a stop request."""
-  config, actions = loop.config, periodic_actions(loop.config)
-  exit_message = lambda: ('Interrupted again: exited at once; ' +
-                          loop.ckpts.on_disk() + ' Re-run the same command to '
-                          'resume from that checkpoint.')
-  pending = None
+def run_loop(runs: list[Run], state: Any, step_fn: Callable,
+             batches: Iterator[dict[str, Any]]) -> None:
+  """Trains `runs` (one, or the seeds trained at once, whose loops see their
+  own part of `state` and of the step's outputs) from their step to
+  config.num_train_steps, running the periodic actions; checkpoints and
+  raises Stopped on a stop request.
+
+  A run whose results cannot be trusted (DivergenceError) is left behind
+  with its `failure` and the others go on; when none is left, the first
+  failure is raised."""
+  config, actions = runs[0].loop.config, periodic_actions(runs[0].loop.config)
+  exit_message = lambda: ('Interrupted again: exited at once; ' + ' '.join(
+      run.loop.ckpts.on_disk() for run in runs) + ' Re-run the same command '
+      'to resume from that checkpoint.')
+  step, pending = runs[0].progress.step, None
+
+  def each_live_run(action: Callable[[Run], None]) -> None:
+    for run in runs:
+      if run.failure is None:
+        try:
+          action(run)
+        except DivergenceError as e:
+          run.failure = e
+    if all(run.failure for run in runs):
+      raise runs[0].failure
+
+  def record(done_step: int, outputs: dict[str, jax.Array]) -> None:
+    each_live_run(lambda run: record_loss(run.loop, run.progress, done_step,
+                                          outputs))
+
   with signals.StopRequests(exit_message) as stop_requests:
     try:
-      while progress.step < config.num_train_steps:
+      while step < config.num_train_steps:
         state, outputs = step_fn(state, next(batches))
-        progress.step += 1
+        step += 1
+        for run in runs:
+          run.progress.step = step
         # Keep one step in flight, not an unbounded queue: the device stays
         # busy and the progress bar counts steps done, not steps dispatched.
         if pending:
-          record_loss(loop, progress, *pending)
-        pending = (progress.step, outputs)
-        loop.bar.update(1)
-        last = progress.step == config.num_train_steps
+          record(*pending)
+        pending = (step, outputs)
+        for run in runs:
+          run.loop.bar.update(1)
+        last = step == config.num_train_steps
         due = [action for every, action in actions
-               if progress.step % every == 0 or last]
+               if step % every == 0 or last]
         stop_now = stop_requests.requested(collective=log_training in due)
         if not (due or stop_now):
           continue
-        record_loss(loop, progress, *pending)  # nothing non-finite is logged or saved
+        record(*pending)  # nothing non-finite is logged or saved
         pending = None
         for action in due:
-          action(loop, progress, state)
+          each_live_run(lambda run: action(run.loop, run.progress, state))
         if stop_now and save_checkpoint not in due:
-          save_checkpoint(loop, progress, state)
+          each_live_run(lambda run: save_checkpoint(run.loop, run.progress, state))
         if stop_now and not last:
           raise Stopped(
               f'Stopped by {stop_requests.signal_name or "a stop request"} at '
-              f'step {progress.step}, after saving its checkpoint. Re-run the '
+              f'step {step}, after saving its checkpoint. Re-run the '
               'same command to resume.', stop_requests.signal_name)
     except BaseException:
-      loop.bar.close()
-      loop.ckpts.close(raise_errors=False)  # saves end before the error is reported
+      for run in runs:
+        run.loop.bar.close()
+        run.loop.ckpts.close(raise_errors=False)  # saves end before the error is reported
       raise
-    loop.bar.close()
-    loop.ckpts.wait()
+    for run in runs:
+      run.loop.bar.close()
+      run.loop.ckpts.wait()
 
 
 def restore_best_state(template: state_lib.TrainState,
