@@ -40,6 +40,7 @@ else
   run train_throughput --preset=gpu --models=unet_pp,attention_unet,resunet,resunet_pp,fcn8s
   run inference --preset=gpu --torch
   run augment_cost --config=configs/augmented.py --shapes=256x256x3 --batch_size=32
+  run seeds_at_once --configs=default,kvasir_native --seeds=1,3,8 --layouts=vmap,loop
 fi
 "$python" -m benchmarks.summarize "$out" > "$out/summary.md"
 cat "$out/summary.md"

@@ -129,6 +129,18 @@ def step_profile_table(records: list[dict[str, Any]]) -> str:
                 'ms per step', 'step ms'], rows)
 
 
+def seeds_table(records: list[dict[str, Any]]) -> str:
+  rows = [[r['device'], r['devices'], r['config'], r['seeds'], r['layout'],
+           r['step_s_one_seed'], r['step_s_at_once'],
+           r['images_per_s_one_seed'], r['images_per_s_per_seed_at_once'],
+           r['ratio'], r['wall_sequential_s'], r['wall_at_once_s']]
+          for r in records if r['benchmark'] == 'seeds_at_once']
+  return table(['device', 'devices', 'config', 'K', 'layout', 'one seed s/step',
+                'K at once s/step', 'images/s (one seed)',
+                'images/s per seed (at once)', 'K sequential / at once',
+                'wall K sequential s', 'wall at once s'], rows)
+
+
 def summary(folder: str) -> str:
   records = read_records(folder)
   kinds = {r['benchmark'] for r in records}
@@ -141,7 +153,8 @@ def summary(folder: str) -> str:
                formulation_table),
               ('Layer gradients', 'layer_gradient', layer_gradient_table),
               ('3x3 convolutions alone', 'conv_layer', conv_layer_table),
-              ('Step profile by op kind', 'step_profile_kind', step_profile_table)]
+              ('Step profile by op kind', 'step_profile_kind', step_profile_table),
+              ('Seeds at once', 'seeds_at_once', seeds_table)]
   return '\n'.join(f'### {title}\n\n{make(records)}\n'
                    for title, kind, make in sections if kind in kinds)
 

@@ -152,3 +152,13 @@ def test_step_profile_names_each_traced_op_and_its_layer(tmp_path):
             and 'ConvBlock' in op['source']}
   # Every 3x3 convolution of the U-Net's 9 blocks is traced.
   assert layers == {f'ConvBlock_{b}/Conv_{c}' for b in range(9) for c in range(2)}
+
+
+def test_seeds_at_once_benchmark_reports_the_ratio_of_its_own_timings():
+  from benchmarks import seeds_at_once
+  record = seeds_at_once.measure('default', 2, 'loop', steps=1)
+  assert record['seeds'] == 2 and record['layout'] == 'loop'
+  assert record['ratio'] == pytest.approx(
+      2 * record['step_s_one_seed'] / record['step_s_at_once'], rel=1e-2)
+  assert record['images_per_s_all_seeds_at_once'] == pytest.approx(
+      2 * record['images_per_s_per_seed_at_once'], rel=1e-2)

@@ -1,0 +1,195 @@
+"""Seeds trained at once: each member is the run its seed would have been."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+import pytest
+
+from unetjax import ablation, logs, parallel, seeds_at_once, train
+from unetjax.errors import ConfigError, DivergenceError
+from tests.test_train import small_config
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def train_losses(workdir):
+  return [r['loss'] for r in logs.read_metrics(workdir) if r['event'] == 'train']
+
+
+def member_configs(tfds_dir, seeds, **overrides):
+  configs = []
+  for seed in seeds:
+    config = small_config(tfds_dir, **{'log_every_steps': 1, **overrides})
+    config.seed = seed
+    configs.append(config)
+  return configs
+
+
+@pytest.fixture(scope='module')
+def standalone(tfds_dir, tmp_path_factory):
+  """Seeds 0 and 1 trained one after another, as before."""
+  out = tmp_path_factory.mktemp('standalone')
+  return {config.seed: (train.train_and_evaluate(config, str(out / str(config.seed))),
+                        str(out / str(config.seed)))
+          for config in member_configs(tfds_dir, (0, 1))}
+
+
+@pytest.mark.parametrize('layout', ['loop', 'vmap'])
+def test_each_member_trains_as_its_seed_alone(tfds_dir, tmp_path, standalone,
+                                              layout):
+  workdirs = [str(tmp_path / f'seed_{s}') for s in (0, 1)]
+  finals = seeds_at_once.train_seeds(member_configs(tfds_dir, (0, 1)), workdirs,
+                                     layout=layout)
+  for seed, final, workdir in zip((0, 1), finals, workdirs):
+    alone, alone_dir = standalone[seed]
+    # Same data, keys and updates: the losses agree to float reordering.
+    np.testing.assert_allclose(train_losses(workdir), train_losses(alone_dir),
+                               rtol=1e-4)
+    assert final['best_step'] == alone['best_step']
+    for split in ('validation', 'test'):
+      assert final[split]['dice'] == pytest.approx(alone[split]['dice'], abs=1e-3)
+    # An ordinary run folder: its config (with its seed) and its figures.
+    assert json.load(open(os.path.join(workdir, 'config.json')))['seed'] == seed
+    assert os.path.exists(os.path.join(workdir, train.PREDICTIONS_FILE))
+  # Two seeds learn differently.
+  assert train_losses(workdirs[0]) != train_losses(workdirs[1])
+
+
+def test_a_member_a_save_ahead_goes_back_to_the_step_all_reached(tfds_dir,
+                                                                 tmp_path):
+  configs = member_configs(tfds_dir, (0, 1))
+  done = [str(tmp_path / 'done' / str(s)) for s in (0, 1)]
+  seeds_at_once.train_seeds(configs, done, layout='loop')
+  cut = [str(tmp_path / 'cut' / str(s)) for s in (0, 1)]
+  for source, target in zip(done, cut):
+    shutil.copytree(source, target)
+  # As a kill between the members' saves of step 4 leaves them: member 1
+  # has step 2 only (and no final record).
+  shutil.rmtree(os.path.join(cut[1], 'checkpoints', '4'))
+  records = logs.read_metrics(cut[1])
+  with open(os.path.join(cut[1], logs.METRICS_FILE), 'w') as f:
+    for record in records:
+      if record['step'] <= 2 and record['event'] != 'final':
+        f.write(json.dumps(record) + '\n')
+  finals = seeds_at_once.train_seeds(configs, cut, layout='loop')
+  assert [r['step'] for r in logs.read_metrics(cut[0])
+          if r['event'] == 'resume'] == [2]
+  state = lambda workdir: ocp.StandardCheckpointer().restore(
+      os.path.join(workdir, 'checkpoints', '4', 'state'))
+  for a, b in zip(jax.tree.leaves(state(done[1])), jax.tree.leaves(state(cut[1]))):
+    np.testing.assert_array_equal(a, b)
+  assert finals[1]['test']['dice'] == logs.read_metrics(done[1])[-1]['test']['dice']
+
+
+def test_a_diverged_member_stops_alone(tfds_dir, tmp_path, monkeypatch):
+  record_loss = train.record_loss
+
+  def seed_1_diverges(loop, progress, step, outputs):
+    if loop.config.seed == 1 and step == 2:
+      raise loop.untrusted(step, 'diverged (test)')
+    record_loss(loop, progress, step, outputs)
+
+  monkeypatch.setattr(train, 'record_loss', seed_1_diverges)
+  workdirs = [str(tmp_path / str(s)) for s in (0, 1)]
+  finals = seeds_at_once.train_seeds(member_configs(tfds_dir, (0, 1)), workdirs,
+                                     layout='loop')
+  assert isinstance(finals[1], DivergenceError)
+  assert finals[0]['best_step'] in (2, 4)
+  assert [r['event'] for r in logs.read_metrics(workdirs[1])][-1] == 'stopped'
+
+
+def test_only_the_seed_may_differ(tfds_dir):
+  configs = member_configs(tfds_dir, (0, 1))
+  configs[1].model.depth = 2
+  with pytest.raises(ConfigError, match=r'also differ in config.model.depth'):
+    seeds_at_once.check_stackable(configs)
+  with pytest.raises(ConfigError, match=r'distinct seeds'):
+    seeds_at_once.check_stackable(member_configs(tfds_dir, (3, 3)))
+
+
+def test_layouts_are_chosen_by_platform_and_device_count():
+  assert jax.device_count() == 8
+  assert parallel.choose_seeds_layout('auto', 3) == 'loop'
+  assert parallel.choose_seeds_layout('auto', 16) == 'devices'
+  with pytest.raises(ConfigError, match='a multiple of 8 seeds, not 3'):
+    parallel.choose_seeds_layout('devices', 3)
+  with pytest.raises(ConfigError, match="choose one of auto, vmap"):
+    parallel.choose_seeds_layout('grouped', 3)
+
+
+def test_a_sweep_groups_a_combinations_seeds(tfds_dir, tmp_path):
+  sweep = ablation.load_sweep(os.path.join(REPO, 'experiments', 'smoke.py'))
+  sweep['fixed']['config.dataset.data_dir'] = tfds_dir
+  sweep['axes'].pop('aug')
+  sweep['seeds'] = [0, 1, 2]
+  groups = []
+
+  def fake_group(configs, workdirs):
+    groups.append([os.path.basename(w) for w in workdirs])
+    return [{'best_step': 1, 'wall_time_s': 1.0, 'validation': {'dice': 0.5},
+             'test': {'dice': 0.5}} for _ in configs]
+
+  def fake_train(config, workdir):
+    groups.append([os.path.basename(workdir)])
+    return {'best_step': 1, 'wall_time_s': 1.0, 'validation': {}, 'test': {}}
+
+  out = str(tmp_path / 'out')
+  assert ablation.execute(sweep, out, train_fn=fake_train, group_fn=fake_group,
+                          seeds_at_once=2) == []
+  assert groups == [['model=unet,seed=0', 'model=unet,seed=1'],
+                    ['model=unet,seed=2'],
+                    ['model=resunet,seed=0', 'model=resunet,seed=1'],
+                    ['model=resunet,seed=2']]
+  for name in sum(groups, []):
+    assert json.load(open(os.path.join(out, name, ablation.RESULT_FILE)))['run'] == name
+
+
+def main_command(workdir, tfds_dir, *extra):
+  return [sys.executable, '-m', 'unetjax.main', '--config=configs/default.py',
+          f'--workdir={workdir}', f'--config.dataset.data_dir={tfds_dir}',
+          '--config.progress_bar=False', '--config.model.base_filters=8',
+          '--config.model.depth=2', '--config.model.dropout_rates=(0.1,0.2,0.3)',
+          '--config.num_train_steps=20', '--config.checkpoint_every_steps=5',
+          '--config.eval_every_steps=10', '--config.log_every_steps=5',
+          '--seeds=0-1', '--cpu_devices=2', *extra]
+
+
+@pytest.mark.slow
+def test_seeds_over_two_cores_killed_resume_to_the_same_result(tfds_dir, tmp_path):
+  """`main --seeds=0-1 --cpu_devices=2`: one seed per device ('devices'),
+  killed with SIGKILL after step 10 and re-run, ends bit-identical to the
+  uninterrupted run."""
+  done = tmp_path / 'done'
+  result = subprocess.run(main_command(done, tfds_dir), cwd=REPO,
+                          capture_output=True, text=True, timeout=600)
+  assert result.returncode == 0, result.stderr
+  assert '[seed 1] Best checkpoint' in result.stdout
+  cut = tmp_path / 'cut'
+  process = subprocess.Popen(main_command(cut, tfds_dir), cwd=REPO,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True)
+  deadline = time.time() + 300
+  while not (cut / 'seed_1' / 'checkpoints' / '10').exists():
+    assert process.poll() is None, process.communicate()
+    assert time.time() < deadline
+    time.sleep(0.05)
+  process.send_signal(signal.SIGKILL)
+  process.communicate(timeout=120)
+  result = subprocess.run(main_command(cut, tfds_dir), cwd=REPO,
+                          capture_output=True, text=True, timeout=600)
+  assert result.returncode == 0, result.stderr
+  for seed in (0, 1):
+    final = lambda run: ocp.StandardCheckpointer().restore(
+        str(run / f'seed_{seed}' / 'checkpoints' / '20' / 'state'))
+    for a, b in zip(jax.tree.leaves(final(done)), jax.tree.leaves(final(cut))):
+      np.testing.assert_array_equal(a, b)
+    assert (logs.read_metrics(str(done / f'seed_{seed}'))[-1]['test']
+            == logs.read_metrics(str(cut / f'seed_{seed}'))[-1]['test'])
