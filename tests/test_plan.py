@@ -275,7 +275,8 @@ def test_under_30_epochs_the_slim_network_trains_more_steps():
 
 def test_a_budget_below_one_epoch_names_the_numbers():
   with pytest.raises(ConfigError, match=r'holds 30 steps of batch 8 .* less '
-                     r'than one epoch of the 800 training images; give at least 4 min'):
+                     r'than one epoch of the training images \(800 inputs\); '
+                     r'give at least 4 min'):
     budget_lib.choose(budget_lib.Budget(120), 800, 8,
                       fake_timer({8: 1.0, 16: 2.0, 32: 4.0})[0], DOUBLING)
 
@@ -470,3 +471,13 @@ def test_a_mix_of_8_bit_and_deeper_images_keeps_no_window(tmp_path):
   write_folder(eight_bit / 'data')
   assert fingerprint.raw_intensity(folder_config(eight_bit)) is None
   assert rules.intensity_window(None) is None
+
+
+def test_patch_epochs_count_pixels_not_patches():
+  """A patch of a fifth of an image is a fifth of an epoch's input."""
+  fp = {'n_images': 16, 'height': {'median': 584.0}, 'width': {'median': 565.0}}
+  assert rules.inputs_per_epoch(fp, 0) == 16
+  assert rules.inputs_per_epoch(fp, (256, 240)) == pytest.approx(
+      16 * 584 * 565 / (256 * 240))
+  # A patch larger than the images (padded) still counts one image.
+  assert rules.inputs_per_epoch(fp, 1024) == 16

@@ -157,8 +157,10 @@ def plan(config, budget: budget_lib.Budget, import_s: float, source: str,
     configuration.validate(probe)
     return budget_lib.probe(probe, import_s)
 
-  choice = budget_lib.choose(budget, fp['n_images'], batch, time_network,
-                             networks, slim)
+  patch = next((d.value for d in decided if d.field == 'dataset.patch_size'),
+               config.dataset.patch_size)
+  choice = budget_lib.choose(budget, rules.inputs_per_epoch(fp, patch), batch,
+                             time_network, networks, slim)
   if keep_recipe:
     steps = [d for d in budget_lib.decisions(choice, batch, budget, depth)
              if not d.field.startswith('model.')]

@@ -43,18 +43,20 @@ NETWORKS = (Network(8), Network(16), Network(32))
 # Where even the narrowest sees each image fewer than MIN_EPOCHS times, the
 # slim network: more passes beat capacity there. In 10 CPU minutes on
 # Kvasir-SEG (3.5 epochs at width 8) it trained 546 steps to 347 and scored
-# 0.608 against 0.596 (seed 0, width 8 from an earlier run); on DRIVE (140
-# epochs at width 8) its 971 steps scored what width 8's 561 did (0.792
-# both), and at equal steps it trails width 8 by 0.028 (docs/experiments.md:
-# the factor table, three datasets at one budget).
+# 0.608 against 0.596 (seed 0, width 8 from an earlier run); on DRIVE (26
+# epochs at width 8, counted in pixels: rules.inputs_per_epoch) its 971 steps
+# with nnU-Net's augmentation scored what width 8's 561 did (0.792 both), and
+# at equal steps it trails width 8 by 0.028 (docs/experiments.md: the factor
+# table, three datasets at one budget).
 SLIM = Network(8, slim=True)
 # Epochs a run needs before width pays: on Kvasir-SEG in one CPU hour, width
 # 8 over 32 epochs reached test Dice 0.789 where width 16 over 15 epochs was
 # still underfitting (docs/experiments.md, the long study).
 MIN_EPOCHS = 30
 # ... and steps: that width-16 run had 1500 steps, the width-8 one 3200. On a
-# small dataset 30 epochs are a few hundred steps (DRIVE: 16 images, 4 per
-# batch), too few for any width to converge.
+# small dataset 30 epochs are a few hundred steps (DRIVE: 16 images, covered
+# by 86 patches of 256x240, 4 per batch: 650 steps), too few for any width to
+# converge.
 MIN_STEPS = 3000
 EVAL_SHARE = 0.1  # at most this share of the budget goes to validation
 MAX_EVALS = 10
@@ -169,7 +171,7 @@ def steps_for(timing: Timing, seconds: float) -> tuple[int, int]:
     evals -= 1
 
 
-def choose(budget: Budget, samples_per_epoch: int, batch: int,
+def choose(budget: Budget, samples_per_epoch: float, batch: int,
            time_network: Callable[[Network], Timing],
            networks: Sequence[Network] = NETWORKS,
            slim: Network | None = SLIM) -> Choice:
@@ -204,7 +206,8 @@ def choose(budget: Budget, samples_per_epoch: int, batch: int,
         f'--budget={budget}: it holds {best.steps} steps of batch {batch} at '
         f'width {best.network} ({timings[best.network].step:.2f} s per step, '
         f'{timings[best.network].predict(0, 1):.0f} s of start and evaluation), '
-        f'less than one epoch of the {samples_per_epoch} training images; '
+        f'less than one epoch of the training images ({samples_per_epoch:.0f} '
+        'inputs); '
         f'give at least {_duration(60 * math.ceil(timings[best.network].predict(math.ceil(samples_per_epoch / batch), 1) / 60))}.')
   return best
 

@@ -25,8 +25,9 @@ RARE_CLASS = 0.01  # a class under 1% of the pixels gets a loss weight
 EVERYWHERE = 0.2  # every class above 20% of the pixels: no oversampling
 # Geometric and intensity augmentation pays off only over long training:
 # on Kvasir-SEG it lowered test Dice after ~10 epochs (0.635 vs 0.676) while
-# flips raised it over 32 (0.789 vs 0.727); on DRIVE (~1200 patch epochs) the
-# augmented run was still climbing (docs/experiments.md, the long study).
+# flips raised it over 32 (0.789 vs 0.727); on DRIVE (~75 epochs, counted in
+# pixels: `inputs_per_epoch`) the augmented run was still climbing
+# (docs/experiments.md, the long study).
 FULL_AUGMENTATION_EPOCHS = 50
 
 
@@ -132,6 +133,19 @@ def patch(fp: dict[str, Any], kind: str) -> Decision:
   return Decision('dataset.patch_size', value,
                   f'{why}: patches of {ph}x{pw}, whole images scored by a '
                   'sliding window')
+
+
+def inputs_per_epoch(fp: dict[str, Any], patch_value: Any) -> float:
+  """The training inputs that show the model each training pixel once: the
+  images, or for patch training their pixels over a patch's. The rules that
+  read epochs (width, the slim network, augmentation) then mean as many
+  passes over the data for patches as for whole images: a 256x240 patch of
+  a 584x565 DRIVE image is a fifth of it, not an image."""
+  if patch_value == 0:
+    return float(fp['n_images'])
+  h, w = median_shape(fp)
+  ph, pw = patch_shape(patch_value, fp)
+  return fp['n_images'] * max(1.0, h * w / (ph * pw))
 
 
 def patch_shape(value: Any, fp: dict[str, Any]) -> tuple[int, int]:
