@@ -177,10 +177,15 @@ def test_a_rare_class_gets_weights_and_oversampling():
 
 
 def test_full_augmentation_only_over_long_training():
-  short = {d.field for d in rules.augmentation(10)}
-  assert short == {'augment.flip_horizontal_prob', 'augment.flip_vertical_prob'}
+  from unetjax import augment
+  short = {d.field: d.value for d in rules.augmentation(10)}
+  on = {f for f, v in short.items() if f.endswith('_prob') and v > 0}
+  assert on == {'augment.flip_horizontal_prob', 'augment.flip_vertical_prob'}
+  # Every op is decided, so a source config's rotations do not slip through.
+  assert {f'augment.{op}_prob' for op in augment.OPS} <= set(short)
   long = {d.field: d.value for d in rules.augmentation(200)}
   assert long['augment.rotate_degrees'] == 15.0 and 'augment.gamma_range' in long
+  assert long['augment.elastic_prob'] == 0.0
 
 
 @pytest.mark.parametrize('text, seconds, steps', [
@@ -481,3 +486,15 @@ def test_patch_epochs_count_pixels_not_patches():
       16 * 584 * 565 / (256 * 240))
   # A patch larger than the images (padded) still counts one image.
   assert rules.inputs_per_epoch(fp, 1024) == 16
+
+
+def test_a_plan_retimed_with_costlier_augmentation_refills_the_budget():
+  time_width, _ = fake_timer({8: 1.0, 16: 2.0, 32: 4.0})
+  choice = budget_lib.choose(budget_lib.Budget(3600), 800, 8, time_width, DOUBLING)
+  slower = budget_lib.Timing(start=30, step=1.25 * choice.timings[choice.network].step,
+                             first_eval=20, eval=10, final=40)
+  again = budget_lib.retimed(choice, slower, budget_lib.Budget(3600), 800, 8)
+  assert again.network == choice.network
+  assert again.steps < choice.steps and again.predicted_s <= 3600
+  assert again.predicted_s == pytest.approx(3600, abs=2 * slower.step)
+  assert again.epochs == again.steps * 8 / 800

@@ -148,19 +148,31 @@ def plan(config, budget: budget_lib.Budget, import_s: float, source: str,
   depth = next((d.value for d in decided if d.field == 'model.depth'),
                config.model.get('depth', 0))  # ResNets: none
 
-  def time_network(network):
+  def time_network(network, augmentation=()):
     print(f'Timing width {network} on {jax.device_count()} {kind} device(s)...',
           flush=True)
     probe = render.apply(config, decided + [
         rules.Decision('eval_batch_size', 2 * batch, '')] + (
-            [] if keep_recipe else budget_lib.network_decisions(network, depth)))
+            [] if keep_recipe else budget_lib.network_decisions(network, depth))
+        + list(augmentation))
     configuration.validate(probe)
     return budget_lib.probe(probe, import_s)
 
   patch = next((d.value for d in decided if d.field == 'dataset.patch_size'),
                config.dataset.patch_size)
-  choice = budget_lib.choose(budget, rules.inputs_per_epoch(fp, patch), batch,
-                             time_network, networks, slim)
+  inputs = rules.inputs_per_epoch(fp, patch)
+  augmentation = (lambda epochs: []) if keep_recipe else (
+      rules.augmentation if fp['task'] != 'classification'
+      else lambda epochs: rules.augmentation(0))
+  # Timed with the short budgets' augmentation (flips); a plan long enough
+  # for the full set is timed again with it, and its steps refilled.
+  choice = budget_lib.choose(
+      budget, inputs, batch,
+      lambda network: time_network(network, augmentation(0)), networks, slim)
+  if augmentation(choice.epochs) != augmentation(0):
+    choice = budget_lib.retimed(
+        choice, time_network(choice.network, augmentation(choice.epochs)),
+        budget, inputs, batch)
   if keep_recipe:
     steps = [d for d in budget_lib.decisions(choice, batch, budget, depth)
              if not d.field.startswith('model.')]
@@ -168,8 +180,7 @@ def plan(config, budget: budget_lib.Budget, import_s: float, source: str,
   decided = render.merged(decided + budget_lib.decisions(choice, batch, budget, depth) + [
       rules.Decision('eval_batch_size', 2 * batch, 'twice the batch '
                      '(no gradients to keep)'),
-      *(rules.augmentation(choice.epochs) if fp['task'] != 'classification'
-        else rules.augmentation(0)),
+      *augmentation(choice.epochs),
   ])
   return decided, fp, choice
 

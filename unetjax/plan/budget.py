@@ -171,6 +171,18 @@ def steps_for(timing: Timing, seconds: float) -> tuple[int, int]:
     evals -= 1
 
 
+def retimed(choice: Choice, timing: Timing, budget: Budget,
+            samples_per_epoch: float, batch: int) -> Choice:
+  """`choice` with its network timed again (`timing`: e.g. with the
+  augmentation its epochs call for) and its steps refilled to the budget."""
+  steps, evals = ((choice.steps, choice.evals) if budget.steps
+                  else steps_for(timing, budget.seconds))
+  return dataclasses.replace(
+      choice, steps=steps, evals=evals, epochs=steps * batch / samples_per_epoch,
+      predicted_s=timing.predict(steps, evals),
+      timings={**choice.timings, choice.network: timing})
+
+
 def choose(budget: Budget, samples_per_epoch: float, batch: int,
            time_network: Callable[[Network], Timing],
            networks: Sequence[Network] = NETWORKS,

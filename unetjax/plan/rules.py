@@ -10,6 +10,8 @@ import dataclasses
 import math
 from typing import Any
 
+from unetjax import augment
+
 # Largest patch side trained per device kind: nnU-Net grows the 2D patch to
 # the median image shape while GPU memory allows; on a CPU a 256x256 patch at
 # batch 8 is already ~1 s per step for the narrowest U-Net (kvasir_native).
@@ -208,26 +210,34 @@ def class_weights(fp: dict[str, Any]) -> Decision:
 
 def augmentation(epochs: float) -> list[Decision]:
   """Flips always (nnU-Net mirrors every axis); nnU-Net's rotations,
-  scaling and intensity changes only from FULL_AUGMENTATION_EPOCHS."""
+  scaling and intensity changes only from FULL_AUGMENTATION_EPOCHS. Every
+  other op is off, whatever the source config had: the plan decides the
+  whole set."""
   flips = [Decision('augment.flip_horizontal_prob', 0.5, 'mirror: nnU-Net, and +0.06 '
                     'Dice on Kvasir-SEG over 32 epochs'),
            Decision('augment.flip_vertical_prob', 0.5, 'mirror (nnU-Net)')]
   if epochs < FULL_AUGMENTATION_EPOCHS:
-    return flips
-  why = f'{epochs:.0f} epochs >= {FULL_AUGMENTATION_EPOCHS}: nnU-Net\'s set'
-  return flips + [
-      Decision('augment.rot90_prob', 0.75, why),
-      Decision('augment.rotate_prob', 0.3, why),
-      Decision('augment.rotate_degrees', 15.0, why),
-      Decision('augment.scale_prob', 0.2, why),
-      Decision('augment.scale_range', (0.85, 1.25), why + ' (0.7-1.4 in 3D)'),
-      Decision('augment.brightness_prob', 0.3, why),
-      Decision('augment.brightness', 0.1, why),
-      Decision('augment.contrast_prob', 0.3, why),
-      Decision('augment.contrast_range', (0.75, 1.25), why),
-      Decision('augment.gamma_prob', 0.3, why),
-      Decision('augment.gamma_range', (0.7, 1.5), why),
-  ]
+    chosen = flips
+  else:
+    why = f'{epochs:.0f} epochs >= {FULL_AUGMENTATION_EPOCHS}: nnU-Net\'s set'
+    chosen = flips + [
+        Decision('augment.rot90_prob', 0.75, why),
+        Decision('augment.rotate_prob', 0.3, why),
+        Decision('augment.rotate_degrees', 15.0, why),
+        Decision('augment.scale_prob', 0.2, why),
+        Decision('augment.scale_range', (0.85, 1.25), why + ' (0.7-1.4 in 3D)'),
+        Decision('augment.brightness_prob', 0.3, why),
+        Decision('augment.brightness', 0.1, why),
+        Decision('augment.contrast_prob', 0.3, why),
+        Decision('augment.contrast_range', (0.75, 1.25), why),
+        Decision('augment.gamma_prob', 0.3, why),
+        Decision('augment.gamma_range', (0.7, 1.5), why),
+    ]
+  set_ = {d.field for d in chosen}
+  off = (f'{epochs:.0f} epochs < {FULL_AUGMENTATION_EPOCHS}: flips only'
+         if epochs < FULL_AUGMENTATION_EPOCHS else 'not in nnU-Net\'s set')
+  return chosen + [Decision(f'augment.{op}_prob', 0.0, off)
+                   for op in augment.OPS if f'augment.{op}_prob' not in set_]
 
 
 def fixed_choices() -> list[Decision]:
