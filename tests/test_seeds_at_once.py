@@ -193,3 +193,51 @@ def test_seeds_over_two_cores_killed_resume_to_the_same_result(tfds_dir, tmp_pat
       np.testing.assert_array_equal(a, b)
     assert (logs.read_metrics(str(done / f'seed_{seed}'))[-1]['test']
             == logs.read_metrics(str(cut / f'seed_{seed}'))[-1]['test'])
+
+
+def composed_config(kind, tfds_dir):
+  """A tiny run of each kind seeds at once must compose with."""
+  if kind == 'pmap':
+    return small_config(tfds_dir, parallel='pmap')
+  if kind == 'patches':  # random patches, whole images evaluated by windows
+    return small_config(tfds_dir, **{'dataset.patch_size': 32})
+  if kind == 'classification':
+    from configs import classify
+    config = classify.get_config()
+  else:
+    from configs import instances
+    config = instances.get_config()
+    config.metrics.surface_metrics = False
+    config.model.depth, config.model.dropout_rates = 2, (0.0,) * 3
+  config.dataset.data_dir = tfds_dir
+  config.model.base_filters = 4
+  config.batch_size, config.eval_batch_size = 8, 64
+  config.num_train_steps = config.eval_every_steps = 2
+  config.checkpoint_every_steps = 2
+  config.progress_bar = False
+  return config
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('kind, metric', [
+    ('pmap', 'dice'), ('patches', 'dice'), ('classification', 'accuracy'),
+    ('instances', 'object_f1')])
+def test_seeds_at_once_compose_with_pmap_patches_classes_and_objects(
+    tfds_dir, tmp_path, kind, metric):
+  configs = []
+  for seed in (0, 1):
+    config = composed_config(kind, tfds_dir)
+    config.seed, config.log_every_steps = seed, 1
+    configs.append(config)
+  workdirs = [str(tmp_path / f'seed_{s}') for s in (0, 1)]
+  finals = seeds_at_once.train_seeds(configs, workdirs, layout='vmap')
+  alone = str(tmp_path / 'alone')
+  train.train_and_evaluate(configs[1], alone)
+  # The first step to float precision; the batched convolutions' reordering
+  # grows over the next ones.
+  np.testing.assert_allclose(train_losses(workdirs[1])[0], train_losses(alone)[0],
+                             rtol=1e-5)
+  np.testing.assert_allclose(train_losses(workdirs[1]), train_losses(alone),
+                             rtol=1e-3)
+  for final in finals:
+    assert 0 <= final['test'][metric] <= 1
