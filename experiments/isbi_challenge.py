@@ -32,6 +32,7 @@ from unetjax import command_line
 from unetjax import metrics
 from unetjax import predict
 from unetjax import sliding_window
+from unetjax import state as state_lib
 from unetjax.data import pipeline
 from unetjax.errors import UserInputError
 
@@ -57,7 +58,7 @@ def score(workdir: str, split: str = 'test', tta: bool = False
           ) -> dict[str, Any]:
   """The challenge's pixel errors and the pooled metrics of `split` of the
   run in `workdir` (its best checkpoint)."""
-  run = predict.load_run(workdir)
+  run = state_lib.load_run(workdir)
   if not run.config.dataset.name.startswith('isbi2012_em'):
     raise UserInputError(f'{workdir} was trained on {run.config.dataset.name}, '
                          'not isbi2012_em.')

@@ -16,6 +16,7 @@ from sklearn import metrics as sk
 from configs import classify
 from configs import default
 from unetjax import logs, losses, metrics, models, predict, train
+from unetjax import state as state_lib
 from unetjax import workdir as workdir_lib
 from unetjax.data import pipeline, synthetic
 from unetjax.data.builders import synthetic_cells
@@ -104,7 +105,7 @@ def test_training_reports_metrics_equal_to_sklearn_on_the_best_checkpoint(traine
                'loss'):
     assert np.isfinite(final['test'][name]), name
   # The best checkpoint's logits on the test split, outside the training loop.
-  run = predict.load_run(workdir)
+  run = state_lib.load_run(workdir)
   assert run.step == final['best_step']
   logits, labels = [], []
   for batch in pipeline.eval_batches(config.dataset, 'test', 64):

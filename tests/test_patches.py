@@ -176,7 +176,7 @@ def test_whole_image_evaluation_of_one_window_is_one_forward_pass():
       lambda x: np.asarray(state_lib.preprocess(x)), window=(PATCH, PATCH),
       overlap=0.5, batch_size=8, batch_multiple=n_devices, loss_fn=loss_fn,
       metric_options=options)
-  logits = evaluation.forward(model, variables, state_lib.preprocess(image[None]))
+  logits = state_lib.forward(model, variables, state_lib.preprocess(image[None]))
   expected = metrics.merge(None, jax.jit(functools.partial(
       metrics.batch_statistics, **options))(
           logits, jnp.asarray(label[None], jnp.int32)))
@@ -271,7 +271,7 @@ def test_training_on_patches_evaluates_whole_images(native_folder, native_info,
   result = predict.predict_folder(
       str(tmp_path / 'run'), str(native_folder / 'images'),
       str(tmp_path / 'predicted'), str(native_folder / 'masks'))
-  assert predict.load_run(str(tmp_path / 'run')).window == (PATCH, PATCH)
+  assert state_lib.load_run(str(tmp_path / 'run')).window == (PATCH, PATCH)
   assert result['images'] == len(SIZES)
   for i, (height, width) in enumerate(SIZES):
     mask = Image.open(tmp_path / 'predicted' / 'masks' / f'case{i:02d}.png')

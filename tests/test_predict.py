@@ -14,7 +14,7 @@ from PIL import Image
 from sklearn import metrics as skm
 
 from configs import default
-from unetjax import checkpoints, evaluation, models, predict, sliding_window
+from unetjax import checkpoints, models, predict, sliding_window
 from unetjax import state as state_lib
 from unetjax import workdir as workdir_lib
 from unetjax.data import synthetic
@@ -49,7 +49,7 @@ def model_and_state(tmp_path_factory):
 def apply_fn(model_and_state):
   _, model, state = model_and_state
   variables = {'params': state.params, 'batch_stats': state.batch_stats}
-  return functools.partial(evaluation.forward, model, variables)
+  return functools.partial(state_lib.forward, model, variables)
 
 
 def make_workdir(path, config, state, best=True):

@@ -297,7 +297,8 @@ def test_predict_with_a_damaged_best_says_so_in_one_line(
   """In process: asyncio's debris would reach pytest's log handler and its
   unraisable hook (both checked here), not stderr."""
   import gc
-  from unetjax import checkpoints, predict
+  from unetjax import checkpoints
+  from unetjax import state as state_lib
   workdir, scores = copy_of(trained, tmp_path), trained[1]
   best = best_of(scores)
   if not copy_kept:
@@ -312,7 +313,7 @@ def test_predict_with_a_damaged_best_says_so_in_one_line(
   monkeypatch.setattr(checkpoints.Checkpoints, '_restore', damaged_best)
   before = files_of(workdir)
   capfd.readouterr()
-  run = predict.load_run(str(workdir))
+  run = state_lib.load_run(str(workdir))
   gc.collect()  # what is left unfinished is collected here at the latest
   err = capfd.readouterr().err
   assert (run.checkpoint, run.step) == (
@@ -332,7 +333,8 @@ def test_without_scores_the_best_steps_own_copy_comes_first(
   """No metrics.jsonl: the best step (and its score) comes from the
   checkpoints' meta, so its intact copy is used; without it, the newest
   intact one, whose score is unknown."""
-  from unetjax import logs, predict
+  from unetjax import logs
+  from unetjax import state as state_lib
   workdir, scores = copy_of(trained, tmp_path), trained[1]
   best = best_of(scores)
   cut_data_files(workdir / 'best' / str(best))
@@ -340,7 +342,7 @@ def test_without_scores_the_best_steps_own_copy_comes_first(
   if not copy_kept:
     shutil.rmtree(workdir / 'checkpoints' / str(best))
   capfd.readouterr()
-  run = predict.load_run(str(workdir))
+  run = state_lib.load_run(str(workdir))
   err = capfd.readouterr().err
   assert len(err.splitlines()) == 1, err
   if copy_kept:
@@ -359,14 +361,14 @@ def test_without_scores_the_best_steps_own_copy_comes_first(
 @pytest.mark.filterwarnings('error::pytest.PytestUnraisableExceptionWarning')
 def test_damage_is_reported_in_the_order_it_is_found(trained, tmp_path, capfd):
   """best/ first, then each damaged copy tried instead, then what is used."""
-  from unetjax import predict
+  from unetjax import state as state_lib
   workdir, scores = copy_of(trained, tmp_path), trained[1]
   best = best_of(scores)
   used = best_of({s: v for s, v in scores.items() if s != best})
   cut_data_files(workdir / 'best' / str(best))
   cut_data_files(workdir / 'checkpoints' / str(best))
   capfd.readouterr()
-  run = predict.load_run(str(workdir))
+  run = state_lib.load_run(str(workdir))
   lines = capfd.readouterr().err.splitlines()
   assert (run.checkpoint, run.step) == ('next best', used)
   assert len(lines) == 3, lines

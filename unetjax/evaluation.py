@@ -32,14 +32,6 @@ from unetjax import state as state_lib
 from unetjax.data import pipeline
 
 
-@functools.partial(jax.jit, static_argnums=0)
-def forward(model: nn.Module, variables: dict[str, Any],
-            images: jax.Array) -> jax.Array:
-  """float32 logits of `model` in evaluation mode, compiled per model and
-  window batch shape."""
-  return model.apply(variables, images, train=False).astype(jnp.float32)
-
-
 @functools.partial(jax.jit, static_argnames=('loss_fn', 'metric_options'))
 def image_statistics(logits: jax.Array, label: jax.Array, roi: jax.Array, *,
                      loss_fn: losses.LossFn,
@@ -61,7 +53,7 @@ def local_apply_fn(model: nn.Module, variables: dict[str, Any]
   placed = local.place_state(variables)
 
   def apply_fn(images: np.ndarray) -> np.ndarray:
-    return np.asarray(forward(model, placed, local.place_batch(
+    return np.asarray(state_lib.forward(model, placed, local.place_batch(
         {'image': images})['image']))
   return apply_fn, len(jax.local_devices())
 

@@ -36,34 +36,26 @@ training size, as its dataset builder did, and writes instead:
 from unetjax import command_line  # noqa: I001
 
 import csv
-import dataclasses
 import functools
 import os
 from typing import Any, Sequence
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import scipy.ndimage
 from absl import flags
 from PIL import Image
 
-from unetjax import checkpoints
 from unetjax import classification_metrics
-from unetjax import evaluation
 from unetjax import instances
-from unetjax import logs
 from unetjax import metrics
-from unetjax import models
 from unetjax import outputs
 from unetjax import sliding_window
 from unetjax import state as state_lib
-from unetjax import workdir as workdir_lib
-from unetjax.data import pipeline
 from unetjax.data.builders import image_class_folder
 from unetjax.data.builders import image_masks
-from unetjax.errors import DataError, UserInputError, WorkdirError
+from unetjax.errors import DataError, UserInputError
 
 # Overlay contour colours (RGB).
 PREDICTION_COLOUR = (255, 0, 0)
@@ -149,82 +141,6 @@ def mask_png(prediction: np.ndarray, n_classes: int) -> np.ndarray:
   """uint8 mask to save: 0 / 255 for binary, class ids otherwise."""
   prediction = np.asarray(prediction, np.uint8)
   return prediction * 255 if n_classes == 2 else prediction
-
-
-@dataclasses.dataclass(frozen=True)
-class Run:
-  """What prediction needs from a training run's workdir."""
-  config: ml_collections.ConfigDict
-  apply_fn: sliding_window.ApplyFn
-  window: tuple[int, int]
-  channels: int
-  class_names: tuple[str, ...]
-  task: str  # 'segmentation' or 'classification' (models.TASKS)
-  mask_threshold: int | None  # the dataset's, for lossy masks
-  # Trained on instances: how objects are read from the predicted classes
-  # (instances.OBJECT_RULES), to write them too; None otherwise.
-  objects: str | None
-  checkpoint: str  # 'best', 'next best' (the best was lost) or 'latest'
-  step: int
-
-
-def check_workdir(workdir: str) -> None:
-  """WorkdirError unless `workdir` has a config and a checkpoint folder."""
-  if not os.path.isdir(workdir):
-    raise WorkdirError(f'--workdir={workdir}: no such folder. Pass the workdir '
-                       'of a training run (python -m unetjax.main ...).')
-  config_path = os.path.join(workdir, workdir_lib.CONFIG_FILE)
-  if not os.path.isfile(config_path):
-    raise WorkdirError(f'{workdir} has no {workdir_lib.CONFIG_FILE}, so it is '
-                       'not a unetjax training run.')
-  if not any(os.path.isdir(os.path.join(workdir, d))
-             for d in ('best', 'checkpoints')):
-    raise WorkdirError(f'{workdir} has no checkpoint yet (no best/ or '
-                       'checkpoints/ folder): train it first.')
-
-
-def _tuples(tree: Any) -> Any:
-  """JSON lists back to the config's tuples (hashable model fields)."""
-  if isinstance(tree, dict):
-    return {k: _tuples(v) for k, v in tree.items()}
-  if isinstance(tree, list):
-    return tuple(_tuples(v) for v in tree)
-  return tree
-
-
-def load_run(workdir: str) -> Run:
-  """The model of `workdir`'s best checkpoint (`Checkpoints.restore_best`),
-  compiled per window shape; WorkdirError if the workdir holds no trained run."""
-  check_workdir(workdir)
-  saved = workdir_lib.read_config(workdir)
-  saved.pop(workdir_lib.DATASET_BUILD, None)
-  config = ml_collections.ConfigDict(_tuples(saved))
-  model = models.get_model(config.model, config.dtype, config.param_dtype)
-  info = pipeline.describe(config.dataset)
-  shape = pipeline.model_input_shape(config.dataset, info)
-  window, channels = tuple(shape[:2]), shape[2]
-  ckpts = checkpoints.Checkpoints(workdir, best_mode=config.best_metric_mode,
-                                  read_only=True)
-  device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
-  try:
-    # Tolerates a damaged step and one that a training run in the same
-    # workdir deletes while it is read.
-    restored = ckpts.restore_variables(
-        state_lib.variables_template(model, window + (channels,), device),
-        logs.validation_scores(workdir, config.best_metric), config.best_metric)
-  finally:
-    ckpts.close()
-  if restored is None:
-    raise WorkdirError(f'{workdir} has no complete checkpoint yet: train it '
-                       'until it saves one.')
-  variables, name, step = restored
-  return Run(config=config,
-             apply_fn=functools.partial(evaluation.forward, model, variables),
-             window=window, channels=channels, class_names=info.class_names,
-             task=models.task(config.model.name),
-             mask_threshold=info.mask_threshold,
-             objects=info.objects if info.has_instances else None,
-             checkpoint=name, step=int(step))
 
 
 def _image_files(folder: str, flag: str) -> list[str]:
@@ -316,7 +232,7 @@ def check_arguments(workdir: str, images_dir: str, out_dir: str,
     raise UserInputError(f'--threshold={threshold} must be in (0, 1).')
   if batch_size < 1:
     raise UserInputError(f'--batch_size={batch_size} must be at least 1.')
-  check_workdir(workdir)
+  state_lib.check_workdir(workdir)
   outputs.check_folder('out', out_dir)
   out_real = os.path.realpath(out_dir)
   for kept in ('checkpoints', 'best'):
@@ -339,7 +255,7 @@ def predict_folder(workdir: str, images_dir: str, out_dir: str,
   `masks_dir`, 'mean' (the CSV's mean row)."""
   check_arguments(workdir, images_dir, out_dir, masks_dir, overlap=overlap,
                   threshold=threshold, batch_size=batch_size)
-  run = load_run(workdir)
+  run = state_lib.load_run(workdir)
   if run.task == 'classification':
     if masks_dir is not None:
       raise UserInputError(
@@ -474,7 +390,7 @@ def classify_batch(apply_fn: sliding_window.ApplyFn, images: np.ndarray,
   return np.asarray(logits / len(flips), np.float32)
 
 
-def classify_folder(run: Run, images_dir: str, out_dir: str, *,
+def classify_folder(run: state_lib.TrainedRun, images_dir: str, out_dir: str, *,
                     tta: bool = False, batch_size: int = 8) -> dict[str, Any]:
   """Writes predictions.csv (and, for class folders, metrics.csv) for the
   images of `images_dir` (see the module docstring). Returns {'images',

@@ -7,7 +7,9 @@ and `config.optimizer.schedule`: config checks and `--help` read their names
 from here, so a new choice is one entry.
 """
 
+import dataclasses
 import functools
+import os
 from typing import Any, Callable
 
 import flax.linen as nn
@@ -18,7 +20,12 @@ import optax
 from flax.training import train_state
 
 from unetjax import checkpoints
+from unetjax import logs
 from unetjax import models
+from unetjax import sliding_window
+from unetjax import workdir as workdir_lib
+from unetjax.data import pipeline
+from unetjax.errors import WorkdirError
 from unetjax.models import resnet, torchvision_weights
 
 
@@ -171,3 +178,87 @@ def variables_template(model: nn.Module, image_shape: tuple[int, ...],
             'batch_stats': shapes.get('batch_stats', {})}
   return jax.tree.map(
       lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sharding), shapes)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def forward(model: nn.Module, variables: dict[str, Any],
+            images: jax.Array) -> jax.Array:
+  """float32 logits of `model` in evaluation mode, compiled per model and
+  window batch shape."""
+  return model.apply(variables, images, train=False).astype(jnp.float32)
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainedRun:
+  """What prediction needs from a training run's workdir."""
+  config: ml_collections.ConfigDict
+  apply_fn: sliding_window.ApplyFn
+  window: tuple[int, int]
+  channels: int
+  class_names: tuple[str, ...]
+  task: str  # 'segmentation' or 'classification' (models.TASKS)
+  mask_threshold: int | None  # the dataset's, for lossy masks
+  # Trained on instances: how objects are read from the predicted classes
+  # (instances.OBJECT_RULES), to write them too; None otherwise.
+  objects: str | None
+  checkpoint: str  # 'best', 'next best' (the best was lost) or 'latest'
+  step: int
+
+
+def check_workdir(workdir: str) -> None:
+  """WorkdirError unless `workdir` has a config and a checkpoint folder."""
+  if not os.path.isdir(workdir):
+    raise WorkdirError(f'--workdir={workdir}: no such folder. Pass the workdir '
+                       'of a training run (python -m unetjax.main ...).')
+  config_path = os.path.join(workdir, workdir_lib.CONFIG_FILE)
+  if not os.path.isfile(config_path):
+    raise WorkdirError(f'{workdir} has no {workdir_lib.CONFIG_FILE}, so it is '
+                       'not a unetjax training run.')
+  if not any(os.path.isdir(os.path.join(workdir, d))
+             for d in ('best', 'checkpoints')):
+    raise WorkdirError(f'{workdir} has no checkpoint yet (no best/ or '
+                       'checkpoints/ folder): train it first.')
+
+
+def _tuples(tree: Any) -> Any:
+  """JSON lists back to the config's tuples (hashable model fields)."""
+  if isinstance(tree, dict):
+    return {k: _tuples(v) for k, v in tree.items()}
+  if isinstance(tree, list):
+    return tuple(_tuples(v) for v in tree)
+  return tree
+
+
+def load_run(workdir: str) -> TrainedRun:
+  """The model of `workdir`'s best checkpoint (`Checkpoints.restore_best`),
+  compiled per window shape; WorkdirError if the workdir holds no trained run."""
+  check_workdir(workdir)
+  saved = workdir_lib.read_config(workdir)
+  saved.pop(workdir_lib.DATASET_BUILD, None)
+  config = ml_collections.ConfigDict(_tuples(saved))
+  model = models.get_model(config.model, config.dtype, config.param_dtype)
+  info = pipeline.describe(config.dataset)
+  shape = pipeline.model_input_shape(config.dataset, info)
+  window, channels = tuple(shape[:2]), shape[2]
+  ckpts = checkpoints.Checkpoints(workdir, best_mode=config.best_metric_mode,
+                                  read_only=True)
+  device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+  try:
+    # Tolerates a damaged step and one that a training run in the same
+    # workdir deletes while it is read.
+    restored = ckpts.restore_variables(
+        variables_template(model, window + (channels,), device),
+        logs.validation_scores(workdir, config.best_metric), config.best_metric)
+  finally:
+    ckpts.close()
+  if restored is None:
+    raise WorkdirError(f'{workdir} has no complete checkpoint yet: train it '
+                       'until it saves one.')
+  variables, name, step = restored
+  return TrainedRun(config=config,
+             apply_fn=functools.partial(forward, model, variables),
+             window=window, channels=channels, class_names=info.class_names,
+             task=models.task(config.model.name),
+             mask_threshold=info.mask_threshold,
+             objects=info.objects if info.has_instances else None,
+             checkpoint=name, step=int(step))
