@@ -65,8 +65,8 @@ class SegmentationModel(nn.Module):
 
   @property
   def conv_fields(self) -> dict[str, Any]:
-    """Keyword arguments that give a layer without an activation (nn.Conv,
-    Upsample, ASPP) the model's dtypes and kernel initialisation."""
+    """Keyword arguments that give an nn.Conv the model's dtypes and kernel
+    initialisation (Upsample and ASPP take its name, `kernel_init`)."""
     return dict(kernel_init=layers.kernel_initializer(self.kernel_init),
                 **self.dtypes)
 
