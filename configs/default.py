@@ -50,6 +50,11 @@ def get_config() -> ml_collections.ConfigDict:
   # batches of a few images), 'instance' (per channel and image) or 'none'.
   config.model.norm = 'batch'
   config.model.upsample = 'transpose'  # 'transpose' (2x2 up-conv), 'bilinear' or 'nearest'
+  # In place of every ReLU: 'relu' or 'leaky_relu' (slope 0.01, MONAI DynUNet's).
+  config.model.activation = 'relu'
+  # Convolution kernels' initialisation: 'lecun_normal' (flax's) or
+  # 'kaiming_normal' (MONAI DynUNet's: torch's kaiming_normal_, a=0.01).
+  config.model.kernel_init = 'lecun_normal'
 
   # Data augmentation, per example on the accelerator (unetjax/augment.py).
   # Each op has a probability and a strength; all are off here, so results

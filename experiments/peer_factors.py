@@ -6,7 +6,7 @@ peer with the same numbers).
 UNETJAX_FACTOR_STEPS (default 800) sets the steps of every row.
 
 python -m unetjax.ablation --sweep=experiments/peer_factors.py \
-  --out=runs/peer_factors --cpu_devices=1
+  --out=runs/peer_factors --cpu_devices=1 [--only=<regular expression>]
 """
 
 import os
@@ -45,6 +45,19 @@ def get_sweep():
               ('instance_norm+adam_1e-3_constant+slim',
                {'config.model.norm': 'instance', **PEER_OPTIMIZER,
                 'config.model.level_filters': (8, 8, 16, 32, 64)}),
+              # The remaining differences from MONAI's DynUNet, each on its
+              # own and both: its LeakyReLU (slope 0.01) and its
+              # initialisation (torch's kaiming_normal_, a=0.01).
+              ('instance_norm+adam_1e-3_constant+leaky_relu',
+               {'config.model.norm': 'instance', **PEER_OPTIMIZER,
+                'config.model.activation': 'leaky_relu'}),
+              ('instance_norm+adam_1e-3_constant+kaiming_normal',
+               {'config.model.norm': 'instance', **PEER_OPTIMIZER,
+                'config.model.kernel_init': 'kaiming_normal'}),
+              ('instance_norm+adam_1e-3_constant+leaky_relu+kaiming_normal',
+               {'config.model.norm': 'instance', **PEER_OPTIMIZER,
+                'config.model.activation': 'leaky_relu',
+                'config.model.kernel_init': 'kaiming_normal'}),
           ],
       },
       'seeds': [0],

@@ -121,6 +121,111 @@ def test_level_filters_set_each_levels_channels():
                      ).init(jax.random.key(0), jnp.zeros((1, 32, 32, 3)))
 
 
+def _init_and_apply(name, fields, shape=(2, 32, 32, 3)):
+  model = models.get_model(ConfigDict(dict(name=name, **fields)))
+  variables = model.init(jax.random.key(0), jnp.zeros(shape))
+  images = jax.random.normal(jax.random.key(1), shape)
+  return variables, model.apply(variables, images)
+
+
+@pytest.mark.parametrize('name', sorted(models.tiny_settings()))
+def test_the_default_activation_and_kernel_init_leave_every_model_unchanged(name):
+  fields = dict(models.tiny_settings()[name], norm='instance')
+  implicit = _init_and_apply(name, fields)
+  explicit = _init_and_apply(
+      name, dict(fields, activation='relu', kernel_init='lecun_normal'))
+  assert jax.tree.structure(implicit) == jax.tree.structure(explicit)
+  for a, b in zip(jax.tree.leaves(implicit), jax.tree.leaves(explicit)):
+    np.testing.assert_array_equal(a, b)
+
+
+def test_the_defaults_are_flax_relu_and_flax_initialisation():
+  assert layers.activation_fn('relu') is flax.linen.relu
+  key, shape = jax.random.key(3), (3, 3, 16, 32)
+  flax_default = flax.linen.linear.default_kernel_init(key, shape)
+  for transposed in (False, True):  # UpConvolution asks with transposed=True
+    np.testing.assert_array_equal(
+        layers.kernel_initializer('lecun_normal', transposed)(key, shape),
+        flax_default)
+
+
+def test_leaky_relu_passes_negative_inputs_scaled_by_dynunets_slope():
+  assert layers.LEAKY_RELU_SLOPE == 0.01
+  x = jnp.array([-2.0, 0.0, 3.0])
+  np.testing.assert_allclose(layers.activation_fn('leaky_relu')(x),
+                             [-0.02, 0.0, 3.0], rtol=1e-6)
+  # In a block: two 1x1-like convolutions (only the centre tap) with a bias
+  # that makes every pre-activation negative.
+  block = layers.ConvBlock(1, norm='none', activation='leaky_relu')
+  images = jax.random.uniform(jax.random.key(0), (1, 8, 8, 1))
+  variables = block.init(jax.random.key(0), images, train=False)
+  centre = jnp.zeros((3, 3, 1, 1)).at[1, 1].set(1.0)
+  params = {'Conv_0': {'kernel': centre, 'bias': jnp.array([-5.0])},
+            'Conv_1': {'kernel': centre, 'bias': jnp.array([0.0])}}
+  variables = {'params': params}
+  out = block.apply(variables, images, train=False)
+  np.testing.assert_allclose(out, 0.01**2 * (images - 5.0), rtol=1e-5)
+  relu_out = layers.ConvBlock(1, norm='none').apply(variables, images, train=False)
+  np.testing.assert_array_equal(relu_out, jnp.zeros_like(images))
+
+
+def test_kaiming_normal_is_dynunets_initialisation():
+  """torch.nn.init.kaiming_normal_(w, a=0.01): an untruncated normal of std
+  sqrt(2 / (1 + 0.01**2) / fan_in); a transposed convolution's fan-in
+  counts its output channels, as PyTorch's does."""
+  gain = (2 / (1 + 0.01**2))**0.5
+  variables, _ = _init_and_apply(
+      'unet', dict(depth=2, base_filters=32, kernel_init='kaiming_normal'))
+  params = variables['params']
+  conv = params['ConvBlock_1']['Conv_1']['kernel']  # (3, 3, 64, 64)
+  up = params['Upsample_0']['ConvTranspose_0']['kernel']  # (2, 2, 128, 64)
+  head = params['Conv_0']['kernel']  # (1, 1, 32, 1): the logits
+  for kernel, fan_in in ((conv, 9 * 64), (up, 4 * 64), (head, 32)):
+    expected = gain / fan_in**0.5
+    tolerance = 0.02 if kernel.size > 10_000 else 0.4
+    assert abs(float(jnp.std(kernel)) / expected - 1) < tolerance, (kernel.shape,)
+  # Untruncated: a normal has 1.2% of its values beyond 2.5 std (flax's
+  # truncated normals none beyond 2).
+  expected = gain / (9 * 64)**0.5
+  assert 0.008 < float(jnp.mean(jnp.abs(conv) > 2.5 * expected)) < 0.016
+  # flax's default for the same kernel: std sqrt(1 / fan_in).
+  lecun, _ = _init_and_apply('unet', dict(depth=2, base_filters=32))
+  lecun_std = float(jnp.std(lecun['params']['ConvBlock_1']['Conv_1']['kernel']))
+  assert abs(lecun_std * (9 * 64)**0.5 - 1) < 0.02
+
+
+@pytest.mark.parametrize('name', ['unet', 'resunet_pp', 'unet3p', 'attention_unet'])
+def test_the_activation_reaches_every_relu_of_the_model(name):
+  fields = dict(models.tiny_settings()[name], norm='instance')
+  _, relu = _init_and_apply(name, fields)
+  _, leaky = _init_and_apply(name, dict(fields, activation='leaky_relu'))
+  assert not np.allclose(relu, leaky)
+
+
+@pytest.mark.parametrize('field, value', [('activation', 'gelu'),
+                                          ('kernel_init', 'he_uniform'),
+                                          ('activation', 1)])
+def test_an_unknown_activation_or_kernel_init_is_one_config_error(field, value):
+  with pytest.raises(ConfigError, match=f'config.model.{field}={value!r} must '
+                     'be one of'):
+    models.get_model(ConfigDict(dict(name='unet', **{field: value})))
+  with pytest.raises(ConfigError, match=f'config.model.{field}'):
+    n_params(UNet(depth=1, **{field: value}), (1, 8, 8, 1))
+
+
+def test_resnet_unet_refuses_leaky_relu_and_takes_kaiming_normal():
+  shape = (1, 32, 32, 3)
+  fields = dict(name='resnet_unet', num_layers=18, base_filters=8,
+                decoder_channels=(16, 8, 8, 8, 8))
+  with pytest.raises(ConfigError, match="config.model.activation='leaky_relu'"):
+    jax.eval_shape(lambda: models.get_model(ConfigDict(dict(
+        fields, activation='leaky_relu'))).init(jax.random.key(0), jnp.zeros(shape)))
+  model = models.get_model(ConfigDict(dict(fields, kernel_init='kaiming_normal')))
+  stem = model.init(jax.random.key(0), jnp.zeros(shape))['params']['encoder'][
+      'stem_conv']['kernel']  # (7, 7, 3, 8): fan-in 147
+  assert abs(float(jnp.std(stem)) * (147 / 2)**0.5 - 1) < 0.1
+
+
 @pytest.mark.parametrize('shape', [(1, 60, 64, 1), (1, 64, 36, 1)])
 def test_size_not_divisible_by_two_to_the_depth_is_a_clear_error(shape):
   with pytest.raises(InputShapeError, match=r'divisible by 2\*\*depth = 16'):

@@ -523,8 +523,8 @@ def test_predict_with_a_damaged_best_prints_one_line_to_stderr(
 
 
 def test_a_run_recorded_before_a_field_was_added_resumes_unchanged():
-  """config.json of a run made before config.model.level_filters (and the
-  other ADDED_FIELDS) existed equals today's default config, but not a
+  """config.json of a run made before config.model.level_filters,
+  activation and kernel_init (and the other ADDED_FIELDS) existed equals today's default config, but not a
   config that sets the field."""
   from configs import default  # pylint: disable=import-outside-toplevel
   current = workdir_lib.config_to_dict(default.get_config())
@@ -538,3 +538,10 @@ def test_a_run_recorded_before_a_field_was_added_resumes_unchanged():
   assert workdir_lib.config_differences(
       saved, workdir_lib.config_to_dict(config)) == [
           "model.level_filters: '<absent>' -> [16, 16, 32, 64, 128]"]
+  config = default.get_config()
+  config.model.activation = 'leaky_relu'
+  config.model.kernel_init = 'kaiming_normal'
+  assert workdir_lib.config_differences(
+      saved, workdir_lib.config_to_dict(config)) == [
+          "model.activation: '<absent>' -> 'leaky_relu'",
+          "model.kernel_init: '<absent>' -> 'kaiming_normal'"]

@@ -90,6 +90,9 @@ def weights(value: Any) -> str | None:
 CHOICES: dict[str, tuple[str, ...]] = {
     'dataset.name': builders.DATASETS,  # or any registered TFDS dataset
     'model.name': tuple(models.MODELS) + tuple(models.CLASSIFIERS),
+    # Segmentation models' (models.get_model checks them).
+    'model.activation': models.layers.ACTIVATIONS,
+    'model.kernel_init': models.layers.KERNEL_INITS,
     'loss.name': tuple(losses.LOSSES),
     'optimizer.name': tuple(state.OPTIMIZERS),
     'optimizer.schedule': tuple(state.SCHEDULES),

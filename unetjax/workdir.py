@@ -28,7 +28,8 @@ RESULT_NEUTRAL_FIELDS = ('progress_bar', 'dataset.data_dir',
 # value that reproduces those runs: a saved config that lacks one equals a
 # current config that holds this value.
 ADDED_FIELDS = {'loss.label_smoothing': 0.0, 'loss.pixel_weights': 'none',
-                'dataset.target': 'mask', 'model.level_filters': []}
+                'dataset.target': 'mask', 'model.level_filters': [],
+                'model.activation': 'relu', 'model.kernel_init': 'lecun_normal'}
 
 
 def config_to_dict(config: ml_collections.ConfigDict) -> dict[str, Any]:

@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import ml_collections
 
 from unetjax.errors import ConfigError
+from unetjax.models import layers
 from unetjax.models.attention_unet import AttentionUNet
 from unetjax.models.fcn import FCN8s
 from unetjax.models.resnet import ResNet
@@ -89,7 +90,8 @@ def model_fields(cls: type[nn.Module]) -> set[str]:
 
 def _check_ranges(fields: dict[str, Any]) -> None:
   """ConfigError for values of the fields the architectures share that no
-  model can take (a zero width, a dropout rate of 1)."""
+  model can take (a zero width, a dropout rate of 1, an unknown activation
+  or initialisation)."""
   problems = []
   for name in ('base_filters', 'depth'):
     value = fields.get(name, 1)
@@ -108,6 +110,11 @@ def _check_ranges(fields: dict[str, Any]) -> None:
              and 0 <= r < 1 for r in rates):
     problems.append(f'config.model.dropout_rates={fields["dropout_rates"]!r} '
                     'must hold rates in [0, 1)')
+  for name, choices in (('activation', layers.ACTIVATIONS),
+                        ('kernel_init', layers.KERNEL_INITS)):
+    if name in fields and fields[name] not in choices:
+      problems.append(f'config.model.{name}={fields[name]!r} must be one of '
+                      f'{", ".join(map(repr, choices))}')
   if problems:
     raise ConfigError('; '.join(problems) + '.')
 

@@ -24,4 +24,4 @@ class AttentionUNet(UNet):
 
   def gate_skip(self, skip: jax.Array, below: jax.Array) -> jax.Array:
     return layers.AttentionGate(max(1, skip.shape[-1] // 2),
-                                **self.dtypes)(skip, below)
+                                **self.block_fields)(skip, below)

@@ -31,6 +31,12 @@ class SegmentationModel(nn.Module):
       (per channel and image) or 'none'.
     upsample: 'transpose' (2x2 up-convolution), 'bilinear' or 'nearest'
       (resize, then a 1x1 convolution where the channel count changes).
+    activation: the nonlinearity in place of every ReLU: 'relu' or
+      'leaky_relu' (negative slope 0.01, MONAI DynUNet's and nnU-Net's);
+      layers.activation_fn.
+    kernel_init: how every convolution kernel starts: 'lecun_normal'
+      (flax's default) or 'kaiming_normal' (MONAI DynUNet's,
+      torch.nn.init.kaiming_normal_ with a=0.01); layers.kernel_initializer.
     dtype: computation dtype (e.g. jnp.bfloat16); params stay in param_dtype.
   """
   n_classes: int = 1
@@ -40,6 +46,8 @@ class SegmentationModel(nn.Module):
   dropout_rates: float | Sequence[float] = 0.0
   norm: str = 'batch'
   upsample: str = 'transpose'
+  activation: str = 'relu'
+  kernel_init: str = 'lecun_normal'
   dtype: Any = jnp.float32
   param_dtype: Any = jnp.float32
 
@@ -47,6 +55,20 @@ class SegmentationModel(nn.Module):
   def dtypes(self) -> dict[str, Any]:
     """Keyword arguments that give a layer the model's dtypes."""
     return dict(dtype=self.dtype, param_dtype=self.param_dtype)
+
+  @property
+  def block_fields(self) -> dict[str, Any]:
+    """Keyword arguments that give a block (ConvBlock, ResidualBlock, ...)
+    the model's dtypes, activation and kernel initialisation."""
+    return dict(activation=self.activation, kernel_init=self.kernel_init,
+                **self.dtypes)
+
+  @property
+  def conv_fields(self) -> dict[str, Any]:
+    """Keyword arguments that give an nn.Conv the model's dtypes and kernel
+    initialisation (Upsample and ASPP take its name, `kernel_init`)."""
+    return dict(kernel_init=layers.kernel_initializer(self.kernel_init),
+                **self.dtypes)
 
   def width(self, level: int) -> int:
     if self.level_filters:
@@ -65,6 +87,8 @@ class SegmentationModel(nn.Module):
   def prepare(self, images: jax.Array) -> jax.Array:
     """Checks that the model can take `images` and casts them to `dtype`."""
     layers.check_input_size(images.shape, self.depth)
+    layers.activation_fn(self.activation)  # ConfigError for an unknown name
+    layers.kernel_initializer(self.kernel_init)
     if self.level_filters and not self.n_levels:
       raise ConfigError(
           f'config.model.level_filters is set, but {type(self).__name__} '
@@ -81,5 +105,5 @@ class SegmentationModel(nn.Module):
                       kernel: int = 1) -> jax.Array:
     """A kernel x kernel convolution to one float32 logit per class."""
     logits = nn.Conv(self.n_classes, (kernel, kernel), name=name,
-                     **self.dtypes)(x)
+                     **self.conv_fields)(x)
     return logits.astype(jnp.float32)

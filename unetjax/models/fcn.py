@@ -48,13 +48,14 @@ class FCN8s(SegmentationModel):
     pooled = []
     for level in range(self.depth + 1):
       x = layers.ConvBlock(self.width(min(level, 3)), norm=self.norm,
-                           dropout_rate=rates[level], **self.dtypes)(x, train)
+                           dropout_rate=rates[level], **self.block_fields)(x, train)
       if level < self.depth:
         x = layers.max_pool_2x2(x)
         pooled.append(x)
     scores = self.classify_pixels(x)
     for skip in (pooled[-2], pooled[-3]):
-      scores = layers.Upsample(self.n_classes, self.upsample, **self.dtypes)(scores)
+      scores = layers.Upsample(self.n_classes, self.upsample,
+                               kernel_init=self.kernel_init, **self.dtypes)(scores)
       scores = scores + self.classify_pixels(skip)
     return jax.image.resize(scores, images.shape[:3] + (self.n_classes,),
                             method='bilinear')

@@ -5,6 +5,7 @@ makes it redundant). Blocks compute in `dtype` with parameters in
 `param_dtype`.
 """
 
+import functools
 import math
 from typing import Any, Callable
 
@@ -22,6 +23,11 @@ Dtype = Any
 
 UPSAMPLE_MODES = ('transpose', 'bilinear', 'nearest')
 NORMS = ('batch', 'group', 'instance', 'none')
+ACTIVATIONS = ('relu', 'leaky_relu')
+KERNEL_INITS = ('lecun_normal', 'kaiming_normal')
+# The negative slope of 'leaky_relu': MONAI DynUNet's (nnU-Net's), 0.01, also
+# torch.nn.LeakyReLU's default. (MONAI's BasicUNet uses 0.1.)
+LEAKY_RELU_SLOPE = 0.01
 
 
 def check_input_size(shape: tuple[int, ...], depth: int) -> None:
@@ -64,6 +70,45 @@ def expand_per_level(values: Any, depth: int, name: str) -> tuple[float, ...]:
   return values
 
 
+def activation_fn(name: str) -> Callable[[jax.Array], jax.Array]:
+  """The nonlinearity named by `name` (config.model.activation).
+
+  'relu' is max(x, 0); 'leaky_relu' passes negative inputs scaled by
+  LEAKY_RELU_SLOPE (0.01), as MONAI's DynUNet and nnU-Net do.
+  """
+  if name == 'relu':
+    return nn.relu
+  if name == 'leaky_relu':
+    return functools.partial(nn.leaky_relu, negative_slope=LEAKY_RELU_SLOPE)
+  raise ConfigError(f'Unknown activation {name!r} (config.model.activation); '
+                    f'choose one of {ACTIVATIONS}.')
+
+
+def kernel_initializer(name: str, transposed: bool = False) -> nn.initializers.Initializer:
+  """The initialiser of convolution kernels named by `name`
+  (config.model.kernel_init); biases start at zero either way.
+
+  'lecun_normal' is flax's default: a truncated normal of variance
+  1 / fan_in. 'kaiming_normal' is what MONAI's DynUNet applies to every
+  convolution and transposed convolution,
+  torch.nn.init.kaiming_normal_(weight, a=0.01): a plain (untruncated)
+  normal of variance 2 / ((1 + 0.01**2) * fan_in), He et al. 2015's for a
+  LeakyReLU of that slope (PyTorch's own default for nn.Conv2d is another
+  one, kaiming_uniform_ with a=sqrt(5), variance 1 / (3 * fan_in)). fan_in
+  is the kernel's taps times its input channels; for a `transposed`
+  convolution, as PyTorch counts it there (dim 1 of its (in, out, h, w)
+  weight), its taps times its output channels.
+  """
+  if name == 'lecun_normal':
+    return nn.initializers.lecun_normal()
+  if name == 'kaiming_normal':
+    return nn.initializers.variance_scaling(
+        2.0 / (1.0 + LEAKY_RELU_SLOPE**2), 'fan_in', 'normal',
+        in_axis=-1 if transposed else -2, out_axis=-2 if transposed else -1)
+  raise ConfigError(f'Unknown kernel initialisation {name!r} '
+                    f'(config.model.kernel_init); choose one of {KERNEL_INITS}.')
+
+
 def normalization(norm: str, train: bool, dtype: Dtype = jnp.float32,
                   param_dtype: Dtype = jnp.float32) -> Callable[[jax.Array], jax.Array]:
   """The norm layer named by `norm`, created in the calling module.
@@ -93,7 +138,8 @@ def normalization(norm: str, train: bool, dtype: Dtype = jnp.float32,
 
 
 class ConvBlock(nn.Module):
-  """Two 3x3 convolutions, each followed by the norm and ReLU.
+  """Two 3x3 convolutions, each followed by the norm and ReLU (or the
+  `activation`, see activation_fn; `kernel_init`: see kernel_initializer).
 
   The dropout sits between the two convolutions, as in the Keras U-Nets that
   popularised per-level rates (0.1 shallow ... 0.3 deep).
@@ -101,16 +147,20 @@ class ConvBlock(nn.Module):
   features: int
   norm: str = 'batch'
   dropout_rate: float = 0.0
+  activation: str = 'relu'
+  kernel_init: str = 'lecun_normal'
   dtype: Dtype = jnp.float32
   param_dtype: Dtype = jnp.float32
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
     kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
+    act = activation_fn(self.activation)
     for i in range(2):
       x = nn.Conv(self.features, (3, 3), padding='SAME',
-                  use_bias=self.norm == 'none', **kw)(x)
-      x = nn.relu(normalization(self.norm, train, **kw)(x))
+                  use_bias=self.norm == 'none',
+                  kernel_init=kernel_initializer(self.kernel_init), **kw)(x)
+      x = act(normalization(self.norm, train, **kw)(x))
       if i == 0 and self.dropout_rate > 0:
         x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
     return x
@@ -130,7 +180,9 @@ class ResidualBlock(nn.Module):
   unit whose input is the image itself (Zhang et al. 2018, Fig. 3; the
   ResUNet++ stem). `padding` of the 3x3 convolutions: 'SAME' (a stride-2
   convolution pads its bottom and right edges only) or 1 (one pixel on every
-  side, as PyTorch pads, for weights trained there).
+  side, as PyTorch pads, for weights trained there). Every ReLU is the
+  `activation` (activation_fn), every kernel starts as `kernel_init`
+  (kernel_initializer).
   """
   features: int
   strides: int = 1
@@ -139,34 +191,38 @@ class ResidualBlock(nn.Module):
   normalize_input: bool = True
   dropout_rate: float = 0.0
   padding: str | int = 'SAME'
+  activation: str = 'relu'
+  kernel_init: str = 'lecun_normal'
   dtype: Dtype = jnp.float32
   param_dtype: Dtype = jnp.float32
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
     kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
+    relu = activation_fn(self.activation)
     plain = self.norm == 'none'  # no norm follows: convolutions need a bias
     norm = lambda y: normalization(self.norm, train, **kw)(y)
+    init = kernel_initializer(self.kernel_init)
     conv = lambda y, strides, use_bias: nn.Conv(
         self.features, (3, 3), strides=strides, padding=self.padding,
-        use_bias=use_bias, **kw)(y)
+        use_bias=use_bias, kernel_init=init, **kw)(y)
     dropout = lambda y: (nn.Dropout(self.dropout_rate, deterministic=not train)(y)
                          if self.dropout_rate > 0 else y)
 
     if self.preactivation:
-      y = nn.relu(norm(x)) if self.normalize_input else x
-      y = dropout(nn.relu(norm(conv(y, self.strides, plain))))
+      y = relu(norm(x)) if self.normalize_input else x
+      y = dropout(relu(norm(conv(y, self.strides, plain))))
       y = conv(y, 1, True)
     else:
-      y = dropout(nn.relu(norm(conv(x, self.strides, plain))))
+      y = dropout(relu(norm(conv(x, self.strides, plain))))
       y = norm(conv(y, 1, plain))
 
     shortcut = x
     if x.shape[-1] != self.features or self.strides != 1:
       shortcut = norm(nn.Conv(self.features, (1, 1), strides=self.strides,
-                              use_bias=plain, **kw)(x))
+                              use_bias=plain, kernel_init=init, **kw)(x))
     y = y + shortcut
-    return y if self.preactivation else nn.relu(y)
+    return y if self.preactivation else relu(y)
 
 
 class SqueezeExcite(nn.Module):
@@ -174,9 +230,12 @@ class SqueezeExcite(nn.Module):
   averages (Hu et al. 2018), so a block can stress informative channels.
 
   Two bias-free dense layers around a bottleneck of channels // reduction,
-  as in the ResUNet++ Keras code (reduction 8).
+  as in the ResUNet++ Keras code (reduction 8), with the `activation`
+  between them; they keep flax's initialisation whatever the model's
+  kernel_init (which is for convolutions).
   """
   reduction: int = 8
+  activation: str = 'relu'
   dtype: Dtype = jnp.float32
   param_dtype: Dtype = jnp.float32
 
@@ -185,7 +244,7 @@ class SqueezeExcite(nn.Module):
     kw = dict(use_bias=False, dtype=self.dtype, param_dtype=self.param_dtype)
     channels = x.shape[-1]
     weights = jnp.mean(x, axis=(1, 2))
-    weights = nn.relu(nn.Dense(max(1, channels // self.reduction), **kw)(weights))
+    weights = activation_fn(self.activation)(nn.Dense(max(1, channels // self.reduction), **kw)(weights))
     weights = nn.sigmoid(nn.Dense(channels, **kw)(weights))
     return x * weights[:, None, None, :]
 
@@ -203,18 +262,21 @@ class ASPP(nn.Module):
   features: int
   rate_scale: int = 1
   norm: str = 'batch'
+  kernel_init: str = 'lecun_normal'
   dtype: Dtype = jnp.float32
   param_dtype: Dtype = jnp.float32
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
-    kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
+    kw = dict(dtype=self.dtype, param_dtype=self.param_dtype,
+              kernel_init=kernel_initializer(self.kernel_init))
     branches = []
     for dilation in (6 * self.rate_scale, 12 * self.rate_scale,
                      18 * self.rate_scale, 1):
       y = nn.Conv(self.features, (3, 3), kernel_dilation=dilation,
                   padding='SAME', use_bias=self.norm == 'none', **kw)(x)
-      branches.append(normalization(self.norm, train, **kw)(y))
+      branches.append(normalization(self.norm, train, dtype=self.dtype,
+                                    param_dtype=self.param_dtype)(y))
     return nn.Conv(self.features, (1, 1), **kw)(sum(branches))
 
 
@@ -228,16 +290,20 @@ class AttentionGate(nn.Module):
   bilinearly, as in the paper's grid attention.
   """
   features: int  # channels of theta(x) and phi(g) (F_int in the paper)
+  activation: str = 'relu'  # in place of the ReLU (activation_fn)
+  kernel_init: str = 'lecun_normal'  # kernel_initializer
   dtype: Dtype = jnp.float32
   param_dtype: Dtype = jnp.float32
 
   @nn.compact
   def __call__(self, skip: jax.Array, gate: jax.Array) -> jax.Array:
-    kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
+    kw = dict(dtype=self.dtype, param_dtype=self.param_dtype,
+              kernel_init=kernel_initializer(self.kernel_init))
     theta = nn.Conv(self.features, (2, 2), strides=(2, 2), use_bias=False,
                     **kw)(skip)
     phi = nn.Conv(self.features, (1, 1), **kw)(gate)
-    alpha = nn.sigmoid(nn.Conv(1, (1, 1), **kw)(nn.relu(theta + phi)))
+    alpha = nn.sigmoid(nn.Conv(1, (1, 1), **kw)(
+        activation_fn(self.activation)(theta + phi)))
     alpha = jax.image.resize(alpha, skip.shape[:3] + (1,), method='bilinear')
     return skip * alpha
 
@@ -252,6 +318,8 @@ class EncoderDecoderAttention(nn.Module):
   sigmoid; the block keeps d's shape.
   """
   norm: str = 'batch'
+  activation: str = 'relu'  # in place of the ReLU (activation_fn)
+  kernel_init: str = 'lecun_normal'  # kernel_initializer
   dtype: Dtype = jnp.float32
   param_dtype: Dtype = jnp.float32
 
@@ -259,8 +327,10 @@ class EncoderDecoderAttention(nn.Module):
   def __call__(self, encoder: jax.Array, decoder: jax.Array,
                train: bool) -> jax.Array:
     kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
-    conv = lambda x: nn.Conv(decoder.shape[-1], (3, 3), padding='SAME', **kw)(
-        nn.relu(normalization(self.norm, train, **kw)(x)))
+    relu = activation_fn(self.activation)
+    conv = lambda x: nn.Conv(decoder.shape[-1], (3, 3), padding='SAME',
+                             kernel_init=kernel_initializer(self.kernel_init),
+                             **kw)(relu(normalization(self.norm, train, **kw)(x)))
     combined = max_pool_2x2(conv(encoder)) + conv(decoder)
     return conv(combined) * decoder
 
@@ -276,6 +346,7 @@ class Upsample(nn.Module):
   """
   features: int | None
   mode: str = 'transpose'
+  kernel_init: str = 'lecun_normal'  # kernel_initializer
   dtype: Dtype = jnp.float32
   param_dtype: Dtype = jnp.float32
 
@@ -284,14 +355,16 @@ class Upsample(nn.Module):
     kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
     if self.mode == 'transpose':
       # Named as the nn.ConvTranspose it replaces: the same initial values.
-      return UpConvolution(self.features or x.shape[-1], name='ConvTranspose_0',
-                           **kw)(x)
+      return UpConvolution(self.features or x.shape[-1], self.kernel_init,
+                           name='ConvTranspose_0', **kw)(x)
     if self.mode in ('bilinear', 'nearest'):
       n, h, w, c = x.shape
       x = (jax.image.resize(x, (n, 2 * h, 2 * w, c), method='bilinear')
            if self.mode == 'bilinear'
            else jnp.repeat(jnp.repeat(x, 2, axis=1), 2, axis=2))
-      return x if self.features is None else nn.Conv(self.features, (1, 1), **kw)(x)
+      return x if self.features is None else nn.Conv(
+          self.features, (1, 1), kernel_init=kernel_initializer(self.kernel_init),
+          **kw)(x)
     raise ConfigError(
         f'Unknown upsample mode {self.mode!r}; choose one of {UPSAMPLE_MODES}.')
 
@@ -303,15 +376,17 @@ class UpConvolution(nn.Module):
   input pixel, so the op is a per-pixel product (C -> 2 x 2 x features) and a
   depth-to-space reshape: the same parameters, initialisation and outputs as
   the transposed convolution, but XLA's CPU backend computes its gradient
-  about 5x faster (python -m benchmarks.train_throughput).
+  about 5x faster (python -m benchmarks.train_throughput). `kernel_init`:
+  see kernel_initializer (a transposed convolution's fan-in).
   """
   features: int
+  kernel_init: str = 'lecun_normal'
   dtype: Dtype = jnp.float32
   param_dtype: Dtype = jnp.float32
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
-    kernel = self.param('kernel', nn.initializers.lecun_normal(),
+    kernel = self.param('kernel', kernel_initializer(self.kernel_init, transposed=True),
                         (2, 2, x.shape[-1], self.features), self.param_dtype)
     bias = self.param('bias', nn.initializers.zeros_init(), (self.features,),
                       self.param_dtype)

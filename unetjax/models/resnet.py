@@ -50,18 +50,20 @@ TINY = None  # a classifier: tests/test_classification.py
 class Bottleneck(nn.Module):
   """1x1, 3x3 (carrying the stride), 1x1 to 4x the channels, each followed
   by the norm, plus a shortcut (projected where the shape changes); ReLU
-  after the sum."""
+  after the sum. `kernel_init`: layers.kernel_initializer."""
   features: int
   strides: int = 1
   norm: str = 'batch'
+  kernel_init: str = 'lecun_normal'
   dtype: Any = jnp.float32
   param_dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
-    kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
+    dtypes = dict(dtype=self.dtype, param_dtype=self.param_dtype)
+    kw = dict(kernel_init=layers.kernel_initializer(self.kernel_init), **dtypes)
     plain = self.norm == 'none'
-    norm = lambda y: layers.normalization(self.norm, train, **kw)(y)
+    norm = lambda y: layers.normalization(self.norm, train, **dtypes)(y)
     out = self.features * EXPANSION
     y = nn.relu(norm(nn.Conv(self.features, (1, 1), use_bias=plain, **kw)(x)))
     y = nn.relu(norm(nn.Conv(self.features, (3, 3), strides=self.strides,
@@ -84,10 +86,13 @@ class ResNetEncoder(nn.Module):
     num_layers: 18, 34 (basic blocks) or 50 (bottleneck blocks).
     base_filters: channels of the stem and the first stage (64).
     norm: 'batch', 'group', 'instance' or 'none'.
+    kernel_init: how the convolution kernels start (layers.kernel_initializer;
+      loaded ImageNet weights replace them).
   """
   num_layers: int = 18
   base_filters: int = 64
   norm: str = 'batch'
+  kernel_init: str = 'lecun_normal'
   dtype: Any = jnp.float32
   param_dtype: Any = jnp.float32
 
@@ -97,6 +102,7 @@ class ResNetEncoder(nn.Module):
     kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
     x = nn.Conv(self.base_filters, (7, 7), strides=(2, 2), padding=3,
                 use_bias=self.norm == 'none', name='stem_conv',
+                kernel_init=layers.kernel_initializer(self.kernel_init),
                 **kw)(images.astype(self.dtype))
     x = nn.relu(layers.normalization(self.norm, train, **kw)(x))
     features = [x]
@@ -108,11 +114,12 @@ class ResNetEncoder(nn.Module):
         name = f'layer{stage + 1}_{block}'  # torchvision's layer1.0, ...
         if bottleneck:
           x = Bottleneck(self.base_filters * 2**stage, strides, self.norm,
-                         name=name, **kw)(x, train)
+                         self.kernel_init, name=name, **kw)(x, train)
         else:
           x = layers.ResidualBlock(
               self.base_filters * 2**stage, strides=strides, norm=self.norm,
-              preactivation=False, padding=1, name=name, **kw)(x, train)
+              preactivation=False, padding=1, kernel_init=self.kernel_init,
+              name=name, **kw)(x, train)
       features.append(x)
     return features
 
@@ -139,7 +146,7 @@ class ResNet(nn.Module):
   def __call__(self, images: jax.Array, train: bool = False) -> jax.Array:
     layers.check_input_size(images.shape, depth=0)
     features = ResNetEncoder(self.num_layers, self.base_filters, self.norm,
-                             self.dtype, self.param_dtype,
+                             dtype=self.dtype, param_dtype=self.param_dtype,
                              name=ENCODER_SCOPE)(images, train)
     logits = nn.Dense(self.n_classes, dtype=self.dtype,
                       param_dtype=self.param_dtype,

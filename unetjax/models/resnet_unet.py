@@ -41,6 +41,11 @@ class ResNetUNet(SegmentationModel):
       output's level, between its two convolutions.
     upsample: 'nearest' (segmentation_models_pytorch's), 'bilinear' or
       'transpose'; all keep the channels.
+    activation: 'relu' only: the encoder is torchvision's ResNet, whose
+      ImageNet weights were trained with ReLU, and the decoder keeps smp's
+      ReLU too; 'leaky_relu' is a ConfigError.
+    kernel_init: every convolution's, the encoder's included (loaded
+      ImageNet weights replace the encoder's).
   """
   num_layers: int = 34
   base_filters: int = 64
@@ -60,17 +65,23 @@ class ResNetUNet(SegmentationModel):
           f'{tuple(self.decoder_channels)}: the ResNet encoder downsamples '
           f'{ENCODER_DEPTH} times, so depth must be {ENCODER_DEPTH} and '
           f'decoder_channels must hold {ENCODER_DEPTH} widths.')
+    if self.activation != 'relu':
+      raise ConfigError(
+          f'config.model.activation={self.activation!r}: resnet_unet keeps '
+          "'relu', the activation its torchvision ResNet encoder (and its "
+          "ImageNet weights) was trained with; set 'relu'.")
     rates = self.level_dropout_rates()
     features = ResNetEncoder(self.num_layers, self.base_filters, self.norm,
-                             self.dtype, self.param_dtype,
+                             self.kernel_init, self.dtype, self.param_dtype,
                              name=ENCODER_SCOPE)(self.prepare(images), train)
     x = nn.Dropout(rates[-1], deterministic=not train)(features[-1])
     skips = features[-2::-1] + [None]  # 1/16 ... 1/2, then none at 1/1
     for block, (skip, width) in enumerate(zip(skips, self.decoder_channels)):
-      x = layers.Upsample(None, self.upsample, **self.dtypes)(x)
+      x = layers.Upsample(None, self.upsample, kernel_init=self.kernel_init,
+                          **self.dtypes)(x)
       if skip is not None:
         x = jnp.concatenate([x, skip], axis=-1)
       level = ENCODER_DEPTH - 1 - block
       x = layers.ConvBlock(width, norm=self.norm, dropout_rate=rates[level],
-                           **self.dtypes)(x, train)
+                           **self.block_fields)(x, train)
     return self.classify_pixels(x, kernel=3)

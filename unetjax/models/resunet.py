@@ -39,7 +39,8 @@ class ResUNet(SegmentationModel):
   def __call__(self, images: jax.Array, train: bool = False) -> jax.Array:
     x, skips = self.encode(images, train)
     for level in reversed(range(self.depth)):
-      x = layers.Upsample(None, self.upsample, **self.dtypes)(x)
+      x = layers.Upsample(None, self.upsample, kernel_init=self.kernel_init,
+                          **self.dtypes)(x)
       x = self.unit(level, jnp.concatenate([skips[level], x], axis=-1), train)
     return self.classify_pixels(x)
 
@@ -61,4 +62,5 @@ class ResUNet(SegmentationModel):
     return layers.ResidualBlock(
         features or self.width(level), strides=strides, norm=self.norm,
         normalize_input=normalize_input,
-        dropout_rate=self.level_dropout_rates()[level], **self.dtypes)(x, train)
+        dropout_rate=self.level_dropout_rates()[level],
+        **self.block_fields)(x, train)

@@ -44,17 +44,19 @@ class ResUNetPlusPlus(ResUNet):
   @nn.compact
   def __call__(self, images: jax.Array, train: bool = False) -> jax.Array:
     aspp = lambda features, x: layers.ASPP(
-        features, self.aspp_rate_scale, self.norm, **self.dtypes)(x, train)
+        features, self.aspp_rate_scale, self.norm, kernel_init=self.kernel_init,
+        **self.dtypes)(x, train)
     x, skips = self.encode(images, train)
     x = aspp(self.width(self.depth + 1), x)
     for level in reversed(range(self.depth)):
-      x = layers.EncoderDecoderAttention(self.norm, **self.dtypes)(
+      x = layers.EncoderDecoderAttention(self.norm, **self.block_fields)(
           skips[level], x, train)
-      x = layers.Upsample(None, self.upsample, **self.dtypes)(x)
+      x = layers.Upsample(None, self.upsample, kernel_init=self.kernel_init,
+                          **self.dtypes)(x)
       x = jnp.concatenate([x, skips[level]], axis=-1)
       x = self.unit(level, x, train, features=self.width(level + 1))
     return self.classify_pixels(aspp(self.width(0), x))
 
   def unit(self, level: int, x: jax.Array, train: bool, **kwargs) -> jax.Array:
     x = super().unit(level, x, train, **kwargs)
-    return layers.SqueezeExcite(**self.dtypes)(x)
+    return layers.SqueezeExcite(activation=self.activation, **self.dtypes)(x)

@@ -31,7 +31,7 @@ class UNet(SegmentationModel):
     rates = self.level_dropout_rates()
     block = lambda level: layers.ConvBlock(
         self.width(level), norm=self.norm, dropout_rate=rates[level],
-        **self.dtypes)
+        **self.block_fields)
 
     x = self.prepare(images)
     skips = []
@@ -42,7 +42,8 @@ class UNet(SegmentationModel):
     x = block(self.depth)(x, train)
     for level in reversed(range(self.depth)):
       skip = self.gate_skip(skips[level], x)
-      x = layers.Upsample(self.width(level), self.upsample, **self.dtypes)(x)
+      x = layers.Upsample(self.width(level), self.upsample,
+                          kernel_init=self.kernel_init, **self.dtypes)(x)
       x = jnp.concatenate([skip, x], axis=-1)
       x = block(level)(x, train)
     return self.classify_pixels(x)

@@ -71,7 +71,7 @@ class UNet3Plus(SegmentationModel):
       if level:
         x = layers.max_pool_2x2(x)
       x = layers.ConvBlock(self.width(level), norm=self.norm,
-                           dropout_rate=rates[level], **self.dtypes)(x, train)
+                           dropout_rate=rates[level], **self.block_fields)(x, train)
       encoder.append(x)
 
     branch_width = self.cat_filters or self.base_filters
@@ -107,14 +107,15 @@ class UNet3Plus(SegmentationModel):
 
   def conv_norm_relu(self, x: jax.Array, features: int, train: bool) -> jax.Array:
     x = nn.Conv(features, (3, 3), padding='SAME', use_bias=self.norm == 'none',
-                **self.dtypes)(x)
-    return nn.relu(layers.normalization(self.norm, train, **self.dtypes)(x))
+                **self.conv_fields)(x)
+    return layers.activation_fn(self.activation)(
+        layers.normalization(self.norm, train, **self.dtypes)(x))
 
   def classification_guide(self, bottleneck: jax.Array, train: bool) -> jax.Array:
     """(N,) logits that the image holds foreground (the paper's CGM with one
     sigmoid output in place of two)."""
     x = nn.Dropout(0.5, deterministic=not train)(bottleneck)
-    x = nn.Conv(1, (1, 1), name='guide', **self.dtypes)(x)
+    x = nn.Conv(1, (1, 1), name='guide', **self.conv_fields)(x)
     return jnp.max(x, axis=(1, 2, 3)).astype(jnp.float32)
 
   def gate(self, logits: jax.Array, has_foreground: jax.Array) -> jax.Array:

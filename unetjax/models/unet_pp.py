@@ -53,7 +53,7 @@ class UNetPlusPlus(SegmentationModel):
     def node(i, j, x):
       return layers.ConvBlock(self.width(i), norm=self.norm,
                               dropout_rate=rates[i], name=f'X_{i}_{j}',
-                              **self.dtypes)(x, train)
+                              **self.block_fields)(x, train)
 
     nodes = {}  # (i, j) -> X^{i,j}
     x = self.prepare(images)
@@ -62,6 +62,7 @@ class UNetPlusPlus(SegmentationModel):
     for j in range(1, reach + 1):
       for i in range(reach + 1 - j):
         up = layers.Upsample(self.width(i), self.upsample,
+                             kernel_init=self.kernel_init,
                              name=f'up_{i + 1}_{j - 1}',
                              **self.dtypes)(nodes[i + 1, j - 1])
         inputs = [nodes[i, k] for k in range(j)] + [up]
