@@ -21,7 +21,6 @@ import functools
 import os
 import statistics
 import sys
-import time
 
 os.environ.setdefault('XLA_PYTHON_CLIENT_PREALLOCATE', 'false')
 
@@ -30,6 +29,7 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 from benchmarks import common  # noqa: E402
+from benchmarks import train_throughput  # noqa: E402
 from unetjax import losses, models, parallel, seeds_at_once, train  # noqa: E402
 from unetjax import state as state_lib  # noqa: E402
 
@@ -58,16 +58,8 @@ def random_batch(rng: np.random.Generator, batch_size: int, shape, k: int | None
 
 def time_steps(step, state, batch, steps: int):
   """(compile-and-first-step seconds, median step seconds)."""
-  start = time.perf_counter()
-  state, out = step(state, batch)
-  jax.block_until_ready(out)
-  first = time.perf_counter() - start
-  times = []
-  for _ in range(steps):
-    start = time.perf_counter()
-    state, out = step(state, batch)
-    jax.block_until_ready(out)
-    times.append(time.perf_counter() - start)
+  state, (first,) = train_throughput.timed_steps(step, state, batch, 1)
+  _, times = train_throughput.timed_steps(step, state, batch, steps)
   return first, statistics.median(times)
 
 

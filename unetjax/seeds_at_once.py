@@ -47,8 +47,8 @@ def check_stackable(configs: Sequence[ml_collections.ConfigDict]) -> None:
   architectures or settings are not one program)."""
   if not configs:
     raise ConfigError('Seeds at once needs at least one run.')
-  flat = [_flatten({k: v for k, v in c.to_dict().items()
-                    if k not in PER_MEMBER_FIELDS}) for c in configs]
+  flat = [workdir_lib.flat({k: v for k, v in c.to_dict().items()
+                            if k not in PER_MEMBER_FIELDS}) for c in configs]
   differ = sorted({key for f in flat[1:] for key in set(f) | set(flat[0])
                    if f.get(key) != flat[0].get(key)})
   if differ:
@@ -60,16 +60,6 @@ def check_stackable(configs: Sequence[ml_collections.ConfigDict]) -> None:
   seeds = [c.seed for c in configs]
   if len(set(seeds)) != len(seeds):
     raise ConfigError(f'Seeds at once needs distinct seeds, not {seeds}.')
-
-
-def _flatten(tree: dict[str, Any], prefix: str = '') -> dict[str, Any]:
-  flat = {}
-  for key, value in tree.items():
-    if isinstance(value, dict):
-      flat.update(_flatten(value, f'{prefix}{key}.'))
-    else:
-      flat[f'{prefix}{key}'] = value
-  return flat
 
 
 class MemberView(parallel.Strategy):

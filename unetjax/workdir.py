@@ -36,19 +36,21 @@ def config_to_dict(config: ml_collections.ConfigDict) -> dict[str, Any]:
   return json.loads(config.to_json_best_effort())
 
 
-def _flat(tree: dict[str, Any], prefix: str = '') -> dict[str, Any]:
-  flat = {}
+def flat(tree: dict[str, Any], prefix: str = '') -> dict[str, Any]:
+  """A config as a dict (`ConfigDict.to_dict`, config.json) -> dotted path
+  of each field -> its value."""
+  fields = {}
   for key, value in tree.items():
     if isinstance(value, dict):
-      flat.update(_flat(value, f'{prefix}{key}.'))
+      fields.update(flat(value, f'{prefix}{key}.'))
     else:
-      flat[f'{prefix}{key}'] = value
-  return flat
+      fields[f'{prefix}{key}'] = value
+  return fields
 
 
 def config_differences(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
   """'field: saved -> current' for each field that affects results."""
-  saved, current = _flat(saved), _flat(current)
+  saved, current = flat(saved), flat(current)
   if DATASET_BUILD not in saved:  # a run recorded before builds were
     current.pop(DATASET_BUILD, None)
   for key, value in ADDED_FIELDS.items():
