@@ -118,7 +118,8 @@ def test_only_the_seed_may_differ(tfds_dir):
 def test_layouts_are_chosen_by_platform_and_device_count():
   assert jax.device_count() == 8
   assert parallel.choose_seeds_layout('auto', 3) == 'loop'
-  assert parallel.choose_seeds_layout('auto', 16) == 'devices'
+  assert parallel.choose_seeds_layout('auto', 16) == 'loop'
+  assert parallel.choose_seeds_layout('devices', 16) == 'devices'
   with pytest.raises(ConfigError, match='a multiple of 8 seeds, not 3'):
     parallel.choose_seeds_layout('devices', 3)
   with pytest.raises(ConfigError, match="choose one of auto, vmap"):
@@ -159,7 +160,7 @@ def main_command(workdir, tfds_dir, *extra):
           '--config.model.depth=2', '--config.model.dropout_rates=(0.1,0.2,0.3)',
           '--config.num_train_steps=20', '--config.checkpoint_every_steps=5',
           '--config.eval_every_steps=10', '--config.log_every_steps=5',
-          '--seeds=0-1', '--cpu_devices=2', *extra]
+          '--seeds=0-1', '--cpu_devices=2', '--seeds_layout=devices', *extra]
 
 
 @pytest.mark.slow

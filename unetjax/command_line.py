@@ -64,8 +64,7 @@ def define_seeds_layout() -> None:
   flags.DEFINE_string(
       'seeds_layout', 'auto', 'How seeds trained at once sit on the devices, '
       f'one of {", ".join(parallel.SEEDS_LAYOUTS)} (unetjax/parallel.py says '
-      'what each is; auto: vmap on GPU/TPU, on CPU each device its own seeds '
-      'where they divide evenly, else unrolled).')
+      'what each is; auto: vmap on GPU/TPU, unrolled on CPU).')
 
 
 def main(run: Callable[[], None], *, resume: str = '',
