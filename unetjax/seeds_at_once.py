@@ -148,6 +148,7 @@ def train_seeds(configs: Sequence[ml_collections.ConfigDict],
   checkpoint. Returns each member's final record, or the DivergenceError
   that stopped it (the other members train on)."""
   check_stackable(configs)
+  layout = parallel.choose_seeds_layout(layout, len(configs))  # before any write
   invocation_start = time.time()
   config = configs[0]
   model, loss_fn, info, input_shape, pretrained = train._fit_for_training(config)
@@ -169,7 +170,6 @@ def train_seeds(configs: Sequence[ml_collections.ConfigDict],
             for index, (c, w, k, s, r) in enumerate(zip(
                 configs, workdirs, ckpts, states,
                 common_restore(ckpts, states)))]
-    layout = parallel.choose_seeds_layout(layout, len(configs))
     base = (parallel.MembersOverDevices() if layout == 'devices'
             else trainer.strategy)
     for index, run in enumerate(runs):
