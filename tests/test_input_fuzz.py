@@ -654,7 +654,7 @@ def test_refused_folder_input_is_one_line_from_the_command(tmp_path, name):
     (['--config.optimizer.learnig_rate=1e-3'],
      'did you mean --config.optimizer.learning_rate?'),
     (['--config.model.foo=1'],
-     '--config.model.foo: no such config field; config.model has: base_filters'),
+     '--config.model.foo: no such config field; config.model has: activation, base_filters'),
     (['--config.batch_size=abc'], "invalid literal for int() with base 10: 'abc'"),
     (['--config.model.base_filters=0'], 'config.model.base_filters=0 must be'),
     (['--config.model.dropout_rates=1.0'], 'must hold rates in [0, 1)'),
