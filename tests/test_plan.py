@@ -332,11 +332,17 @@ def test_too_small_to_split_and_too_large_for_memory_are_one_message_each():
 def test_a_planned_config_validates_and_trains(tfds_dir, tmp_path, monkeypatch):
   config = default.get_config()
   config.dataset.data_dir = tfds_dir
-  monkeypatch.setattr(budget_lib, 'probe', lambda c, import_s: budget_lib.Timing(
-      start=5, step=0.05, first_eval=2, eval=1, final=3))
+  timed = []
+  monkeypatch.setattr(budget_lib, 'probe', lambda c, import_s: timed.append(c)
+                      or budget_lib.Timing(start=5, step=0.05, first_eval=2,
+                                           eval=1, final=3))
   decided, fp, choice = plan_main.plan(config, budget_lib.Budget(60), 0.0,
                                        'configs/default.py')
   assert fp['dataset'] == 'synthetic_cells/binary' and fp['channels'] == 1
+  # Each network is timed once per augmentation set (again only for nnU-Net's).
+  probed = [(c.model.base_filters, c.model.level_filters, c.augment.rot90_prob)
+            for c in timed]
+  assert len(probed) == len(set(probed)), probed
   path = tmp_path / 'planned.py'
   path.write_text(render.config_source(decided, 'A test plan.\n'))
   monkeypatch.chdir(ROOT)  # the file imports configs.default, as every config

@@ -339,7 +339,8 @@ class Checkpoints:
     of `rank` (newest first), that loads and is intact, or None if there is
     none (steps above `at_most` are passed over). Each damaged one is
     reported in one line ending with `instead` (and set aside unless
-    read-only); a step that vanished while being read is skipped silently. Every restore of a checkpoint goes through here."""
+    read-only); a step that vanished while being read is skipped silently.
+    Every restore of a checkpoint goes through here."""
     folder = os.path.join(self._workdir, kind)
     skipped = set()
     for _ in range(attempts):

@@ -169,7 +169,8 @@ def plan(config, budget: budget_lib.Budget, import_s: float, source: str,
   choice = budget_lib.choose(
       budget, inputs, batch,
       lambda network: time_network(network, augmentation(0)), networks, slim)
-  if augmentation(choice.epochs) != augmentation(0):
+  if ({d.field: d.value for d in augmentation(choice.epochs)}
+      != {d.field: d.value for d in augmentation(0)}):
     choice = budget_lib.retimed(
         choice, time_network(choice.network, augmentation(choice.epochs)),
         budget, inputs, batch)
