@@ -67,9 +67,7 @@ def measure(name: str, k: int, layout: str, steps: int) -> dict:
   config, shape = load(name)
   model = models.get_model(config.model, config.dtype, config.param_dtype)
   tx, _ = state_lib.optimizer_and_schedule(config.optimizer, config.num_train_steps)
-  options = dict(loss_fn=losses.get_loss(config.loss),
-                 augment_config=config.augment,
-                 weight_maps=losses.weight_maps(config.loss))
+  options = train.step_options(config, losses.get_loss(config.loss))
   rng = np.random.default_rng(0)
   states = [state_lib.init_train_state(train.seed_keys(s)[0], model, tx, shape)
             for s in range(k)]

@@ -5,7 +5,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 
 import jax
@@ -15,6 +14,7 @@ import pytest
 
 from unetjax import ablation, logs, parallel, seeds_at_once, train
 from unetjax.errors import ConfigError, DivergenceError
+from tests import test_main
 from tests.test_train import small_config
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -153,14 +153,10 @@ def test_a_sweep_groups_a_combinations_seeds(tfds_dir, tmp_path):
     assert json.load(open(os.path.join(out, name, ablation.RESULT_FILE)))['run'] == name
 
 
-def main_command(workdir, tfds_dir, *extra):
-  return [sys.executable, '-m', 'unetjax.main', '--config=configs/default.py',
-          f'--workdir={workdir}', f'--config.dataset.data_dir={tfds_dir}',
-          '--config.progress_bar=False', '--config.model.base_filters=8',
-          '--config.model.depth=2', '--config.model.dropout_rates=(0.1,0.2,0.3)',
-          '--config.num_train_steps=20', '--config.checkpoint_every_steps=5',
-          '--config.eval_every_steps=10', '--config.log_every_steps=5',
-          '--seeds=0-1', '--cpu_devices=2', '--seeds_layout=devices', *extra]
+def main_command(workdir, tfds_dir):
+  return test_main.main_command(workdir, tfds_dir, *test_main.RESUME_OVERRIDES,
+                                '--seeds=0-1', '--cpu_devices=2',
+                                '--seeds_layout=devices')
 
 
 @pytest.mark.slow

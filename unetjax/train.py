@@ -372,10 +372,15 @@ class Trainer:
     return cls(strategy, evaluate_split, totals,
                state_lib.model_for_strategy(model, config.parallel,
                                             config.sync_batch_norm),
-               tx, schedule, dict(
-                   loss_fn=loss_fn, augment_config=config.augment,
-                   skip_nonfinite=config.on_nonfinite_loss == 'skip',
-                   weight_maps=losses.weight_maps(config.loss)))
+               tx, schedule, step_options(config, loss_fn))
+
+
+def step_options(config: ml_collections.ConfigDict,
+                 loss_fn: losses.LossFn) -> dict[str, Any]:
+  """`train_step`'s keyword options that `config` sets (all but the keys)."""
+  return dict(loss_fn=loss_fn, augment_config=config.augment,
+              skip_nonfinite=config.on_nonfinite_loss == 'skip',
+              weight_maps=losses.weight_maps(config.loss))
 
 
 def seed_keys(seed: int) -> tuple[jax.Array, jax.Array, jax.Array]:
