@@ -20,7 +20,7 @@ import contextlib
 import functools
 import os
 import time
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -62,12 +62,29 @@ def check_stackable(configs: Sequence[ml_collections.ConfigDict]) -> None:
     raise ConfigError(f'Seeds at once needs distinct seeds, not {seeds}.')
 
 
+class LastCopy:
+  """`copy(tree)` of the last tree it was given, made once: the K members'
+  views read the same stacked state and step outputs, which would otherwise
+  be copied to the host K times over."""
+
+  def __init__(self, copy: Callable[[Any], Any]):
+    self._copy, self._tree, self._copied = copy, None, None
+
+  def __call__(self, tree: Any) -> Any:
+    if tree is not self._tree:
+      self._tree, self._copied = tree, self._copy(tree)
+    return self._copied
+
+
 class MemberView(parallel.Strategy):
   """The stacked state and step outputs as member `index`'s loop sees them:
-  host copies and fetched outputs are that member's slice."""
+  host copies and fetched outputs are that member's slice (of one copy
+  shared by the members' views)."""
 
-  def __init__(self, base: parallel.Strategy, index: int):
+  def __init__(self, base: parallel.Strategy, index: int,
+               host_state: LastCopy, fetch: LastCopy):
     self.base, self.index = base, index
+    self._host_state, self._fetch = host_state, fetch
 
   @property
   def init_sharding(self):
@@ -77,7 +94,7 @@ class MemberView(parallel.Strategy):
     return self.base.place_state(state)
 
   def host_state(self, state):
-    return jax.tree.map(lambda x: x[self.index], self.base.host_state(state))
+    return jax.tree.map(lambda x: x[self.index], self._host_state(state))
 
   def place_batch(self, host_batch):
     raise NotImplementedError('members share the stacked batches')
@@ -86,7 +103,7 @@ class MemberView(parallel.Strategy):
     raise NotImplementedError('members share one compiled step')
 
   def fetch(self, tree):
-    return jax.tree.map(lambda x: x[self.index], self.base.fetch(tree))
+    return jax.tree.map(lambda x: x[self.index], self._fetch(tree))
 
 
 def stack(trees: Sequence[Any]) -> Any:
@@ -172,9 +189,10 @@ def train_seeds(configs: Sequence[ml_collections.ConfigDict],
                 common_restore(ckpts, states)))]
     base = (parallel.MembersOverDevices() if layout == 'devices'
             else trainer.strategy)
+    host_state, fetch = LastCopy(base.host_state), LastCopy(base.fetch)
     for index, run in enumerate(runs):
-      run.loop.strategy = MemberView(base, index)
-      run.loop.evaluate_split = _member_evaluator(trainer, base, index)
+      run.loop.strategy = view = MemberView(base, index, host_state, fetch)
+      run.loop.evaluate_split = _member_evaluator(trainer, view)
     step_fn = base.compile(functools.partial(
         members_step, dropout_rngs=jnp.stack([r.dropout_rng for r in runs]),
         augment_rngs=jnp.stack([r.augment_rng for r in runs]),
@@ -196,10 +214,8 @@ def _failed(run: train.Run) -> Exception:
   return run.failure
 
 
-def _member_evaluator(trainer: train.Trainer, base: parallel.Strategy,
-                      index: int):
-  """The evaluator of member `index`: its slice of the stacked state, placed
-  as one run's state is."""
-  view = MemberView(base, index)
+def _member_evaluator(trainer: train.Trainer, view: MemberView):
+  """The evaluator of a member: its slice of the stacked state, placed as
+  one run's state is."""
   return lambda state, split: trainer.evaluate_split(
       trainer.strategy.place_state(view.host_state(state)), split)
