@@ -24,7 +24,7 @@ from absl import app, flags
 from benchmarks import common
 from ml_collections import config_flags
 
-from unetjax import augment, losses, models, train
+from unetjax import augment, losses, models, optimizers, train
 from unetjax import state as state_lib
 
 config_flags.DEFINE_config_file('config', None, 'Config file, e.g. '
@@ -59,7 +59,7 @@ def measure(config, shape: tuple[int, int, int]) -> dict:
       key, state_lib.preprocess(images), (masks,), config.augment))
 
   model = models.get_model(config.model)
-  tx = state_lib.create_optimizer(config.optimizer, state_lib.create_learning_rate_schedule(
+  tx = optimizers.create_optimizer(config.optimizer, optimizers.create_learning_rate_schedule(
       config.optimizer, 1000))
   state = state_lib.init_train_state(jax.random.key(0), model, tx, shape)
   step = functools.partial(train.train_step, loss_fn=losses.get_loss(config.loss),

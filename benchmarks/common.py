@@ -158,14 +158,14 @@ def train_step_seconds(config, image_shape: Shape, batch_size: int,
   """Seconds per training step of `config`'s model on one batch of its
   training data, jitted on the first device, timed after a compiling call."""
   import jax
-  from unetjax import losses, models, parallel, train
+  from unetjax import losses, models, optimizers, parallel, train
   from unetjax import state as state_lib
   from unetjax.data import pipeline
   strategy = parallel.JitStrategy(jax.devices()[:1])
   model = models.get_model(config.model)
-  schedule = state_lib.create_learning_rate_schedule(config.optimizer, 1000)
+  schedule = optimizers.create_learning_rate_schedule(config.optimizer, 1000)
   state = strategy.place_state(state_lib.init_train_state(
-      jax.random.key(0), model, state_lib.create_optimizer(config.optimizer, schedule),
+      jax.random.key(0), model, optimizers.create_optimizer(config.optimizer, schedule),
       image_shape, strategy.init_sharding))
   step = strategy.compile(lambda s, b, axis_name: train.train_step(
       s, b, loss_fn=losses.get_loss(config.loss), dropout_rng=jax.random.key(1),

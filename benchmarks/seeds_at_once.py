@@ -30,7 +30,7 @@ import numpy as np  # noqa: E402
 
 from benchmarks import common  # noqa: E402
 from benchmarks import train_throughput  # noqa: E402
-from unetjax import losses, models, parallel, seeds_at_once, train  # noqa: E402
+from unetjax import losses, models, optimizers, parallel, seeds_at_once, train  # noqa: E402
 from unetjax import state as state_lib  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -66,7 +66,7 @@ def time_steps(step, state, batch, steps: int):
 def measure(name: str, k: int, layout: str, steps: int) -> dict:
   config, shape = load(name)
   model = models.get_model(config.model, config.dtype, config.param_dtype)
-  tx, _ = state_lib.optimizer_and_schedule(config.optimizer, config.num_train_steps)
+  tx, _ = optimizers.optimizer_and_schedule(config.optimizer, config.num_train_steps)
   options = train.step_options(config, losses.get_loss(config.loss))
   rng = np.random.default_rng(0)
   states = [state_lib.init_train_state(train.seed_keys(s)[0], model, tx, shape)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from configs import default
-from unetjax import evaluation, losses, metrics, models, parallel, train
+from unetjax import evaluation, losses, metrics, models, optimizers, parallel, train
 from unetjax import state as state_lib
 from unetjax.data import pipeline
 
@@ -27,9 +27,9 @@ def run(strategy, config, n_steps=6):
   """Loss curve, final params (numpy) and validation sums under `strategy`."""
   model = state_lib.model_for_strategy(models.get_model(config.model),
                                    config.parallel, config.sync_batch_norm)
-  schedule = state_lib.create_learning_rate_schedule(config.optimizer, n_steps)
+  schedule = optimizers.create_learning_rate_schedule(config.optimizer, n_steps)
   state = state_lib.init_train_state(
-      jax.random.key(0), model, state_lib.create_optimizer(config.optimizer, schedule),
+      jax.random.key(0), model, optimizers.create_optimizer(config.optimizer, schedule),
       (64, 64, 1), strategy.init_sharding)
   state = strategy.place_state(state)
   loss_fn = losses.get_loss(config.loss)

@@ -14,7 +14,7 @@ from PIL import Image
 from sklearn import metrics as skm
 
 from configs import default
-from unetjax import checkpoints, models, predict, sliding_window
+from unetjax import checkpoints, models, optimizers, predict, sliding_window
 from unetjax import state as state_lib
 from unetjax import workdir as workdir_lib
 from unetjax.data import synthetic
@@ -37,10 +37,10 @@ def tiny_config(data_dir):
 def model_and_state(tmp_path_factory):
   config = tiny_config(str(tmp_path_factory.mktemp('tfds')))
   model = models.get_model(config.model)
-  schedule = state_lib.create_learning_rate_schedule(config.optimizer,
+  schedule = optimizers.create_learning_rate_schedule(config.optimizer,
                                                  config.num_train_steps)
   state = state_lib.init_train_state(jax.random.key(0), model,
-                                 state_lib.create_optimizer(config.optimizer, schedule),
+                                 optimizers.create_optimizer(config.optimizer, schedule),
                                  WINDOW + (1,))
   return config, model, jax.device_get(state)
 

@@ -17,7 +17,7 @@ torch = pytest.importorskip('torch')  # pip install torch==2.13.0, as CI does
 
 from configs import resnet_unet as resnet_unet_config  # noqa: E402
 from tests import torch_resnet  # noqa: E402
-from unetjax import models, state as state_lib  # noqa: E402
+from unetjax import models, optimizers, state as state_lib  # noqa: E402
 from unetjax.errors import ConfigError  # noqa: E402
 from unetjax.models import ResNet, ResNetUNet, torchvision_weights  # noqa: E402
 from unetjax.models.resnet import ResNetEncoder  # noqa: E402
@@ -232,7 +232,7 @@ def test_a_frozen_encoder_keeps_its_weights_for_the_given_steps():
   config.optimizer.schedule = 'constant'  # no warm-up: step 1 moves
   model = ResNetUNet(num_layers=18, base_filters=4,
                      decoder_channels=(8, 8, 4, 4, 4))
-  tx, _ = state_lib.optimizer_and_schedule(config.optimizer, 10,
+  tx, _ = optimizers.optimizer_and_schedule(config.optimizer, 10,
                                            freeze_encoder_steps=2)
   state = state_lib.init_train_state(jax.random.key(0), model, tx, (32, 32, 3))
   images = jax.random.uniform(jax.random.key(1), (2, 32, 32, 3))

@@ -12,6 +12,7 @@ import pytest
 from configs import default
 from unetjax import (checkpoints, configuration, evaluation, logs, losses,
                      metrics, models, train)
+from unetjax import optimizers
 from unetjax import state as state_lib
 from unetjax.data import pipeline
 from unetjax.errors import (ConfigError, DataError, DivergenceError,
@@ -48,7 +49,7 @@ def retype(section, key, value):
 
 def make_state(config, image_shape=(64, 64, 1)):
   model = models.get_model(config.model, config.dtype, config.param_dtype)
-  tx, _ = state_lib.optimizer_and_schedule(config.optimizer,
+  tx, _ = optimizers.optimizer_and_schedule(config.optimizer,
                                            config.num_train_steps)
   return state_lib.init_train_state(jax.random.key(0), model, tx, image_shape)
 
@@ -56,7 +57,7 @@ def make_state(config, image_shape=(64, 64, 1)):
 def state_template(config, image_shape):
   """Shapes of the run's TrainState on one device, traced without compute."""
   model = models.get_model(config.model, config.dtype, config.param_dtype)
-  tx, _ = state_lib.optimizer_and_schedule(config.optimizer,
+  tx, _ = optimizers.optimizer_and_schedule(config.optimizer,
                                            config.num_train_steps)
   shapes = jax.eval_shape(functools.partial(
       state_lib.create_train_state, model=model, tx=tx,
@@ -109,7 +110,7 @@ def test_eval_step_counts_agree_with_metrics_on_the_logits(tfds_dir):
 
 def test_warmup_cosine_schedule_peaks_then_decays_to_zero():
   config = default.get_config()
-  schedule = state_lib.create_learning_rate_schedule(config.optimizer, 1000)
+  schedule = optimizers.create_learning_rate_schedule(config.optimizer, 1000)
   peak = config.optimizer.learning_rate
   assert float(schedule(0)) == 0.0
   assert float(schedule(config.optimizer.warmup_steps)) == pytest.approx(peak)
@@ -119,7 +120,7 @@ def test_warmup_cosine_schedule_peaks_then_decays_to_zero():
 def test_poly_schedule_is_nnunets_decay_after_the_warmup():
   config = default.get_config()
   config.optimizer.schedule = 'poly'
-  schedule = state_lib.create_learning_rate_schedule(config.optimizer, 1000)
+  schedule = optimizers.create_learning_rate_schedule(config.optimizer, 1000)
   peak, warmup = config.optimizer.learning_rate, config.optimizer.warmup_steps
   assert float(schedule(0)) == 0.0
   assert float(schedule(warmup // 2)) == pytest.approx(peak / 2)

@@ -11,7 +11,6 @@ the same trajectory as an uninterrupted one.
 
 import dataclasses
 import functools
-import itertools
 import math
 import os
 import time
@@ -34,11 +33,11 @@ from unetjax import logs
 from unetjax import losses
 from unetjax import metrics
 from unetjax import models
+from unetjax import optimizers
 from unetjax import parallel
 from unetjax import plots
 from unetjax import signals
 from unetjax import state as state_lib
-from unetjax import sliding_window
 from unetjax import workdir as workdir_lib
 from unetjax.data import pipeline
 from unetjax.errors import DivergenceError, InputShapeError, Stopped, WorkdirError
@@ -172,7 +171,7 @@ def _fit_for_training(config: ml_collections.ConfigDict):
 
 
 def optimizer_and_schedule(config: ml_collections.ConfigDict):
-  return state_lib.optimizer_and_schedule(
+  return optimizers.optimizer_and_schedule(
       config.optimizer, config.num_train_steps,
       config.model.get(models.FREEZE_FIELD, 0))
 
@@ -627,36 +626,7 @@ def write_run_figures(workdir: str, config: ml_collections.ConfigDict,
   ground truth and the best state's prediction)."""
   plots.plot_curves(os.path.join(workdir, CURVES_FILE),
                     {'': logs.read_metrics(workdir)}, config.best_metric)
-  # The model as built from the config: sync batch norm only differs in
-  # training, and this state is one host copy.
-  model = models.get_model(config.model, config.dtype, config.param_dtype)
-  # One replica on this host (the state may be replicated over all hosts).
-  state = jax.tree.map(lambda x: np.asarray(x.addressable_data(0))
-                       if isinstance(x, jax.Array) else x, best_state)
-  variables = state_lib.variables(state)
-  sampling = pipeline.patch_sampling(config.dataset)
-  threshold = config.metrics.threshold
-  if sampling is None:
-    batches = pipeline.eval_batches(config.dataset, 'test', n_examples)
-    batch = next(batches)
-    batches.close()
-    valid = batch['valid']
-    images, labels = batch['image'][valid], batch['mask'][valid]
-    # Compiled unoptimised, as initialisation is: it runs once.
-    apply = jax.jit(functools.partial(model.apply, train=False),
-                    compiler_options=models.init_compiler_options())
-    logits = apply(variables, state_lib.preprocess(images))
-    predictions = np.asarray(metrics.predict_classes(logits, threshold))
-  else:  # whole images of their own sizes, one at a time
-    apply_fn, n_devices = evaluation.local_apply_fn(model, variables)
-    examples = list(itertools.islice(
-        pipeline.examples(config.dataset, 'test'), n_examples))
-    images = [ex['image'] for ex in examples]
-    labels = [ex['mask'] for ex in examples]
-    predictions = [np.asarray(metrics.predict_classes(
-        sliding_window.sliding_window_logits(
-            apply_fn, np.asarray(state_lib.preprocess(image)), sampling.size,
-            config.dataset.eval_overlap, batch_size=n_devices,
-            batch_multiple=n_devices)[None], threshold))[0] for image in images]
+  images, labels, predictions = evaluation.predict_test_examples(
+      config, best_state, n_examples)
   plots.plot_predictions(os.path.join(workdir, PREDICTIONS_FILE), images,
                          labels, predictions, len(info.class_names))
