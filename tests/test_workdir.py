@@ -524,8 +524,9 @@ def test_predict_with_a_damaged_best_prints_one_line_to_stderr(
 
 def test_a_run_recorded_before_a_field_was_added_resumes_unchanged():
   """config.json of a run made before config.model.level_filters,
-  activation and kernel_init (and the other ADDED_FIELDS) existed equals today's default config, but not a
-  config that sets the field."""
+  activation and kernel_init (and the other fields the schema gives an
+  `absent_means`) existed equals today's default config, but not a config
+  that sets the field."""
   from configs import default  # pylint: disable=import-outside-toplevel
   current = workdir_lib.config_to_dict(default.get_config())
   saved = json.loads(json.dumps(current))

@@ -15,12 +15,12 @@ import jax
 from absl import flags
 from ml_collections import config_flags
 
-from unetjax import ablation, configuration, seeds_at_once, train
+from unetjax import ablation, config_schema, seeds_at_once, train
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file(
     'config', None, 'Python file with get_config(), e.g. configs/default.py. '
-    'Fields with a fixed set of names take:\n' + configuration.choices_help(),
+    'Fields with a fixed set of names take:\n' + config_schema.choices_help(),
     lock_config=True)
 flags.DEFINE_string('workdir', None, 'Directory for checkpoints, logs and the '
                     'saved config; re-using it resumes the run.')

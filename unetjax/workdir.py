@@ -11,6 +11,7 @@ import ml_collections
 import numpy as np
 from jax.experimental import multihost_utils
 
+from unetjax import config_schema
 from unetjax import locks
 from unetjax.errors import WorkdirError, WorkdirInUseError, storage_message
 
@@ -19,17 +20,12 @@ LOCK_FILE = 'run.lock'
 # config.json's record of the prepared dataset the run used (TFDS
 # name/config/version; an image_folder's config name hashes its files).
 DATASET_BUILD = 'dataset_build'
-# Fields that change how a run is executed but not its numbers.
-RESULT_NEUTRAL_FIELDS = ('progress_bar', 'dataset.data_dir',
-                         'dataset.manual_dir', 'dataset.reader_threads',
-                         'dataset.prefetch_batches')
-
-# Fields added to the config after runs were recorded without them, with the
-# value that reproduces those runs: a saved config that lacks one equals a
-# current config that holds this value.
-ADDED_FIELDS = {'loss.label_smoothing': 0.0, 'loss.pixel_weights': 'none',
-                'dataset.target': 'mask', 'model.level_filters': [],
-                'model.activation': 'relu', 'model.kernel_init': 'lecun_normal'}
+# Fields that change how a run is executed but not its numbers, and the
+# fields added after runs were saved without them, with the value that
+# reproduces those runs: a saved config that lacks one equals a current
+# config that holds this value.
+RESULT_NEUTRAL_FIELDS = config_schema.result_neutral_fields()
+ADDED_FIELDS = config_schema.added_fields()
 
 
 def config_to_dict(config: ml_collections.ConfigDict) -> dict[str, Any]:

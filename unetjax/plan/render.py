@@ -85,8 +85,10 @@ def _literal(value: Any) -> str:
 def config_source(decisions: Sequence[Decision], header: str) -> str:
   """The text of a config file that sets each decision on top of
   configs/default.py, its reason beside it."""
-  lines = [f'"""{header}"""', '', 'import ml_collections', '',
-           'from configs import default', '', '',
+  # ml_collections only for a section set whole (a ConfigDict literal).
+  imports = (['import ml_collections', '']
+             if any(isinstance(d.value, dict) for d in decisions) else [])
+  lines = [f'"""{header}"""', '', *imports, 'from configs import default', '', '',
            'def get_config():', '  config = default.get_config()']
   for d in decisions:
     lines.append(f'  # {d.reason}')
