@@ -39,12 +39,11 @@ from benchmarks import common  # noqa: E402
 from configs import default  # noqa: E402 (its loss: 0.5 BCE + 0.5 Dice)
 from unetjax import losses, models, parallel, train  # noqa: E402
 from unetjax import state as state_lib  # noqa: E402
-from unetjax.models.__main__ import PAPER_SETTINGS  # noqa: E402
 
 
 def model_config(name: str, preset: common.Preset) -> ml_collections.ConfigDict:
   """`name` at its paper's widths (or the preset's), binary, no dropout."""
-  fields = dict(next(f for label, _, f in PAPER_SETTINGS if label == name))
+  fields = dict(next(f for label, _, f in models.paper_settings() if label == name))
   if preset.base_filters is not None:
     fields['base_filters'] = preset.base_filters
   fields.update(name=name, n_classes=1, dropout_rates=0.0,

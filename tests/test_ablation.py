@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from configs import default
-from unetjax import ablation, metrics, pixel_forest
+from unetjax import ablation, metrics, pixel_forest, sweep_reports
 from unetjax.data import pipeline
 from unetjax.errors import ConfigError
 
@@ -71,7 +71,7 @@ def test_smoke_sweep_writes_a_row_per_run_tables_and_plots(smoke_run):
   resunet = os.path.join(out, 'model=resunet,aug=on,seed=0')
   assert ablation.read_json(os.path.join(resunet, 'result.json'))['labels'] == {
       'model': 'resunet', 'aug': 'on'}
-  assert ablation.validation_curves(resunet, 'dice')[0] == [2, 4]
+  assert sweep_reports.validation_curves(resunet, 'dice')[0] == [2, 4]
 
 
 @pytest.mark.slow
@@ -179,17 +179,17 @@ def test_dry_run_lists_the_selected_runs_and_trains_nothing(tfds_dir, tmp_path,
 
 def test_mean_std_matches_numpy():
   values = [0.81, 0.79, 0.86]
-  assert ablation.mean_std(values) == (
+  assert sweep_reports.mean_std(values) == (
       f'{np.mean(values):.4f} ± {np.std(values, ddof=1):.4f}')
-  assert ablation.mean_std([0.5, None, float('nan')]) == '0.5000'
-  assert ablation.mean_std([]) == '–'
+  assert sweep_reports.mean_std([0.5, None, float('nan')]) == '0.5000'
+  assert sweep_reports.mean_std([]) == '–'
   rows = [{'status': 'ok', 'labels': {'m': 'a'}, 'seed': s, 'wall_time_s': 10.0 * s,
            'device': 'cpu', 'test': {'dice': d}} for s, d in enumerate(values)]
-  table = ablation.markdown_table(rows, ['m'], 'test')
+  table = sweep_reports.markdown_table(rows, ['m'], 'test')
   assert table.splitlines()[2] == (
       f'| a | cpu | 3 | {np.mean(values):.4f} ± {np.std(values, ddof=1):.4f} | 10 |')
   rows[2]['device'] = 'NVIDIA H100 x1 (jit)'  # another device: its own line
-  lines = ablation.markdown_table(rows, ['m'], 'test').splitlines()[2:]
+  lines = sweep_reports.markdown_table(rows, ['m'], 'test').splitlines()[2:]
   assert lines == [
       f'| a | cpu | 2 | {np.mean(values[:2]):.4f} ± {np.std(values[:2], ddof=1):.4f} | 5 |',
       f'| a | NVIDIA H100 x1 (jit) | 1 | {values[2]:.4f} | 20 |']

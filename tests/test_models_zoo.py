@@ -6,6 +6,7 @@ in seconds on a CPU; published counts are checked with jax.eval_shape, which
 traces the full-size models without computing anything.
 """
 
+import argparse
 import functools
 import re
 
@@ -564,7 +565,9 @@ def test_list_command_prints_models_with_parameters_and_flops(capsys,
   # Compiling every model takes a while; one of each kind shows the format.
   rows = [row for row in cli.PAPER_SETTINGS if row[0] in ('unet_pp', 'resnet18')]
   monkeypatch.setattr(cli, 'PAPER_SETTINGS', rows)
-  assert cli.main(['--list', '--size', '32', '--base_filters', '4']) == 0
+  monkeypatch.setattr(cli, 'FLAGS', argparse.Namespace(
+      list=True, size=32, channels=1, n_classes=None, base_filters=4))
+  cli.run()
   out = capsys.readouterr().out
   assert 'input 1x32x32x1' in out
   for label, name, fields in rows:

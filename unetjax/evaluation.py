@@ -1,4 +1,6 @@
-"""Whole-image evaluation: every image scored at its own size.
+"""Evaluation of a model: the eval steps, the evaluator of a run's splits
+(batched, or every whole image at its own size), object metrics of datasets
+with instances, and the test predictions a run's figures show.
 
 A model trained on patches (config.dataset.patch_size) is evaluated by a
 sliding window of the patch size over each whole image (`sliding_window`),
@@ -12,6 +14,7 @@ of the images and the sums are added over processes.
 
 import dataclasses
 import functools
+import itertools
 import math
 from typing import Any, Callable, Iterable
 
@@ -26,6 +29,7 @@ from unetjax import classification_metrics
 from unetjax import instances
 from unetjax import losses
 from unetjax import metrics
+from unetjax import models
 from unetjax import parallel
 from unetjax import sliding_window
 from unetjax import state as state_lib
@@ -301,3 +305,43 @@ def eval_batch_size(batch_size: int, split_size: int | None) -> int:
   n_devices = jax.device_count()
   return min(batch_size, math.ceil(split_size / n_devices) * n_devices)
 
+
+def predict_test_examples(config: ml_collections.ConfigDict,
+                          best_state: state_lib.TrainState, n_examples: int
+                          ) -> tuple[list[Any], list[Any], list[Any]]:
+  """The first `n_examples` test images, their labels and the state's
+  predicted classes, as the run's figures show them: batched at the stored
+  size, or each whole image through the sliding window of a run trained on
+  patches."""
+  # The model as built from the config: sync batch norm only differs in
+  # training, and this state is one host copy.
+  model = models.get_model(config.model, config.dtype, config.param_dtype)
+  # One replica on this host (the state may be replicated over all hosts).
+  state = jax.tree.map(lambda x: np.asarray(x.addressable_data(0))
+                       if isinstance(x, jax.Array) else x, best_state)
+  variables = state_lib.variables(state)
+  sampling = pipeline.patch_sampling(config.dataset)
+  threshold = config.metrics.threshold
+  if sampling is None:
+    batches = pipeline.eval_batches(config.dataset, 'test', n_examples)
+    batch = next(batches)
+    batches.close()
+    valid = batch['valid']
+    images, labels = batch['image'][valid], batch['mask'][valid]
+    # Compiled unoptimised, as initialisation is: it runs once.
+    apply = jax.jit(functools.partial(model.apply, train=False),
+                    compiler_options=models.init_compiler_options())
+    logits = apply(variables, state_lib.preprocess(images))
+    predictions = np.asarray(metrics.predict_classes(logits, threshold))
+  else:  # whole images of their own sizes, one at a time
+    apply_fn, n_devices = local_apply_fn(model, variables)
+    examples = list(itertools.islice(
+        pipeline.examples(config.dataset, 'test'), n_examples))
+    images = [ex['image'] for ex in examples]
+    labels = [ex['mask'] for ex in examples]
+    predictions = [np.asarray(metrics.predict_classes(
+        sliding_window.sliding_window_logits(
+            apply_fn, np.asarray(state_lib.preprocess(image)), sampling.size,
+            config.dataset.eval_overlap, batch_size=n_devices,
+            batch_multiple=n_devices)[None], threshold))[0] for image in images]
+  return images, labels, predictions

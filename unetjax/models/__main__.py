@@ -9,14 +9,17 @@ with the zero padding of 'same' convolutions (papers and ptflops count
 them, so their numbers are a few percent higher).
 """
 
-import argparse
-import sys
+# pylint: disable=wrong-import-order (first: a Ctrl-C while starting is one line)
+from unetjax import command_line  # noqa: I001
+
 import time
-from typing import Any, Sequence
+from typing import Any
 
 import ml_collections
+from absl import flags
 
 from unetjax import models
+from unetjax.errors import UserInputError
 
 # (row label, registry name, fields): the architectures as published, as
 # each model's module declares them (its PAPER).
@@ -59,28 +62,27 @@ def format_rows(rows: list[dict[str, Any]], size: int, channels: int) -> str:
   return '\n'.join(lines)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-  parser = argparse.ArgumentParser(
-      prog='python -m unetjax.models', description=__doc__,
-      formatter_class=argparse.RawDescriptionHelpFormatter)
-  parser.add_argument('--list', action='store_true', required=True,
-                      help='list the models with parameters and GFLOPs')
-  parser.add_argument('--size', type=int, default=256,
-                      help='input height and width (default 256)')
-  parser.add_argument('--channels', type=int, default=1,
-                      help='input channels (default 1)')
-  parser.add_argument('--n_classes', type=int, default=None,
-                      help='output classes (default 1; 1000 for classifiers)')
-  parser.add_argument('--base_filters', type=int, default=None,
-                      help="override every model's first-level width")
-  args = parser.parse_args(argv)
+FLAGS = flags.FLAGS
+flags.DEFINE_bool('list', False, 'List the models with parameters and GFLOPs.')
+flags.DEFINE_integer('size', 256, 'Input height and width.', lower_bound=1)
+flags.DEFINE_integer('channels', 1, 'Input channels.', lower_bound=1)
+flags.DEFINE_integer('n_classes', None, 'Output classes (default 1; 1000 for '
+                     'classifiers).', lower_bound=1)
+flags.DEFINE_integer('base_filters', None, "Override every model's first-level "
+                     'width.', lower_bound=1)
+
+
+def run() -> None:
+  if not FLAGS.list:
+    raise UserInputError('Nothing to do: --list lists the models '
+                         '(python -m unetjax.models --list).')
   start = time.time()
-  rows = list_models(args.size, args.channels, args.n_classes, args.base_filters)
-  print(format_rows(rows, args.size, args.channels))
+  rows = list_models(FLAGS.size, FLAGS.channels, FLAGS.n_classes,
+                     FLAGS.base_filters)
+  print(format_rows(rows, FLAGS.size, FLAGS.channels))
   print(f'({time.time() - start:.0f} s; GFLOPs from XLA: 2 per multiply-add, '
         'padding not counted)')
-  return 0
 
 
 if __name__ == '__main__':
-  sys.exit(main())
+  command_line.main(run)

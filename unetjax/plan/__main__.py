@@ -109,6 +109,27 @@ def data_decisions(config, fp: dict, kind: str) -> list[rules.Decision]:
   ]
 
 
+def folder_decisions(config, kind: str) -> tuple[list[rules.Decision], dict | None]:
+  """How the user's folder is stored (intensity window, image size), set in
+  `config`, and its fingerprint where it was measured as stored."""
+  decided, fp = [], None
+  if config.dataset.name in pipeline.FOLDER_BUILDERS:
+    window = (None if config.dataset.folder.get('intensity_window')
+              else rules.intensity_window(fingerprint_lib.raw_intensity(config.dataset)))
+    if window is not None:
+      decided.append(window)
+      config.dataset.folder.intensity_window = window.value
+  if config.dataset.name == 'image_folder':
+    config.dataset.folder.image_size = 0  # measured at the images' own size
+    fp = fingerprint_lib.measure(config.dataset)
+    size = rules.folder_size(fp, kind)
+    decided.append(size)
+    if size.value:  # stored resized: another build to measure
+      config.dataset.folder.image_size = size.value
+      fp = None
+  return decided, fp
+
+
 def plan(config, budget: budget_lib.Budget, import_s: float, source: str,
          keep_recipe: bool = False
          ) -> tuple[list[rules.Decision], dict, budget_lib.Choice]:
@@ -117,21 +138,7 @@ def plan(config, budget: budget_lib.Budget, import_s: float, source: str,
   evaluation interval are planned (a hand-tuned recipe fitted to a budget)."""
   kind = jax.default_backend()
   kind = kind if kind in rules.PATCH_CAP else 'gpu'
-  decided, fp = [], None
-  if config.dataset.name in pipeline.FOLDER_BUILDERS and not keep_recipe:
-    window = (None if config.dataset.folder.get('intensity_window')
-              else rules.intensity_window(fingerprint_lib.raw_intensity(config.dataset)))
-    if window is not None:
-      decided.append(window)
-      config.dataset.folder.intensity_window = window.value
-  if config.dataset.name == 'image_folder' and not keep_recipe:
-    config.dataset.folder.image_size = 0  # measured at the images' own size
-    fp = fingerprint_lib.measure(config.dataset)
-    size = rules.folder_size(fp, kind)
-    decided.append(size)
-    if size.value:  # stored resized: another build to measure
-      config.dataset.folder.image_size = size.value
-      fp = None
+  decided, fp = ([], None) if keep_recipe else folder_decisions(config, kind)
   fp = fp or fingerprint_lib.measure(config.dataset)
   check_splits(fp)
   check_memory(fp, len(fp['class_names']), host_memory_bytes())

@@ -9,9 +9,10 @@ from unetjax.data.builders import isic2018
 from unetjax.data.builders import kvasir_seg
 from unetjax.data.builders import synthetic_cells
 
-_BUILDERS = (synthetic_cells.SyntheticCells, isbi2012_em.Isbi2012Em,
-             drive.Drive, kvasir_seg.KvasirSeg, cvc_clinicdb.CvcClinicDb,
-             isic2018.Isic2018Task1)
+# Builders of named datasets (their files in config.dataset.manual_dir).
+BUILDERS = (synthetic_cells.SyntheticCells, isbi2012_em.Isbi2012Em,
+            drive.Drive, kvasir_seg.KvasirSeg, cvc_clinicdb.CvcClinicDb,
+            isic2018.Isic2018Task1)
 # Builders of a folder of the user's own files: name -> (module with
 # make_config(folder, **options) and BUILDER, what the folder holds).
 FOLDER_BUILDERS = {
@@ -21,5 +22,5 @@ FOLDER_BUILDERS = {
 }
 # Every config.dataset.name unetjax provides (any other registered TFDS
 # dataset works too).
-DATASETS = tuple(f'{b.name}/{c.name}' for b in _BUILDERS
+DATASETS = tuple(f'{b.name}/{c.name}' for b in BUILDERS
                  for c in b.BUILDER_CONFIGS) + tuple(FOLDER_BUILDERS)
