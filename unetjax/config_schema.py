@@ -107,6 +107,8 @@ class Field:
   choices: the registry names it takes; checked here unless `checked_by`
     names where they are checked (then only listed in --help).
   checked_by: where a field's values are checked instead of here.
+  registry: where a growing list of choices is kept, named in the docs
+    table in place of the names (so a new entry leaves the table as it is).
   absent_means: for a field added after runs were saved without it, the
     value that reproduces those runs.
   affects_results: False for fields that change how a run executes, not
@@ -120,6 +122,7 @@ class Field:
   check: Check | None = None
   choices: tuple[str, ...] = ()
   checked_by: str = ''
+  registry: str = ''
   absent_means: Any = _ALWAYS
   affects_results: bool = True
   optional: bool = False
@@ -154,6 +157,7 @@ FIELDS: dict[str, Field] = {
     'dataset.name': F(
         'synthetic_cells/binary', 'TFDS name/config: one of ours or any '
         'registered TFDS dataset', choices=builders.DATASETS,
+        registry='`unetjax.data.builders.DATASETS`',
         checked_by='the dataset loader (any registered TFDS dataset)'),
     'dataset.data_dir': F(
         '', "TFDS data dir; '' = $TFDS_DATA_DIR or ~/tensorflow_datasets",
@@ -189,6 +193,7 @@ FIELDS: dict[str, Field] = {
 
     'model.name': F('unet', 'the architecture (configs/<name>.py sets its '
                     'published settings)', choices=_MODELS,
+                    registry='`unetjax.models.MODELS` or `CLASSIFIERS`',
                     checked_by='models.get_model (it names the task too)'),
     'model.n_classes': F(1, '1 = binary (sigmoid); K = K-class softmax',
                          check=positive),
@@ -274,6 +279,7 @@ FIELDS: dict[str, Field] = {
 
     'loss.name': F('cross_entropy_dice', 'the loss (unetjax/losses.py has the '
                    'formulas)', choices=tuple(losses.LOSSES),
+                   registry='`unetjax.losses.LOSSES`',
                    checked_by='losses.get_loss'),
     'loss.ce_weight': F(0.5, 'cross_entropy_dice = w * CE + (1 - w) * Dice',
                         check=unit_interval),
@@ -302,11 +308,13 @@ FIELDS: dict[str, Field] = {
         check=weights),
 
     'optimizer.name': F('adam', 'the optax optimizer (sgd: Nesterov momentum 0.9)',
-                        choices=tuple(optimizers.OPTIMIZERS)),
+                        choices=tuple(optimizers.OPTIMIZERS),
+                        registry='`unetjax.optimizers.OPTIMIZERS`'),
     'optimizer.learning_rate': F(3e-3, 'peak learning rate', check=positive),
     'optimizer.schedule': F(
         'warmup_cosine', 'learning-rate schedule (poly: nnU-Net\'s '
-        'lr * (1 - t)**0.9)', choices=tuple(optimizers.SCHEDULES)),
+        'lr * (1 - t)**0.9)', choices=tuple(optimizers.SCHEDULES),
+        registry='`unetjax.optimizers.SCHEDULES`'),
     'optimizer.warmup_steps': F(50, 'linear warm-up from 0 (warmup_cosine, poly)',
                                 check=non_negative),
     'optimizer.weight_decay': F(0.0, 'decoupled weight decay (adamw only)',
@@ -343,7 +351,7 @@ FIELDS: dict[str, Field] = {
     'metrics.surface_metrics': F(True, 'boundary F1, HD95, ASSD (distance maps)'),
 
     'best_metric': F('dice', 'validation metric that picks the best checkpoint',
-                     choices=tuple(metrics.METRICS)),
+                     choices=tuple(metrics.METRICS), registry='`unetjax.metrics.METRICS`'),
     'best_metric_mode': F('max', "'min' for loss, hd95 and assd",
                           choices=('max', 'min')),
     'progress_bar': F(True, 'tqdm bar on the terminal', affects_results=False),
@@ -400,7 +408,9 @@ def markdown_table() -> str:
   rows = ['| field | default | meaning |', '|---|---|---|']
   for path, field in FIELDS.items():
     meaning = field.help
-    if field.choices:
+    if field.registry:
+      meaning += f'; a name in {field.registry}'
+    elif field.choices:
       meaning += f' ({", ".join(field.choices)})'
     if field.optional:
       meaning += '; per architecture'
