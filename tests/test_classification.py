@@ -15,7 +15,7 @@ from sklearn import metrics as sk
 
 from configs import classify
 from configs import default
-from unetjax import logs, losses, metrics, models, predict, train
+from unetjax import logs, losses, metrics, models, predict, tasks, train
 from unetjax import state as state_lib
 from unetjax import workdir as workdir_lib
 from unetjax.data import pipeline, synthetic
@@ -54,7 +54,7 @@ def trained(data_dir, tmp_path_factory):
 
 
 def test_the_task_registries_name_the_same_tasks():
-  assert set(models.TASKS) == set(pipeline.TASK_TARGETS) == set(metrics.HEADLINE)
+  assert set(models.TASKS) == set(tasks.TARGETS) == set(metrics.HEADLINE)
   for task in models.TASKS:
     assert task in metrics.METRICS['loss'].tasks
     assert all(name in metrics.METRICS and task in metrics.METRICS[name].tasks

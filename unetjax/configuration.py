@@ -15,6 +15,7 @@ import ml_collections
 from unetjax import losses
 from unetjax import metrics
 from unetjax import models
+from unetjax import tasks
 from unetjax.config_schema import CLOSED_SECTIONS, FIELDS, SECTIONS
 from unetjax.data import patches
 from unetjax.errors import ConfigError, DataError
@@ -87,11 +88,11 @@ def check_task_fits(config: ml_collections.ConfigDict, dataset_name: str,
     raise DataError(
         f'config.model.name={config.model.name!r} is a {task} model but '
         f'dataset {dataset_name!r} is a {dataset_task} dataset (its examples '
-        f'are labelled {"per pixel" if dataset_task == "segmentation" else "per image"}). '
+        f'are labelled {"per pixel" if dataset_task == tasks.SEGMENTATION else "per image"}). '
         f'Choose a {dataset_task} model ({fit}) or a {task} dataset '
         '(README: Datasets).')
   problems = []
-  if task == 'classification' and config.loss.name not in losses.IMAGE_LOSSES:
+  if task == tasks.CLASSIFICATION and config.loss.name not in losses.IMAGE_LOSSES:
     problems.append(f'config.loss.name={config.loss.name!r} is a segmentation '
                     'loss; image classifiers take: '
                     f'{", ".join(losses.IMAGE_LOSSES)}')
@@ -99,7 +100,7 @@ def check_task_fits(config: ml_collections.ConfigDict, dataset_name: str,
     names = [n for n, m in metrics.METRICS.items() if task in m.tasks]
     problems.append(f'config.best_metric={config.best_metric!r} is not a {task} '
                     f'metric; choose one of: {", ".join(names)}')
-  if (task == 'classification'
+  if (task == tasks.CLASSIFICATION
       and patches.patch_shape(config.dataset.patch_size) is not None):
     problems.append(f'config.dataset.patch_size={config.dataset.patch_size!r} '
                     'is for segmentation; classifiers see whole images: set 0')
@@ -135,7 +136,7 @@ def check_instances_fit(config: ml_collections.ConfigDict, dataset_name: str,
 
 def check_dataset_fits(model_classes: int, class_weights: Sequence[float],
                        dataset_name: str, class_names: Sequence[str],
-                       task: str = 'segmentation') -> None:
+                       task: str = tasks.SEGMENTATION) -> None:
   """DataError unless config.model.n_classes (`model_classes`) and
   config.loss.class_weights fit the dataset's classes. A binary
   segmentation model may have one output (sigmoid); a classifier has one
@@ -146,7 +147,7 @@ def check_dataset_fits(model_classes: int, class_weights: Sequence[float],
         f'config.loss.class_weights has {len(class_weights)} entries but '
         f'dataset {dataset_name} has {n_classes} classes '
         f'({", ".join(class_names)}); give one weight per class or ().')
-  sigmoid = n_classes == 2 and task == 'segmentation'
+  sigmoid = n_classes == 2 and task == tasks.SEGMENTATION
   if model_classes not in (n_classes, 1 if sigmoid else n_classes):
     hint = '1 (sigmoid) or 2 (softmax)' if sigmoid else str(n_classes)
     raise DataError(

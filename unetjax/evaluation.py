@@ -33,6 +33,7 @@ from unetjax import models
 from unetjax import parallel
 from unetjax import sliding_window
 from unetjax import state as state_lib
+from unetjax import tasks
 from unetjax.data import pipeline
 
 
@@ -199,10 +200,10 @@ def classification_eval_step(state: state_lib.TrainState,
 Evaluator = Callable[[state_lib.TrainState, str], dict[str, float]]
 
 # The eval step and the summary of its summed statistics, by task.
-EVAL_STEPS = {'segmentation': eval_step,
-              'classification': classification_eval_step}
-SUMMARIES = {'segmentation': metrics.summarize,
-             'classification': classification_metrics.summarize}
+EVAL_STEPS = {tasks.SEGMENTATION: eval_step,
+              tasks.CLASSIFICATION: classification_eval_step}
+SUMMARIES = {tasks.SEGMENTATION: metrics.summarize,
+             tasks.CLASSIFICATION: classification_metrics.summarize}
 
 
 def summary(total: metrics.Stats, info: pipeline.DatasetInfo) -> dict[str, float]:
@@ -269,7 +270,7 @@ def make_evaluator(config: ml_collections.ConfigDict, info: pipeline.DatasetInfo
     return functools.partial(evaluate_whole_images, model=model,
                              loss_fn=loss_fn, config=config, info=info,
                              strategy=strategy)
-  options = config.metrics.to_dict() if info.task == 'segmentation' else {}
+  options = config.metrics.to_dict() if info.task == tasks.SEGMENTATION else {}
   step = strategy.compile(functools.partial(
       EVAL_STEPS[info.task], loss_fn=loss_fn, **options))
   evaluator = lambda state, split: evaluate(step, state, config, split, info,

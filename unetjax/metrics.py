@@ -44,11 +44,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from unetjax.tasks import CLASSIFICATION, SEGMENTATION
+
 Stats = dict[str, jax.Array]
 _SURFACE_SCORES = ('boundary_f1', 'hd95', 'assd')
 
-
-SEGMENTATION, CLASSIFICATION = 'segmentation', 'classification'
 
 
 @dataclasses.dataclass(frozen=True)

@@ -53,6 +53,7 @@ from unetjax import metrics
 from unetjax import outputs
 from unetjax import sliding_window
 from unetjax import state as state_lib
+from unetjax import tasks
 from unetjax.data.builders import image_class_folder
 from unetjax.data.builders import image_masks
 from unetjax.errors import DataError, UserInputError
@@ -256,7 +257,7 @@ def predict_folder(workdir: str, images_dir: str, out_dir: str,
   check_arguments(workdir, images_dir, out_dir, masks_dir, overlap=overlap,
                   threshold=threshold, batch_size=batch_size)
   run = state_lib.load_run(workdir)
-  if run.task == 'classification':
+  if run.task == tasks.CLASSIFICATION:
     if masks_dir is not None:
       raise UserInputError(
           f'--masks: {workdir} is an image classifier, which predicts no '

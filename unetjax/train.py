@@ -38,6 +38,7 @@ from unetjax import parallel
 from unetjax import plots
 from unetjax import signals
 from unetjax import state as state_lib
+from unetjax import tasks
 from unetjax import workdir as workdir_lib
 from unetjax.data import pipeline
 from unetjax.errors import DivergenceError, InputShapeError, Stopped, WorkdirError
@@ -250,7 +251,7 @@ class Loop:
   ckpts: checkpoints.Checkpoints
   logger: logs.MetricLogger
   bar: tqdm
-  task: str = 'segmentation'  # the model's and the dataset's
+  task: str = tasks.SEGMENTATION  # the model's and the dataset's
   label: str = ''  # printed before its lines when several runs train at once
 
   def untrusted(self, step: int, reason: str) -> DivergenceError:
@@ -486,7 +487,7 @@ def finish_run(trainer: Trainer, run: Run,
   loop.logger.close()
   loop.ckpts.close()
   if jax.process_index() == 0:
-    if info.task == 'classification':
+    if info.task == tasks.CLASSIFICATION:
       write_classification_figures(loop.workdir, config, info,
                                    trainer.totals['test'])
     else:

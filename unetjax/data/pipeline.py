@@ -34,6 +34,7 @@ from jax.experimental import multihost_utils
 
 from unetjax import instances
 from unetjax import locks
+from unetjax import tasks
 from unetjax.data import builders  # registers the builders with tfds
 from unetjax.data import patches
 from unetjax.errors import ConfigError, DataError
@@ -55,7 +56,6 @@ absl_logging.get_absl_handler().addFilter(_expected_tfds_warning)
 
 # What a dataset's examples are labelled with, by task: a class per pixel
 # ('mask', with class_names background first) or a class per image ('label').
-TASK_TARGETS = {'segmentation': 'mask', 'classification': 'label'}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,7 +67,7 @@ class DatasetInfo:
   image_shape: tuple[int | None, int | None, int]
   class_names: tuple[str, ...]
   split_sizes: dict[str, int]
-  task: str = 'segmentation'  # a key of TASK_TARGETS
+  task: str = tasks.SEGMENTATION  # a key of tasks.TARGETS
   has_roi: bool = False  # examples carry 'roi', the pixels to score
   # Examples carry 'instances' (one id per object) and 'weight' (the border
   # weight map of config.loss.pixel_weights='border').
@@ -189,14 +189,14 @@ def _dataset_info(dataset_config: ml_collections.ConfigDict,
                   builder) -> DatasetInfo:
   info = builder.info
   features = info.features
-  targets = [key for key in TASK_TARGETS.values() if key in features]
+  targets = [key for key in tasks.TARGETS.values() if key in features]
   if 'image' not in features or len(targets) != 1:
     raise DataError(
         f'Dataset {dataset_config.name!r} has the features '
         f'{", ".join(features)}; datasets need "image" and one of "mask" '
         '(segmentation: a class per pixel) or "label" (classification: a '
         'class per image).')
-  task = next(t for t, key in TASK_TARGETS.items() if key == targets[0])
+  task = next(t for t, key in tasks.TARGETS.items() if key == targets[0])
   metadata = info.metadata or {}
   class_names = tuple(metadata.get('class_names', ()))
   if len(class_names) < 2:

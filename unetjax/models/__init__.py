@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
+from unetjax import tasks
 from unetjax.errors import ConfigError
 from unetjax.models import layers
 from unetjax.models.attention_unet import AttentionUNet
@@ -40,8 +41,8 @@ CLASSIFIERS: dict[str, type[nn.Module]] = {
 }
 
 # The task of each registry: what a model's logits label, and so the
-# datasets, loss and metrics it trains with (unetjax.data.pipeline.TASK_TARGETS).
-TASKS = {'segmentation': MODELS, 'classification': CLASSIFIERS}
+# datasets, loss and metrics it trains with (unetjax.tasks).
+TASKS = {tasks.SEGMENTATION: MODELS, tasks.CLASSIFICATION: CLASSIFIERS}
 
 # Models whose encoder takes torchvision's ImageNet ResNet weights, from the
 # state_dict file named by config.model.pretrained, and can keep it frozen

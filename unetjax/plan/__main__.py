@@ -29,6 +29,7 @@ from ml_collections import config_flags
 
 from unetjax import configuration
 from unetjax import models
+from unetjax import tasks
 from unetjax import train  # noqa: F401 (imported here so its cost is timed)
 from unetjax.data import pipeline
 from unetjax.errors import DataError, UserInputError, storage_message
@@ -89,7 +90,7 @@ def check_memory(fp: dict, n_outputs: int, available: int) -> None:
 
 def data_decisions(config, fp: dict, kind: str) -> list[rules.Decision]:
   n_classes = len(fp['class_names'])
-  if fp['task'] == 'classification':
+  if fp['task'] == tasks.CLASSIFICATION:
     return [rules.Decision('model.n_classes', n_classes,
                            f'{n_classes} classes: softmax'),
             rules.batch_size(fp, rules.median_shape(fp), kind, jax.device_count())]
@@ -150,7 +151,7 @@ def plan(config, budget: budget_lib.Budget, import_s: float, source: str,
   else:
     decided = render.merged(base + decided + data_decisions(config, fp, kind))
     networks = budget_lib.NETWORKS  # classifiers (ResNets) have no slim plan
-    slim = budget_lib.SLIM if fp['task'] != 'classification' else None
+    slim = budget_lib.SLIM if fp['task'] != tasks.CLASSIFICATION else None
   batch = next(d.value for d in decided if d.field == 'batch_size')
   depth = next((d.value for d in decided if d.field == 'model.depth'),
                config.model.get('depth', 0))  # ResNets: none
@@ -169,7 +170,7 @@ def plan(config, budget: budget_lib.Budget, import_s: float, source: str,
                config.dataset.patch_size)
   inputs = rules.inputs_per_epoch(fp, patch)
   augmentation = (lambda epochs: []) if keep_recipe else (
-      rules.augmentation if fp['task'] != 'classification'
+      rules.augmentation if fp['task'] != tasks.CLASSIFICATION
       else lambda epochs: rules.augmentation(0))
   # Timed with the short budgets' augmentation (flips); a plan long enough
   # for the full set is timed again with it, and its steps refilled.

@@ -14,6 +14,7 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
+from unetjax import tasks
 from unetjax.data import pipeline
 from unetjax.data.builders import image_masks
 
@@ -126,7 +127,7 @@ def measure_segmentation(examples: Iterable[dict[str, np.ndarray]],
   mean_distance = [float(np.mean(np.concatenate(s))) if sum(map(len, s))
                    else float('nan') for s in width_samples]
   return {
-      'task': 'segmentation',
+      'task': tasks.SEGMENTATION,
       'n_images': len(sizes),
       'height': _spread(heights),
       'width': _spread(widths),
@@ -164,7 +165,7 @@ def measure_classification(examples: Iterable[dict[str, np.ndarray]],
     raise ValueError('no examples to measure')
   heights, widths = zip(*sizes)
   return {
-      'task': 'classification',
+      'task': tasks.CLASSIFICATION,
       'n_images': len(sizes),
       'height': _spread(heights),
       'width': _spread(widths),
@@ -183,7 +184,7 @@ def measure(dataset_config: ml_collections.ConfigDict) -> dict[str, Any]:
   info = pipeline.prepare(dataset_config)
   examples = pipeline.examples(dataset_config, 'train')
   n_classes = len(info.class_names)
-  if info.task == 'classification':
+  if info.task == tasks.CLASSIFICATION:
     result = measure_classification(examples, n_classes)
   else:
     result = measure_segmentation(examples, n_classes)
