@@ -95,31 +95,47 @@ def _path(keys: tuple) -> str:
 _ASYNC_DEBRIS = ('exception was never retrieved', 'destroyed but it is pending')
 
 
+def _is_async_debris(unraisable) -> bool:
+  """An unfinished asyncio coroutine or future being collected, or "Event
+  loop is closed" from a read that finished after orbax closed its loop."""
+  closed_loop = (isinstance(unraisable.exc_value, RuntimeError)
+                 and 'Event loop is closed' in str(unraisable.exc_value))
+  return (closed_loop or asyncio.iscoroutine(unraisable.object)
+          or isinstance(unraisable.object, asyncio.Future))
+
+
+def _drop_async_debris() -> None:
+  """Puts a filter in front of sys.unraisablehook that drops orbax's async
+  debris and passes everything else on. It stays: a read thread of a failed
+  restore can report its closed loop after the restore has returned."""
+  previous = sys.unraisablehook
+  if getattr(previous, 'drops_async_debris', False):
+    return
+
+  def hook(unraisable) -> None:
+    if not _is_async_debris(unraisable):
+      previous(unraisable)
+  hook.drops_async_debris = True
+  sys.unraisablehook = hook
+
+
 @contextlib.contextmanager
 def quiet_async_errors() -> Iterator[None]:
   """Keeps what orbax's asynchronous reads leave when one fails from printing
   tracebacks: asyncio's "Task exception was never retrieved", "Exception
   ignored in <coroutine ...>" as the unfinished ones are collected (here, by
   gc before leaving) and "Event loop is closed" from a read that finishes
-  after its loop is gone. The failure itself still raises, to be reported once."""
+  after its loop is gone (`_drop_async_debris`). The failure itself still
+  raises, to be reported once."""
   def keep(record: logging.LogRecord) -> bool:
     return not any(text in record.getMessage() for text in _ASYNC_DEBRIS)
-  previous_hook = sys.unraisablehook
-
-  def hook(unraisable) -> None:
-    closed_loop = (isinstance(unraisable.exc_value, RuntimeError)
-                   and 'Event loop is closed' in str(unraisable.exc_value))
-    if not (closed_loop or asyncio.iscoroutine(unraisable.object)
-            or isinstance(unraisable.object, asyncio.Future)):
-      previous_hook(unraisable)
   logger = logging.getLogger('asyncio')
   logger.addFilter(keep)
-  sys.unraisablehook = hook
+  _drop_async_debris()
   try:
     yield
   finally:
     gc.collect()
-    sys.unraisablehook = previous_hook
     logger.removeFilter(keep)
 
 
