@@ -115,6 +115,8 @@ class Field:
     its numbers (a resumed run may change them).
   optional: a field that some models lack (config.model's fields beyond
     name and n_classes depend on the architecture): checked where present.
+  any_type: a FieldReference of any type (an int or a tuple, in files and
+    on the command line), where ml_collections would lock the default's.
   """
   default: Any
   help: str
@@ -126,6 +128,7 @@ class Field:
   absent_means: Any = _ALWAYS
   affects_results: bool = True
   optional: bool = False
+  any_type: bool = False
 
   @property
   def accepted_types(self) -> tuple[type, ...]:
@@ -171,7 +174,7 @@ FIELDS: dict[str, Field] = {
         'stored images, or a side or (height, width) in pixels, each divisible '
         'by 2**model.depth; evaluation then predicts whole images by a '
         'Gaussian-blended sliding window', types=(int, tuple, list),
-        check=patch_size),
+        check=patch_size, any_type=True),
     'dataset.foreground_oversampling': F(
         1 / 3, 'share of patches centred on foreground', check=unit_interval),
     'dataset.pad_patches': F(
@@ -364,8 +367,6 @@ SECTIONS = ('dataset', 'dataset.folder', 'model', 'loss', 'optimizer',
             'metrics', 'augment')
 # Sections whose fields are all listed above.
 CLOSED_SECTIONS = ('', 'dataset', 'loss', 'optimizer', 'metrics', 'augment')
-# A reference of any type: an int or a tuple, in files and on the command line.
-ANY_TYPE_FIELDS = ('dataset.patch_size',)
 
 
 def default_config() -> ml_collections.ConfigDict:
@@ -379,7 +380,7 @@ def default_config() -> ml_collections.ConfigDict:
         node[section] = ml_collections.ConfigDict()
       node = node[section]
     node[leaf] = (ml_collections.FieldReference(field.default, field_type=object)
-                  if path in ANY_TYPE_FIELDS else field.default)
+                  if field.any_type else field.default)
   return config
 
 
