@@ -1,5 +1,6 @@
 """Seeds trained at once: each member is the run its seed would have been."""
 
+import collections
 import json
 import os
 import shutil
@@ -104,6 +105,50 @@ def test_a_diverged_member_stops_alone(tfds_dir, tmp_path, monkeypatch):
   assert isinstance(finals[1], DivergenceError)
   assert finals[0]['best_step'] in (2, 4)
   assert [r['event'] for r in logs.read_metrics(workdirs[1])][-1] == 'stopped'
+
+
+def test_too_many_members_for_memory_stop_before_training(tfds_dir, tmp_path,
+                                                          monkeypatch):
+  """The check reads XLA's analysis of the compiled step: two members need
+  more than one, at most twice (the loop layout reuses the activation
+  buffers of one member for the next), and a program over the free memory
+  stops at its first step with the estimate, before any checkpoint."""
+  needed = {}
+  check = seeds_at_once.check_memory
+
+  def recorded(stats, n_members, free, devices=1):
+    needed[n_members] = devices * (
+        stats.argument_size_in_bytes + stats.temp_size_in_bytes
+        + stats.output_size_in_bytes - stats.alias_size_in_bytes)
+    check(stats, n_members, free, devices)
+
+  monkeypatch.setattr(seeds_at_once, 'check_memory', recorded)
+  monkeypatch.setattr(seeds_at_once, 'available_bytes', lambda device: 0)
+  for seeds in ((0,), (0, 1)):
+    workdirs = [str(tmp_path / f'{len(seeds)}_{s}') for s in seeds]
+    with pytest.raises(ConfigError, match=rf'{len(seeds)} seeds at once need '
+                       r'about .* GiB.*not even one member fits'):
+      seeds_at_once.train_seeds(member_configs(tfds_dir, seeds), workdirs,
+                                layout='loop')
+    assert not os.path.exists(os.path.join(workdirs[0], 'checkpoints', '1'))
+  assert needed[1] * 1.2 < needed[2] <= needed[1] * 2.05, needed
+
+
+def test_the_memory_estimate_names_how_many_fit():
+  Stats = collections.namedtuple('Stats', 'argument_size_in_bytes '
+                                 'temp_size_in_bytes output_size_in_bytes '
+                                 'alias_size_in_bytes')
+  gib = 2**30
+  stats = Stats(1 * gib, 6 * gib, 1 * gib, 1 * gib)  # 1 held + 6 new, 4 members
+  seeds_at_once.check_memory(stats, 4, free=6 * gib)
+  seeds_at_once.check_memory(None, 4, free=0)  # no analysis: no check
+  with pytest.raises(ConfigError, match=(
+      r'4 seeds at once need about 7.00 GiB \(1.75 GiB per member.*and '
+      r'4.50 GiB is there: train at most 2 at once.*--seeds_at_once=2\)')):
+    seeds_at_once.check_memory(stats, 4, free=int(3.5 * gib))
+  # Two CPU devices share the host: twice the bytes against the same free.
+  with pytest.raises(ConfigError, match=r'about 14.00 GiB'):
+    seeds_at_once.check_memory(stats, 4, free=6 * gib, devices=2)
 
 
 def test_only_the_seed_may_differ(tfds_dir):

@@ -106,6 +106,71 @@ class MemberView(parallel.Strategy):
     return jax.tree.map(lambda x: x[self.index], self._fetch(tree))
 
 
+def available_bytes(device: jax.Device) -> int | None:
+  """What `device` can still allocate: its allocator's limit less what it
+  holds (GPU, TPU); for a CPU device, the host's MemAvailable."""
+  stats = device.memory_stats() or {}
+  if 'bytes_limit' in stats:
+    return int(stats['bytes_limit'] - stats.get('bytes_in_use', 0))
+  if device.platform != 'cpu':
+    return None
+  try:
+    with open('/proc/meminfo') as meminfo:
+      for line in meminfo:
+        if line.startswith('MemAvailable:'):
+          return int(line.split()[1]) * 1024
+  except OSError:
+    pass
+  return os.sysconf('SC_AVPHYS_PAGES') * os.sysconf('SC_PAGE_SIZE')
+
+
+def check_memory(stats: Any, n_members: int, free: int | None,
+                 devices: int = 1) -> None:
+  """Stops a program of `n_members` whose step would not fit in memory,
+  before it runs, with the estimate: `stats` is XLA's memory analysis of
+  the compiled step (per device; None where the backend gives none),
+  `free` what the device can still allocate, `devices` how many devices
+  share that memory (CPU devices share the host's)."""
+  if stats is None or free is None:
+    return
+  held = devices * stats.argument_size_in_bytes  # state and batch, in place
+  new = devices * (stats.temp_size_in_bytes + stats.output_size_in_bytes
+                   - stats.alias_size_in_bytes)
+  if new <= free:
+    return
+  per_member = (held + new) / n_members
+  fit = int((held + free) // per_member)
+  gib = lambda n: f'{n / 2**30:.2f} GiB'
+  advice = (f'train at most {fit} at once (unetjax.main: {fit} seeds per '
+            f'--seeds; unetjax.ablation: --seeds_at_once={fit})' if fit
+            else 'not even one member fits: lower config.batch_size or the '
+            'patch size')
+  raise ConfigError(
+      f'{n_members} seeds at once need about {gib(held + new)} '
+      f'({gib(per_member)} per member: state, batch, activations and '
+      f'gradients, from XLA\'s memory analysis of the compiled step), and '
+      f'{gib(held + free)} is there: {advice}.')
+
+
+def memory_checked(step_fn: Callable, n_members: int) -> Callable:
+  """`step_fn`, compiled ahead of its first call from that call's arguments
+  so that a program too large for the device stops with `check_memory`'s
+  estimate instead of an out-of-memory error from inside XLA."""
+  compiled = None
+
+  def step(state, batch):
+    nonlocal compiled
+    if compiled is None:
+      compiled = step_fn.lower(state, batch).compile()
+      device = jax.local_devices()[0]
+      check_memory(compiled.memory_analysis(), n_members,
+                   available_bytes(device),
+                   jax.local_device_count() if device.platform == 'cpu' else 1)
+    return compiled(state, batch)
+
+  return step
+
+
 def stack(trees: Sequence[Any]) -> Any:
   """Host copies of `trees`, stacked along a new leading member axis."""
   return jax.tree.map(lambda *xs: np.stack([np.asarray(jax.device_get(x))
@@ -197,6 +262,7 @@ def train_seeds(configs: Sequence[ml_collections.ConfigDict],
         members_step, dropout_rngs=jnp.stack([r.dropout_rng for r in runs]),
         augment_rngs=jnp.stack([r.augment_rng for r in runs]),
         layout=layout, **trainer.step_options), donate_state=True)
+    step_fn = memory_checked(step_fn, len(configs))
     host_batch = parallel.host_batch_size(config.batch_size)
     start = runs[0].progress.step
     batches = base.prefetch(stacked_batches([
