@@ -1,8 +1,9 @@
 """Which augmentation pays on DRIVE at 60 epochs? The planned 10-minute DRIVE
 recipe (`experiments/results/peer_budget_pixel_epochs/drive/planned-10m.py`:
 native resolution, patches of 256x240, slim width 8, instance norm, 1299
-steps of batch 4) with nnU-Net's augmentation set (what the planner gives
-from 50 epochs), with mirror flips alone, and with none; three seeds per arm
+steps of batch 4) with nnU-Net's augmentation set (what the planner gave
+from 50 epochs until this sweep; now from 100), with mirror flips alone, and
+with none; three seeds per arm
 trained at once; results.md pairs each arm with flips by seed (mean
 difference, 95% interval, paired t-test).
 
