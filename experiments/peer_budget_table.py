@@ -1,5 +1,7 @@
 """The table of experiments/peer_budget.sh: per dataset and recipe, steps,
-test Dice (pooled and per image), wall time against the plan's prediction.
+test Dice (pooled and per image), wall time against the plan's prediction;
+then the planned recipe against each other recipe, paired by seed, with the
+ablation runner's statistics (unetjax.comparisons).
 
   python experiments/peer_budget_table.py OUT > OUT/results.md
 """
@@ -10,7 +12,9 @@ import os
 import re
 import sys
 
-RECIPES = ('planned', 'hand', 'basic_unet')
+from unetjax import comparisons
+
+RECIPES = ('planned', 'hand', 'basic_unet', 'dyn_unet')
 DATASETS = ('drive', 'isbi', 'kvasir')
 
 
@@ -68,5 +72,31 @@ def markdown(found) -> str:
   return '\n'.join(lines)
 
 
+def paired(found) -> str:
+  """Planned against every other recipe, by dataset and budget, seeds paired."""
+  runs = [dict(status='ok', seed=r['seed'], labels=dict(recipe=r['recipe'],
+               dataset=r['dataset'], budget=r['budget']),
+               test=dict(dice=r['dice'], dice_per_image=r['per_image']))
+          for r in found]
+  recipes = sorted({r['recipe'] for r in found}, key=lambda r: (
+      RECIPES.index(r) if r in RECIPES else 9, r))
+  tables = []
+  for metric in ('dice', 'dice_per_image'):
+    # Baseline 'planned': each row reads other recipe - planned; flip the sign
+    # so that a positive difference is the plan's lead.
+    found_ = comparisons.comparisons(runs, {'recipe': recipes},
+                                     {'recipe': 'planned'}, metric)
+    flipped = [comparisons.Comparison(
+        'recipe', 'planned', c.level, c.context, c.metric, c.n, -c.mean,
+        -c.high, -c.low, c.t_p, c.wilcoxon_p) for c in found_]
+    tables.append(f'Test {metric}, planned minus the other recipe:\n\n'
+                  + comparisons.markdown(flipped))
+  return '\n\n'.join(tables)
+
+
 if __name__ == '__main__':
-  print(markdown(list(rows(sys.argv[1]))))
+  found = list(rows(sys.argv[1]))
+  print(markdown(found))
+  if 'planned' in {r['recipe'] for r in found}:
+    print()
+    print(paired(found))

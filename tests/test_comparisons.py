@@ -162,3 +162,32 @@ def test_the_tables_say_which_runs_were_scored_from_another_checkpoint(tmp_path)
     scored = {r['run']: r['scored_checkpoint'] for r in csv.DictReader(f)}
   assert scored['aug=on,lr=low,seed=1'] == 'checkpoints/30'
   assert scored['aug=off,lr=low,seed=1'] == 'best/40'
+
+
+def test_peer_budget_table_pairs_the_plan_with_each_recipe_by_seed(tmp_path):
+  """experiments/peer_budget_table.py: the plan's lead over the peer and its
+  paired statistics, from run folders and the peer's JSON files."""
+  import json
+  from experiments import peer_budget_table
+  planned, peer = [0.81, 0.80, 0.82], [0.805, 0.802, 0.811]
+  folder = tmp_path / 'drive'
+  for seed, (ours, theirs) in enumerate(zip(planned, peer)):
+    run = folder / f'planned-10m-seed{seed}'
+    run.mkdir(parents=True)
+    (run / 'config.json').write_text(json.dumps({'num_train_steps': 1000}))
+    final = {'event': 'final', 'test': {'dice': ours, 'dice_per_image': ours}}
+    (run / 'metrics.jsonl').write_text(json.dumps(final) + '\n')
+    (folder / f'basic_unet-10m-seed{seed}.json').write_text(json.dumps(
+        {'steps': 2000, 'test': {'dice': theirs, 'dice_per_image': theirs}}))
+  found = list(peer_budget_table.rows(str(tmp_path)))
+  assert len(found) == 6
+  table = peer_budget_table.paired(found)
+  row = next(line for line in table.splitlines()
+             if line.startswith('| recipe | planned | basic_unet'))
+  cells = [c.strip() for c in row.split('|')]
+  expected = stats.ttest_rel(planned, peer)
+  assert cells[5] == '3'
+  assert float(cells[6]) == pytest.approx(np.mean(np.subtract(planned, peer)), abs=1e-4)
+  low, high = expected.confidence_interval(0.95)
+  assert cells[7] == f'[{low:+.4f}, {high:+.4f}]'
+  assert cells[8] == f'{expected.pvalue:.2g}'
