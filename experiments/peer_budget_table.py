@@ -82,15 +82,18 @@ def paired(found) -> str:
       RECIPES.index(r) if r in RECIPES else 9, r))
   tables = []
   for metric in ('dice', 'dice_per_image'):
-    # Baseline 'planned': each row reads other recipe - planned; flip the sign
-    # so that a positive difference is the plan's lead.
-    found_ = comparisons.comparisons(runs, {'recipe': recipes},
-                                     {'recipe': 'planned'}, metric)
-    flipped = [comparisons.Comparison(
-        'recipe', 'planned', c.level, c.context, c.metric, c.n, -c.mean,
-        -c.high, -c.low, c.t_p, c.wilcoxon_p) for c in found_]
+    found_ = []
+    for other in recipes:
+      if other == 'planned':
+        continue
+      for context, values in comparisons.pairs(runs, 'recipe', other, 'planned',
+                                               metric).items():
+        theirs, ours = zip(*values)
+        found_.append(comparisons.Comparison(
+            'recipe', 'planned', other, context, metric,
+            **comparisons.compare(ours, theirs)))
     tables.append(f'Test {metric}, planned minus the other recipe:\n\n'
-                  + comparisons.markdown(flipped))
+                  + comparisons.markdown(found_))
   return '\n\n'.join(tables)
 
 
