@@ -82,16 +82,11 @@ def paired(found) -> str:
       RECIPES.index(r) if r in RECIPES else 9, r))
   tables = []
   for metric in ('dice', 'dice_per_image'):
-    found_ = []
-    for other in recipes:
-      if other == 'planned':
-        continue
-      for context, values in comparisons.pairs(runs, 'recipe', other, 'planned',
-                                               metric).items():
-        theirs, ours = zip(*values)
-        found_.append(comparisons.Comparison(
-            'recipe', 'planned', other, context, metric,
-            **comparisons.compare(ours, theirs)))
+    # Each other recipe in turn is the baseline, so every row reads
+    # planned - other.
+    found_ = [c for other in recipes if other != 'planned'
+              for c in comparisons.comparisons(
+                  runs, {'recipe': ['planned']}, {'recipe': other}, metric)]
     tables.append(f'Test {metric}, planned minus the other recipe:\n\n'
                   + comparisons.markdown(found_))
   return '\n\n'.join(tables)
