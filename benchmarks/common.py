@@ -69,7 +69,8 @@ PRESETS = {
 
 
 def parse_args(description: str, extra_modes: tuple[str, ...] = (),
-               data_parallel: bool = False) -> argparse.Namespace:
+               data_parallel: bool = False,
+               config_file: bool = False) -> argparse.Namespace:
   parser = argparse.ArgumentParser(
       description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument('--preset', choices=sorted(PRESETS), default='cpu')
@@ -83,6 +84,11 @@ def parse_args(description: str, extra_modes: tuple[str, ...] = (),
     parser.add_argument('--devices', type=lambda s: [int(n) for n in s.split(',')],
                         default=None, help='e.g. 1,2: also time each case data '
                         'parallel over the first 2 devices (CPU: 2 host devices)')
+  if config_file:
+    parser.add_argument('--config', default=None,
+                        help="a unetjax config file: its model and batch size")
+    parser.add_argument('--shape', default=None,
+                        help='input HxWxC with --config, e.g. 256x240x3')
   parser.add_argument('--torch', action='store_true',
                       help='also time the PyTorch baseline in this process')
   parser.add_argument('--torch_modes', type=lambda s: s.split(','), default=None,

@@ -12,10 +12,15 @@ convolution XLA handed to YNNPACK, 'fusion:copy' for a transposing copy)
 with its milliseconds per step, then one line for each of the TOP_OPS most
 expensive ops with its shape, its convolution window and the layer it comes
 from. The first example above profiles one core's share of the 2-device
-layout.
+layout. With --config, the network is that config file's model (a plan of
+`unetjax.plan`, say) at its batch size, on --shape inputs:
+
+XLA_FLAGS=--xla_cpu_multi_thread_eigen=false taskset -c 0 \
+    python -m benchmarks.profile_step --config=PLAN.py --shape=256x240x3
 """
 
 import collections
+import dataclasses
 import glob
 import gzip
 import json
@@ -29,7 +34,7 @@ import jax
 
 from benchmarks import common
 from benchmarks import train_throughput
-from unetjax import models
+from unetjax import command_line, models
 
 TOP_OPS = 30
 _INSTRUCTION = re.compile(r'^\s*(?:ROOT )?%([\w.\-]+) = (\S+) ([\w\-]+)\(')
@@ -79,10 +84,13 @@ def traced_op_ms(trace_dir: str, steps: int) -> dict[str, float]:
   return totals
 
 
-def profile(preset: common.Preset, steps: int) -> tuple[float, list[dict[str, Any]]]:
-  """(median step ms, traced ops) of the preset's first case."""
+def profile(preset: common.Preset, steps: int,
+            model_config=None) -> tuple[float, list[dict[str, Any]]]:
+  """(median step ms, traced ops) of the preset's first case, or of
+  `model_config`'s network at the preset's shape, dtype and batch."""
   name, dtype, batch_size = preset.models[0], preset.dtypes[0], preset.batch_sizes[0]
-  model = models.get_model(train_throughput.model_config(name, preset), dtype=dtype)
+  model = models.get_model(model_config or train_throughput.model_config(name, preset),
+                           dtype=dtype)
   step, state, batch = train_throughput.compiled_step(model, preset.shape, batch_size)
   compiled = step.lower(state, batch).compile()
   ops = hlo_ops(compiled.as_text())
@@ -96,12 +104,27 @@ def profile(preset: common.Preset, steps: int) -> tuple[float, list[dict[str, An
   return common.median(times) * 1e3, sorted(traced, key=lambda r: -r['ms_per_step'])
 
 
+def from_config(preset: common.Preset, path: str, shape: str | None):
+  """The preset at the batch size of the config file `path` (and `shape`,
+  'HxWxC'), and that config's model section."""
+  config = command_line.load_config(path)
+  if isinstance(config, str):
+    raise SystemExit(config)
+  changes = {'batch_sizes': (config.batch_size,)}
+  if shape:
+    changes['shape'] = tuple(int(n) for n in shape.split('x'))
+  return dataclasses.replace(preset, **changes), config.model
+
+
 def main() -> None:
-  args = common.parse_args(__doc__)
+  args = common.parse_args(__doc__, config_file=True)
   preset = common.PRESETS[args.preset].override(args)
+  model_config = None
+  if args.config:
+    preset, model_config = from_config(preset, args.config, args.shape)
   steps = args.steps or 3
-  step_ms, traced = profile(preset, steps)
-  case = {'model': preset.models[0], 'dtype': preset.dtypes[0],
+  step_ms, traced = profile(preset, steps, model_config)
+  case = {'model': args.config or preset.models[0], 'dtype': preset.dtypes[0],
           'image_shape': list(preset.shape), 'batch_size': preset.batch_sizes[0],
           'traced_step_ms': round(step_ms, 1),
           **common.machine(train_throughput.device_name(),

@@ -154,6 +154,24 @@ def test_step_profile_names_each_traced_op_and_its_layer(tmp_path):
   assert layers == {f'ConvBlock_{b}/Conv_{c}' for b in range(9) for c in range(2)}
 
 
+def test_step_profile_of_a_config_file_uses_its_network_and_batch(tmp_path):
+  from benchmarks import profile_step
+  plan = tmp_path / 'plan.py'
+  plan.write_text(
+      'from configs import default\n\n\ndef get_config():\n'
+      '  config = default.get_config()\n  config.batch_size = 3\n'
+      '  config.model.base_filters = 4\n'
+      '  config.model.level_filters = (4, 4, 8, 16, 32)\n  return config\n')
+  preset, model_config = profile_step.from_config(TINY, str(plan), '32x32x3')
+  assert preset.batch_sizes == (3,) and preset.shape == (32, 32, 3)
+  _, traced = profile_step.profile(preset, 1, model_config)
+  shapes = {op['shape'] for op in traced if op['kind'].endswith('convolution')}
+  # The slim plan's first two levels: 4 channels at 32x32, then at 16x16.
+  assert 'f32[3,32,32,4]' in shapes and 'f32[3,16,16,4]' in shapes
+  with pytest.raises(SystemExit, match='no such file'):
+    profile_step.from_config(TINY, str(tmp_path / 'missing.py'), None)
+
+
 def test_seeds_at_once_benchmark_reports_the_ratio_of_its_own_timings():
   from benchmarks import seeds_at_once
   record = seeds_at_once.measure('default', 2, 'loop', steps=1)

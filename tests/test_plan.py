@@ -249,7 +249,7 @@ def test_budget_spends_the_time_on_steps_and_picks_the_width_by_epochs():
   assert 'model.level_filters' not in fields  # doubling: the default
 
 
-def test_under_30_epochs_the_slim_network_trains_more_steps():
+def test_under_10_epochs_the_slim_network_trains_more_steps():
   slim = N(8, slim=True)
   assert slim.level_filters(4) == (8, 8, 16, 32, 64)  # BasicUNet's plan
   assert N(8).level_filters(4) == ()
@@ -263,6 +263,12 @@ def test_under_30_epochs_the_slim_network_trains_more_steps():
             for d in budget_lib.decisions(short, 8, budget_lib.Budget(600), 4)}
   assert fields['model.base_filters'] == 8
   assert fields['model.level_filters'] == (8, 8, 16, 32, 64)
+  # 160 images: width 8 trains 460 steps, 23 epochs, under 30 but past
+  # SLIM_EPOCHS: capacity beats the slim plan's extra steps there.
+  time_network, calls = fake_timer(per_step)
+  middling = budget_lib.choose(budget_lib.Budget(600), 160, 8, time_network)
+  assert budget_lib.SLIM_EPOCHS < middling.epochs < budget_lib.MIN_EPOCHS
+  assert middling.network == N(8) and calls == [8]
   # 16 images (DRIVE): width 8 trains 460 steps, 115 epochs: short of 3000
   # steps but not of epochs, so width 8 as it is; the slim plan is not timed.
   time_network, calls = fake_timer(per_step)

@@ -40,15 +40,19 @@ class Network:
 
 # Candidates, narrowest first.
 NETWORKS = (Network(8), Network(16), Network(32))
-# Where even the narrowest sees each image fewer than MIN_EPOCHS times, the
+# Where even the narrowest sees each image fewer than SLIM_EPOCHS times, the
 # slim network: more passes beat capacity there. In 10 CPU minutes on
 # Kvasir-SEG (3.5 epochs at width 8) it trained 546 steps to 347 and scored
-# 0.608 against 0.596 (seed 0, width 8 from an earlier run); on DRIVE (26
-# epochs at width 8, counted in pixels: rules.inputs_per_epoch) its 971 steps
-# with nnU-Net's augmentation scored what width 8's 561 did (0.792 both), and
-# at equal steps it trails width 8 by 0.028 (docs/experiments.md: the factor
-# table, three datasets at one budget).
+# 0.608 against 0.596 (seed 0, width 8 from an earlier run). Nearer 30
+# epochs capacity led: on DRIVE (27 epochs at width 8 on a host without
+# AVX-512, counted in pixels: rules.inputs_per_epoch) width 8's 590 steps
+# scored 0.8067 and 0.8047 where the slim plan's 733 scored 0.7966 and 0.8020
+# (seeds 0 and 1: both ahead, +0.006 on the mean, too few seeds for a
+# paired test to tell, p = 0.33), and at equal steps slim trails width 8 by 0.028
+# (docs/experiments.md: the factor table, three datasets at one budget, the
+# same plans on a host without AVX-512).
 SLIM = Network(8, slim=True)
+SLIM_EPOCHS = 10  # between Kvasir-SEG's 3.5 epochs (slim led) and DRIVE's 27 (slim trailed)
 # Epochs a run needs before width pays: on Kvasir-SEG in one CPU hour, width
 # 8 over 32 epochs reached test Dice 0.789 where width 16 over 15 epochs was
 # still underfitting (docs/experiments.md, the long study).
@@ -189,7 +193,7 @@ def choose(budget: Budget, samples_per_epoch: float, batch: int,
            slim: Network | None = SLIM) -> Choice:
   """The widest network that trains MIN_EPOCHS and MIN_STEPS within the
   budget, else the narrowest (more training beats more width when a run
-  underfits), or `slim` where the narrowest trains fewer than MIN_EPOCHS
+  underfits), or `slim` where the narrowest trains fewer than SLIM_EPOCHS
   epochs. Networks are timed narrowest first; wider ones only while the last
   one reached both."""
   timings, best = {}, None
@@ -207,7 +211,7 @@ def choose(budget: Budget, samples_per_epoch: float, batch: int,
                     timings)  # every network timed, filled in as the loop goes
     if not enough or budget.steps:
       break
-  if slim is not None and not budget.steps and best.epochs < MIN_EPOCHS:
+  if slim is not None and not budget.steps and best.epochs < SLIM_EPOCHS:
     timings[slim] = timing = time_network(slim)
     steps, evals = steps_for(timing, budget.seconds)
     if steps > best.steps:
@@ -231,7 +235,7 @@ def network_decisions(network: Network, depth: int,
     return width
   return width + [Decision('model.level_filters', network.level_filters(depth),
                            "slim (BasicUNet's channel plan): under "
-                           f'{MIN_EPOCHS} epochs, more steps beat capacity')]
+                           f'{SLIM_EPOCHS} epochs, more steps beat capacity')]
 
 
 def decisions(choice: Choice, batch: int, budget: Budget,
