@@ -51,7 +51,18 @@ class Preset:
       changes['steps'] = args.steps
     if args.size:
       changes['shape'] = (args.size, args.size, self.shape[2])
+    if args.shape:
+      changes['shape'] = args.shape
     return dataclasses.replace(self, **changes)
+
+
+def image_shape(text: str) -> Shape:
+  """'HxWxC' as (H, W, C), for --shape; argparse reports what is wrong."""
+  parts = text.split('x')
+  if len(parts) != 3 or not all(p.isdigit() and int(p) > 0 for p in parts):
+    raise argparse.ArgumentTypeError(
+        f'{text!r} is not HxWxC with three positive integers, e.g. 256x240x3')
+  return tuple(int(p) for p in parts)
 
 
 PRESETS = {
@@ -79,6 +90,8 @@ def parse_args(description: str, extra_modes: tuple[str, ...] = (),
   parser.add_argument('--batch_sizes', type=lambda s: [int(b) for b in s.split(',')],
                       default=None, help='e.g. 8,16,32,64 for a batch sweep')
   parser.add_argument('--size', type=int, default=None, help='image side')
+  parser.add_argument('--shape', type=image_shape, default=None,
+                      help='input HxWxC, e.g. 256x240x3 (over --size)')
   parser.add_argument('--steps', type=int, default=None, help='timed steps')
   if data_parallel:
     parser.add_argument('--devices', type=lambda s: [int(n) for n in s.split(',')],
@@ -87,8 +100,6 @@ def parse_args(description: str, extra_modes: tuple[str, ...] = (),
   if config_file:
     parser.add_argument('--config', default=None,
                         help="a unetjax config file: its model and batch size")
-    parser.add_argument('--shape', default=None,
-                        help='input HxWxC with --config, e.g. 256x240x3')
   parser.add_argument('--torch', action='store_true',
                       help='also time the PyTorch baseline in this process')
   parser.add_argument('--torch_modes', type=lambda s: s.split(','), default=None,

@@ -104,16 +104,14 @@ def profile(preset: common.Preset, steps: int,
   return common.median(times) * 1e3, sorted(traced, key=lambda r: -r['ms_per_step'])
 
 
-def from_config(preset: common.Preset, path: str, shape: str | None):
-  """The preset at the batch size of the config file `path` (and `shape`,
-  'HxWxC'), and that config's model section."""
+def from_config(preset: common.Preset, path: str):
+  """The preset at the batch size of the config file `path`, and that
+  config's model section."""
   config = command_line.load_config(path)
   if isinstance(config, str):
     raise SystemExit(config)
-  changes = {'batch_sizes': (config.batch_size,)}
-  if shape:
-    changes['shape'] = tuple(int(n) for n in shape.split('x'))
-  return dataclasses.replace(preset, **changes), config.model
+  return (dataclasses.replace(preset, batch_sizes=(config.batch_size,)),
+          config.model)
 
 
 def main() -> None:
@@ -121,7 +119,7 @@ def main() -> None:
   preset = common.PRESETS[args.preset].override(args)
   model_config = None
   if args.config:
-    preset, model_config = from_config(preset, args.config, args.shape)
+    preset, model_config = from_config(preset, args.config)
   steps = args.steps or 3
   step_ms, traced = profile(preset, steps, model_config)
   case = {'model': args.config or preset.models[0], 'dtype': preset.dtypes[0],

@@ -2,6 +2,7 @@
 U-Net (same parameters, same loss), and the records' rates follow from the
 times they report."""
 
+import argparse
 import dataclasses
 import json
 import re
@@ -162,14 +163,18 @@ def test_step_profile_of_a_config_file_uses_its_network_and_batch(tmp_path):
       '  config = default.get_config()\n  config.batch_size = 3\n'
       '  config.model.base_filters = 4\n'
       '  config.model.level_filters = (4, 4, 8, 16, 32)\n  return config\n')
-  preset, model_config = profile_step.from_config(TINY, str(plan), '32x32x3')
+  preset, model_config = profile_step.from_config(
+      dataclasses.replace(TINY, shape=common.image_shape('32x32x3')), str(plan))
   assert preset.batch_sizes == (3,) and preset.shape == (32, 32, 3)
   _, traced = profile_step.profile(preset, 1, model_config)
   shapes = {op['shape'] for op in traced if op['kind'].endswith('convolution')}
   # The slim plan's first two levels: 4 channels at 32x32, then at 16x16.
   assert 'f32[3,32,32,4]' in shapes and 'f32[3,16,16,4]' in shapes
   with pytest.raises(SystemExit, match='no such file'):
-    profile_step.from_config(TINY, str(tmp_path / 'missing.py'), None)
+    profile_step.from_config(TINY, str(tmp_path / 'missing.py'))
+  for bad in ('256x240', '256x240x0', '256xAx3'):
+    with pytest.raises(argparse.ArgumentTypeError, match='HxWxC'):
+      common.image_shape(bad)
 
 
 def test_seeds_at_once_benchmark_reports_the_ratio_of_its_own_timings():
