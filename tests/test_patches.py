@@ -276,3 +276,35 @@ def test_training_on_patches_evaluates_whole_images(native_folder, native_info,
   for i, (height, width) in enumerate(SIZES):
     mask = Image.open(tmp_path / 'predicted' / 'masks' / f'case{i:02d}.png')
     assert mask.size == (width, height)
+
+
+def test_training_split_kept_in_memory_gives_the_same_batches(native_info):
+  config, info = native_info
+  epoch = len(info.image_sizes['train'])
+  kept = config.dataset.copy_and_resolve_references()
+  decoded = config.dataset.copy_and_resolve_references()
+  kept.memory_cache_mib, decoded.memory_cache_mib = 64, 0
+  # Three epochs: later ones read the kept examples.
+  for got, expected in zip(take(pipeline.train_batches(kept, 4, seed=2), 3 * epoch),
+                           take(pipeline.train_batches(decoded, 4, seed=2), 3 * epoch)):
+    for key in expected:
+      np.testing.assert_array_equal(got[key], expected[key])
+
+
+def test_decoded_size_is_every_array_of_the_split(native_info):
+  config, info = native_info
+  source = pipeline._source(config.dataset, 'train')
+  exact = sum(v.nbytes for ex in _train_keys(config) for v in ex.values())
+  assert pipeline.decoded_mib(source, info.image_sizes['train']) == pytest.approx(
+      exact / 2**20)
+  # Kept only under the limit; kept examples are shared, so read-only.
+  small = config.dataset.copy_and_resolve_references()
+  with small.ignore_type():
+    small.memory_cache_mib = 0.5 * exact / 2**20
+  assert pipeline._kept_in_memory(source, small, 'train') is source
+  with small.ignore_type():
+    small.memory_cache_mib = 2 * exact / 2**20
+  kept = pipeline._kept_in_memory(source, small, 'train')
+  assert kept is not source
+  with pytest.raises(ValueError):
+    kept[0]['image'][0, 0, 0] = 1

@@ -193,6 +193,10 @@ FIELDS: dict[str, Field] = {
         affects_results=False),
     'dataset.prefetch_batches': F(
         4, 'batches grain reads ahead', check=positive, affects_results=False),
+    'dataset.memory_cache_mib': F(
+        1024, 'the decoded training split is kept in memory when it fits in '
+        'this many MiB, so later epochs skip decoding (0: decode every read)',
+        check=non_negative, affects_results=False),
 
     'model.name': F('unet', 'the architecture (configs/<name>.py sets its '
                     'published settings)', choices=_MODELS,

@@ -14,6 +14,7 @@ time (`examples`).
 With several processes, each reads its own share of every batch.
 """
 
+import collections.abc
 import dataclasses
 import functools
 import glob
@@ -307,6 +308,57 @@ def check_patches_fit(dataset_config: ml_collections.ConfigDict,
         'patches or choose a smaller patch.')
 
 
+class _DecodedOnce(collections.abc.Sequence):
+  """The examples of `source`, each decoded at its first read and kept,
+  read-only (grain 0.2 has no in-memory cache of a MapDataset)."""
+
+  def __init__(self, source: grain.MapDataset):
+    self._source = source
+    self._kept = [None] * len(source)
+
+  def __len__(self) -> int:
+    return len(self._kept)
+
+  def __getitem__(self, index: int) -> dict[str, np.ndarray]:
+    example = self._kept[index]
+    if example is None:
+      example = {k: np.asarray(v) for k, v in self._source[index].items()}
+      for value in example.values():
+        value.flags.writeable = False  # shared by every later read
+      self._kept[index] = example
+    return example
+
+
+def decoded_mib(source: grain.MapDataset, sizes: tuple[tuple[int, int], ...]
+                ) -> float:
+  """The decoded size of `source`: its first example's bytes per pixel times
+  the pixels of every image (`sizes`, (height, width) each; empty when all
+  share the first one's size)."""
+  first = source[0]
+  height, width = first['image'].shape[:2]
+  bytes_per_pixel = sum(np.asarray(v).nbytes for v in first.values()) / (
+      height * width)
+  pixels = (sum(h * w for h, w in sizes) if sizes
+            else len(source) * height * width)
+  return bytes_per_pixel * pixels / 2**20
+
+
+def _kept_in_memory(source: grain.MapDataset,
+                    dataset_config: ml_collections.ConfigDict,
+                    split: str) -> grain.MapDataset:
+  """`split`'s `source` decoded once and kept when it fits in
+  config.dataset.memory_cache_mib; else as is (decoded at every read). The
+  order of examples is unchanged."""
+  limit_mib = dataset_config.get('memory_cache_mib', 0)
+  if not limit_mib or not len(source):
+    return source
+  metadata = _builder(dataset_config).info.metadata or {}
+  sizes = tuple(map(tuple, metadata.get('image_sizes', {}).get(split, ())))
+  if decoded_mib(source, sizes) > limit_mib:
+    return source
+  return grain.MapDataset.source(_DecodedOnce(source))
+
+
 def train_batches(dataset_config: ml_collections.ConfigDict, batch_size: int,
                   seed: int, start_step: int = 0, process_index: int | None = None,
                   process_count: int | None = None) -> Iterator[Batch]:
@@ -320,7 +372,9 @@ def train_batches(dataset_config: ml_collections.ConfigDict, batch_size: int,
   """
   if process_index is None:
     process_index, process_count = jax.process_index(), jax.process_count()
-  stream = _source(dataset_config, 'train').shuffle(seed=seed).repeat()
+  stream = _kept_in_memory(_source(dataset_config, 'train'), dataset_config,
+                           'train')
+  stream = stream.shuffle(seed=seed).repeat()
   sampling = patch_sampling(dataset_config)
   if sampling is not None:
     stream = stream.random_map(
