@@ -223,29 +223,29 @@ def fake_timer(per_width):
 def test_budget_spends_the_time_on_steps_and_picks_the_width_by_epochs():
   time_width, calls = fake_timer({8: 1.0, 16: 2.0, 32: 4.0})
   choice = budget_lib.choose(budget_lib.Budget(3600), 800, 8, time_width, DOUBLING)
-  # 10 validations (10% of the hour holds 36); 3600 - 30 - 40 - 20 - 9 * 10
-  # = 3420 s of steps at 1 s: 34 epochs at width 8; width 16 would give 17.
-  assert (choice.width, choice.steps, choice.evals) == (8, 3420, 10)
-  assert choice.epochs == pytest.approx(34.2)
+  # 5 validations (5% of the hour holds 18); 3600 - 30 - 40 - 20 - 4 * 10
+  # = 3470 s of steps at 1 s: 35 epochs at width 8; width 16 would give 17.
+  assert (choice.width, choice.steps, choice.evals) == (8, 3470, 5)
+  assert choice.epochs == pytest.approx(34.7)
   assert choice.predicted_s == pytest.approx(3600)
   assert calls == [8, 16]  # width 32 not timed: 16 already fell short
   # 2.5 h: width 16 trains 44 epochs, width 32 only 22.
   time_width, calls = fake_timer({8: 1.0, 16: 2.0, 32: 4.0})
   longer = budget_lib.choose(budget_lib.Budget(9000), 800, 8, time_width, DOUBLING)
-  assert longer.width == 16 and longer.epochs == pytest.approx(44.1)
+  assert longer.width == 16 and longer.epochs == pytest.approx(44.35)
   assert calls == [8, 16, 32]
   assert 9000 - 2.0 <= longer.predicted_s <= 9000
   short = budget_lib.choose(budget_lib.Budget(600), 800, 8,
                             fake_timer({8: 1.0, 16: 2.0, 32: 4.0})[0], DOUBLING)
   assert short.width == 8 and short.epochs < budget_lib.MIN_EPOCHS
-  # 16 images of batch 4 (DRIVE): width 16 holds 1710 steps, 428 epochs, in
-  # the hour, short of MIN_STEPS, so the narrowest width trains 3420 steps.
+  # 16 images of batch 4 (DRIVE): width 16 holds 1735 steps, 434 epochs, in
+  # the hour, short of MIN_STEPS, so the narrowest width trains 3470 steps.
   time_width, calls = fake_timer({8: 1.0, 16: 2.0, 32: 4.0})
   small = budget_lib.choose(budget_lib.Budget(3600), 16, 4, time_width, DOUBLING)
-  assert (small.width, small.steps) == (8, 3420) and calls == [8, 16]
+  assert (small.width, small.steps) == (8, 3470) and calls == [8, 16]
   fields = {d.field: d.value
             for d in budget_lib.decisions(choice, 8, budget_lib.Budget(3600), 4)}
-  assert fields['num_train_steps'] == 3420 and fields['eval_every_steps'] == 342
+  assert fields['num_train_steps'] == 3470 and fields['eval_every_steps'] == 694
   assert 'model.level_filters' not in fields  # doubling: the default
 
 
@@ -256,9 +256,9 @@ def test_under_10_epochs_the_slim_network_trains_more_steps():
   per_step = {slim: 0.7, 8: 1.0, 16: 2.0, 32: 4.0}
   time_network, calls = fake_timer(per_step)
   short = budget_lib.choose(budget_lib.Budget(600), 800, 8, time_network)
-  # 6 validations in 10% of 600 s; 600 - 30 - 40 - 20 - 5 * 10 = 460 s of
-  # steps: 460 at width 8 (4.6 epochs), 657 at 0.7 s with the slim plan.
-  assert short.network == slim and short.steps == 657 and calls == [8, slim]
+  # 3 validations in 5% of 600 s; 600 - 30 - 40 - 20 - 2 * 10 = 490 s of
+  # steps: 490 at width 8 (4.9 epochs), 700 at 0.7 s with the slim plan.
+  assert short.network == slim and short.steps == 700 and calls == [8, slim]
   fields = {d.field: d.value
             for d in budget_lib.decisions(short, 8, budget_lib.Budget(600), 4)}
   assert fields['model.base_filters'] == 8
@@ -398,9 +398,9 @@ def test_keep_recipe_plans_only_the_steps(tfds_dir, monkeypatch):
   assert [c.model.base_filters for c in timed] == [config.model.base_filters]
   for path in ('model', 'augment', 'optimizer', 'loss', 'batch_size'):
     assert planned[path] == config[path], path
-  # 120 s = 5 + 3 + 2 + 10 * 1 s of validation... (10% holds 12, capped at 10)
-  assert planned.num_train_steps == choice.steps == int((120 - 5 - 3 - 2 - 9) / 0.1)
-  assert planned.eval_every_steps == -(-choice.steps // 10)
+  # 120 s = 5 + 3 + 2 + 4 * 1 s of validation... (5% holds 6, capped at 5)
+  assert planned.num_train_steps == choice.steps == int((120 - 5 - 3 - 2 - 4) / 0.1)
+  assert planned.eval_every_steps == -(-choice.steps // 5)
 
 
 def test_the_command_never_writes_over_an_existing_file(tmp_path):

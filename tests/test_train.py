@@ -61,7 +61,8 @@ def state_template(config, image_shape):
                                            config.num_train_steps)
   shapes = jax.eval_shape(functools.partial(
       state_lib.create_train_state, model=model, tx=tx,
-      image_shape=image_shape), jax.random.key(0))
+      image_shape=image_shape, averaged=state_lib.averaged(config)),
+      jax.random.key(0))
   device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
   return jax.tree.map(
       lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=device), shapes)
@@ -428,3 +429,61 @@ def test_allow_config_change_refuses_a_model_the_checkpoint_does_not_fit(
     train.train_and_evaluate(config, str(workdir), allow_config_change=True)
   after = {str(p): p.read_bytes() for p in workdir.rglob('*') if p.is_file()}
   assert after == before
+
+
+def test_weight_average_follows_its_recursion_and_leaves_training_alone(tfds_dir):
+  """With ema_decay the params train as without it (to float rounding: the
+  compiled steps differ), and ema_params is
+  a_t = r_t a_{t-1} + (1 - r_t) p_t, r_t = min(decay, (1 + t) / (10 + t)),
+  computed here in numpy from the params of each step."""
+  config = small_config(tfds_dir)
+  decay = 0.9
+  model = models.get_model(config.model, config.dtype, config.param_dtype)
+  tx, _ = optimizers.optimizer_and_schedule(config.optimizer, 8)
+  plain = state_lib.init_train_state(jax.random.key(0), model, tx, (64, 64, 1))
+  averaged = state_lib.init_train_state(jax.random.key(0), model, tx,
+                                        (64, 64, 1), averaged=True)
+  assert plain.ema_params is None
+  step = jax.jit(functools.partial(train.train_step, loss_fn=losses.get_loss(
+      config.loss), dropout_rng=jax.random.key(1)), static_argnames='ema_decay')
+  expected = [np.asarray(p) for p in jax.tree.leaves(averaged.params)]
+  for t, batch in zip(range(1, 6), pipeline.train_batches(config.dataset, 8, seed=0)):
+    plain, _ = step(plain, batch)
+    averaged, _ = step(averaged, batch, ema_decay=decay)
+    rate = min(decay, (1 + t) / (10 + t))
+    expected = [rate * a + (1 - rate) * np.asarray(p)
+                for a, p in zip(expected, jax.tree.leaves(averaged.params))]
+    for a, b in zip(jax.tree.leaves(plain.params), jax.tree.leaves(averaged.params)):
+      np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)  # fused apart
+  for got, want in zip(jax.tree.leaves(averaged.ema_params), expected):
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-7)
+  # Evaluation uses the average; without one, the params.
+  assert state_lib.variables(averaged)['params'] is averaged.ema_params
+  assert state_lib.variables(plain)['params'] is plain.params
+  assert not np.allclose(jax.tree.leaves(averaged.ema_params)[0],
+                         jax.tree.leaves(averaged.params)[0])
+
+
+def test_a_run_with_a_weight_average_predicts_with_it(tfds_dir, tmp_path):
+  """Validation scores, the best checkpoint and `predict`'s variables are
+  those of the average, and a resumed run gives the same result."""
+  workdir = str(tmp_path / 'run')
+  config = small_config(tfds_dir, **{'optimizer.ema_decay': 0.5})
+  final = train.train_and_evaluate(config, workdir)
+  run = state_lib.load_run(workdir)
+  model = models.get_model(config.model, config.dtype, config.param_dtype)
+  template = state_template(config, (64, 64, 1))
+  ckpts = checkpoints.Checkpoints(workdir, read_only=True)
+  best = ckpts.restore_best(template, logs.validation_scores(workdir, 'dice'), 'dice')
+  ckpts.close()
+  assert best.state.ema_params is not None
+  images = np.random.default_rng(0).integers(0, 255, (2, 64, 64, 1), np.uint8)
+  inputs = state_lib.preprocess(images)
+  for name, params in (('average', best.state.ema_params),
+                       ('params', best.state.params)):
+    logits = state_lib.forward(model, {'params': params,
+                                       'batch_stats': best.state.batch_stats}, inputs)
+    same = np.allclose(run.apply_fn(inputs), logits, atol=1e-6)
+    assert same == (name == 'average'), name
+  again = train.train_and_evaluate(config, workdir)
+  assert again['validation'] == final['validation']

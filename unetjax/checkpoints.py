@@ -46,6 +46,9 @@ import orbax.checkpoint as ocp
 DAMAGED_DIR = 'damaged'
 # The fields of a train state that inference needs.
 VARIABLE_FIELDS = ('params', 'batch_stats')
+# The field holding the params' moving average, which inference uses in
+# their place where a state keeps one (config.optimizer.ema_decay).
+AVERAGE_FIELD = 'ema_params'
 
 
 def _abstract(state: Any) -> Any:
@@ -62,8 +65,15 @@ def checksum(state: Any) -> int:
 
 
 def variables_of(state: Any) -> dict[str, Any]:
-  """What inference needs of a train state: {'params', 'batch_stats'}."""
-  return {name: getattr(state, name) for name in VARIABLE_FIELDS}
+  """What inference needs of a train state: {'params', 'batch_stats'}, the
+  params being their moving average where the state keeps one."""
+  found = {name: getattr(state, name) for name in VARIABLE_FIELDS}
+  average = getattr(state, AVERAGE_FIELD, None)
+  return found if average is None else {**found, 'params': average}
+
+
+def _renamed(tree: dict[str, Any], old: str, new: str) -> dict[str, Any]:
+  return {(new if key == old else key): value for key, value in tree.items()}
 
 
 def _checksums(state: Any) -> dict[str, int]:
@@ -483,19 +493,24 @@ class Checkpoints:
 
   def restore_variables(self, variables_template: dict[str, Any],
                         scores: Mapping[int, float] | None = None,
-                        metric: str = 'score'
+                        metric: str = 'score', averaged: bool = False
                         ) -> tuple[dict[str, Any], str, int] | None:
     """(variables, name, step) of the best checkpoint as `restore_best`
     chooses it, named 'best', 'next best' (the best was lost) or 'latest'
     (no validation score was finite), or None: only the model's params and batch_stats are read, into
-    `variables_template` (`state.variables_template`)."""
+    `variables_template` (`state.variables_template`); `averaged`: the params
+    are the run's moving average of them (AVERAGE_FIELD)."""
+    if averaged:
+      variables_template = _renamed(variables_template, 'params', AVERAGE_FIELD)
     best = self.restore_best(variables_template, scores or {}, metric,
                              variables_only=True)
     if best is None:
       return None
     name = ('latest' if best.best_step is None else
             'best' if best.best_step == best.step else 'next best')
-    return best.state, name, best.step
+    found = best.state
+    return (_renamed(found, AVERAGE_FIELD, 'params') if averaged else found,
+            name, best.step)
 
   def on_disk(self) -> str:
     """What a process ending now leaves: the newest complete checkpoint and

@@ -328,6 +328,10 @@ FIELDS: dict[str, Field] = {
                                 check=non_negative),
     'optimizer.grad_clip_norm': F(0.0, 'clip gradients to this global norm; 0 = off',
                                   check=non_negative),
+    'optimizer.ema_decay': F(
+        0.0, 'validation, test and prediction use the exponential moving '
+        'average of the weights with this decay per step (0: the last '
+        'weights)', check=half_open_unit_interval, absent_means=0.0),
 
     'parallel': F('jit', "data parallelism: 'jit' shards over a mesh",
                   choices=tuple(parallel.STRATEGIES)),

@@ -159,8 +159,7 @@ def eval_step(state: state_lib.TrainState, batch: dict[str, jax.Array], *,
               **metric_options) -> metrics.Stats:
   """`metrics.batch_statistics` (with `metric_options`) and the summed
   per-image loss over the valid examples (summed over devices under pmap)."""
-  logits = state.apply_fn({'params': state.params,
-                           'batch_stats': state.batch_stats},
+  logits = state.apply_fn(state_lib.variables(state),
                           state_lib.preprocess(batch['image']), train=False)
   labels = batch['mask'].astype(jnp.int32)
   roi = batch.get('roi', jnp.ones_like(labels)).astype(bool)  # pixels to score
@@ -182,8 +181,7 @@ def classification_eval_step(state: state_lib.TrainState,
   """`classification_metrics.batch_statistics`, the summed per-image loss
   and the image count, over the valid examples (summed over devices under
   pmap)."""
-  logits = state.apply_fn({'params': state.params,
-                           'batch_stats': state.batch_stats},
+  logits = state.apply_fn(state_lib.variables(state),
                           state_lib.preprocess(batch['image']), train=False)
   labels = batch['label'].astype(jnp.int32)
   per_image_loss = jax.vmap(lambda lo, la: loss_fn(lo[None], la[None]))(

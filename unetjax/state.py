@@ -26,19 +26,48 @@ from unetjax.models import torchvision_weights
 
 class TrainState(train_state.TrainState):
   batch_stats: Any = None
+  # The params' exponential moving average (config.optimizer.ema_decay), the
+  # weights evaluation and prediction use; None: they use `params`.
+  ema_params: Any = None
+
+
+def averaged(config: ml_collections.ConfigDict) -> bool:
+  """Whether `config`'s run keeps a moving average of its weights to
+  evaluate (config.optimizer.ema_decay)."""
+  return config.optimizer.get('ema_decay', 0.0) > 0
+
+
+def average_weights(state: TrainState, previous: TrainState,
+                    decay: float) -> TrainState:
+  """`state` (one update after `previous`) with the moving average of its
+  params moved towards them. The decay is min(decay, (1 + t) / (10 + t)) at
+  step t, TensorFlow's ExponentialMovingAverage with num_updates, so the
+  average does not linger on the first weights. (optax.ema averages an
+  optimizer's updates, not the weights beside them.)"""
+  if state.ema_params is None:
+    return state
+  t = state.step.astype(jnp.float32)
+  rate = jnp.minimum(decay, (1.0 + t) / (10.0 + t))
+  return state.replace(ema_params=jax.tree.map(
+      lambda average, weight: rate * average + (1.0 - rate) * weight,
+      previous.ema_params, state.params))
 
 
 def create_train_state(rng: jax.Array, model: nn.Module,
                        tx: optax.GradientTransformation,
                        image_shape: tuple[int, ...],
-                       pretrained: dict[str, Any] | None = None) -> TrainState:
+                       pretrained: dict[str, Any] | None = None,
+                       averaged: bool = False) -> TrainState:
   """A new state: `model`'s initial variables, with the leaves that
-  `pretrained` (models.pretrained_variables) holds replaced."""
+  `pretrained` (models.pretrained_variables) holds replaced; `averaged`: with
+  a moving average of the params (`average_weights`), starting at them."""
   variables = model.init(rng, jnp.zeros((1,) + tuple(image_shape)), train=False)
   if pretrained:
     variables = torchvision_weights.merge(variables, pretrained)
   state = TrainState.create(apply_fn=model.apply, params=variables['params'],
                             batch_stats=variables.get('batch_stats', {}), tx=tx)
+  if averaged:
+    state = state.replace(ema_params=state.params)
   # A strongly typed step, as restored from a checkpoint, so resuming does not
   # recompile the steps for a different input type.
   return state.replace(step=jnp.zeros((), jnp.int32))
@@ -47,10 +76,11 @@ def create_train_state(rng: jax.Array, model: nn.Module,
 def init_train_state(rng: jax.Array, model: nn.Module,
                      tx: optax.GradientTransformation,
                      image_shape: tuple[int, ...], sharding=None,
-                     pretrained: dict[str, Any] | None = None) -> TrainState:
+                     pretrained: dict[str, Any] | None = None,
+                     averaged: bool = False) -> TrainState:
   """`create_train_state`, compiled, with the result placed on `sharding`."""
   return jax.jit(functools.partial(create_train_state, model=model, tx=tx,
-                                   image_shape=image_shape),
+                                   image_shape=image_shape, averaged=averaged),
                  out_shardings=sharding,
                  compiler_options=models.init_compiler_options())(
                      rng, pretrained=pretrained)
@@ -156,7 +186,8 @@ def load_run(workdir: str) -> TrainedRun:
     # workdir deletes while it is read.
     restored = ckpts.restore_variables(
         variables_template(model, window + (channels,), device),
-        logs.validation_scores(workdir, config.best_metric), config.best_metric)
+        logs.validation_scores(workdir, config.best_metric), config.best_metric,
+        averaged=averaged(config))
   finally:
     ckpts.close()
   if restored is None:

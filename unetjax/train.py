@@ -84,7 +84,7 @@ def train_step(state: state_lib.TrainState, batch: dict[str, jax.Array], *,
                augment_rng: jax.Array | None = None,
                augment_config: ml_collections.ConfigDict | None = None,
                skip_nonfinite: bool = False, axis_name: str | None = None,
-               weight_maps: tuple[str, ...] = ('roi',)
+               weight_maps: tuple[str, ...] = ('roi',), ema_decay: float = 0.0
                ) -> tuple[state_lib.TrainState, dict[str, jax.Array]]:
   """One optimizer update on `batch` ('image' uint8 NHWC, 'mask' class ids,
   optionally 'roi', the pixels to learn from, and the other `weight_maps`
@@ -93,7 +93,8 @@ def train_step(state: state_lib.TrainState, batch: dict[str, jax.Array], *,
   Under pmap (`axis_name` set) gradients, loss and batch-norm statistics are
   averaged over devices, and each device draws its own dropout masks. A
   non-finite loss or gradient is reported as `finite` False; with
-  `skip_nonfinite` the update is then dropped (the step still counts).
+  `skip_nonfinite` the update is then dropped (the step still counts). A
+  state with ema_params moves them towards the new params (`ema_decay`).
   """
   rng = jax.random.fold_in(dropout_rng, state.step)
   if axis_name is not None:
@@ -115,7 +116,9 @@ def train_step(state: state_lib.TrainState, batch: dict[str, jax.Array], *,
     grads, loss, batch_stats = jax.lax.pmean((grads, loss, batch_stats), axis_name)
   finite = jnp.isfinite(loss) & jnp.all(jnp.array(
       [jnp.all(jnp.isfinite(g)) for g in jax.tree.leaves(grads)]))
-  new_state = state.apply_gradients(grads=grads, batch_stats=batch_stats)
+  new_state = state_lib.average_weights(
+      state.apply_gradients(grads=grads, batch_stats=batch_stats), state,
+      ema_decay)
   if skip_nonfinite:
     kept = state.replace(step=new_state.step)
     new_state = jax.tree.map(lambda new, old: jnp.where(finite, new, old),
@@ -185,7 +188,7 @@ def check_checkpoint_fits(config: ml_collections.ConfigDict, model: nn.Module,
   tx, _ = optimizer_and_schedule(config)
   shapes = jax.eval_shape(functools.partial(
       state_lib.create_train_state, model=model, tx=tx,
-      image_shape=input_shape), jax.random.key(0))
+      image_shape=input_shape, averaged=state_lib.averaged(config)), jax.random.key(0))
   problem = checkpoints.misfit(workdir, shapes)
   if problem:
     raise WorkdirError(
@@ -380,7 +383,8 @@ def step_options(config: ml_collections.ConfigDict,
   """`train_step`'s keyword options that `config` sets (all but the keys)."""
   return dict(loss_fn=loss_fn, augment_config=config.augment,
               skip_nonfinite=config.on_nonfinite_loss == 'skip',
-              weight_maps=losses.weight_maps(config.loss))
+              weight_maps=losses.weight_maps(config.loss),
+              ema_decay=config.optimizer.get('ema_decay', 0.0))
 
 
 def seed_keys(seed: int) -> tuple[jax.Array, jax.Array, jax.Array]:
@@ -409,7 +413,8 @@ def new_state(trainer: Trainer, config: ml_collections.ConfigDict,
   """The untrained state of `config.seed`."""
   return state_lib.init_train_state(seed_keys(config.seed)[0], trainer.model,
                                     trainer.tx, input_shape,
-                                    trainer.strategy.init_sharding, pretrained)
+                                    trainer.strategy.init_sharding, pretrained,
+                                    averaged=state_lib.averaged(config))
 
 
 def start_run(trainer: Trainer, config: ml_collections.ConfigDict, workdir: str,
