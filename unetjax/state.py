@@ -49,7 +49,8 @@ def average_weights(state: TrainState, previous: TrainState,
   t = state.step.astype(jnp.float32)
   rate = jnp.minimum(decay, (1.0 + t) / (10.0 + t))
   return state.replace(ema_params=jax.tree.map(
-      lambda average, weight: rate * average + (1.0 - rate) * weight,
+      lambda average, weight: (rate * average + (1.0 - rate) * weight
+                               ).astype(average.dtype),
       previous.ema_params, state.params))
 
 
