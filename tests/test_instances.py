@@ -653,3 +653,18 @@ def test_isbi_instances_are_the_regions_between_membranes(real_fixtures, tmp_pat
   error, _, _ = sk_metrics.adapted_rand_error(
       truth, np.where(truth > 0, instances.objects_in(joined, 'background'), 0))
   assert merged['adapted_rand_error'] == pytest.approx(error)
+
+
+def test_aji_breaks_ties_by_position_not_by_id():
+  """A true object overlapping two predicted ones equally: AJI takes the one
+  met first in raster order whatever their ids (argmax took the lower id)."""
+  true = np.zeros((4, 6), int)
+  true[1:3, 1:5] = 1
+  pred = np.zeros((4, 6), int)
+  pred[0:3, 0:3] = 2  # first in raster order; 4 of its 9 pixels are inside
+  pred[1:4, 3:6] = 1  # 4 of its 9 pixels inside too: the same IoU
+  swapped = np.where(pred > 0, 3 - pred, 0)
+  scores = [instances.object_scores(true, p) for p in (pred, swapped)]
+  for s in scores:
+    # The chosen pair: 4 / (8 + 9 - 4); the other predicted object adds 9.
+    assert s['aji_intersection'] == 4 and s['aji_union'] == 13 + 9

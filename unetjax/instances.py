@@ -143,6 +143,11 @@ def overlaps(true: np.ndarray, pred: np.ndarray) -> tuple[np.ndarray, np.ndarray
   return table[t, p], table[t].sum(1), table[:, p].sum(0)
 
 
+def _first_pixels(ids: np.ndarray) -> np.ndarray:
+  """The raster index of the first pixel of each id, in sorted id order."""
+  return np.unique(ids.ravel(), return_index=True)[1]
+
+
 def object_scores(true: np.ndarray, pred: np.ndarray,
                   iou_threshold: float = 0.5) -> dict[str, float]:
   """Sums of one image's object-level scores, to add over images.
@@ -161,7 +166,8 @@ def object_scores(true: np.ndarray, pred: np.ndarray,
   AJI's intersection and union (Kumar et al. 2017, as HoVer-Net's
   get_fast_aji computes it: each true object with the predicted object of
   highest IoU, or alone if it overlaps none, plus every predicted object no
-  true object chose)."""
+  true object chose; of predicted objects tied at the highest IoU, the one
+  whose first pixel comes first in raster order)."""
   inter, true_sizes, pred_sizes = overlaps(true, pred)
   union = true_sizes[:, None] + pred_sizes[None, :] - inter
   iou = np.where(union > 0, inter / np.maximum(union, 1), 0.0)
@@ -174,7 +180,12 @@ def object_scores(true: np.ndarray, pred: np.ndarray,
             'pq_fn': len(true_sizes) - panoptic.size,
             'pq_iou': float(panoptic.sum())}
   rows_all = np.arange(len(true_sizes))
-  best = iou.argmax(1) if len(pred_sizes) else np.zeros(len(true_sizes), int)
+  # Ties go to the predicted object met first in raster order, so that
+  # renumbering the objects changes nothing (argmax alone takes the lowest id).
+  raster = np.argsort(_first_pixels(pred)[-len(pred_sizes):]) if len(
+      pred_sizes) else np.zeros(0, int)
+  best = (raster[iou[:, raster].argmax(1)] if len(pred_sizes)
+          else np.zeros(len(true_sizes), int))
   paired = iou.max(1) > 0 if len(pred_sizes) else np.zeros(len(true_sizes), bool)
   pairs = (rows_all[paired], best[paired])
   unused = np.setdiff1d(np.arange(len(pred_sizes)), best[paired])
