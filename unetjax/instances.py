@@ -180,13 +180,15 @@ def object_scores(true: np.ndarray, pred: np.ndarray,
             'pq_fn': len(true_sizes) - panoptic.size,
             'pq_iou': float(panoptic.sum())}
   rows_all = np.arange(len(true_sizes))
-  # Ties go to the predicted object met first in raster order, so that
-  # renumbering the objects changes nothing (argmax alone takes the lowest id).
-  raster = np.argsort(_first_pixels(pred)[-len(pred_sizes):]) if len(
-      pred_sizes) else np.zeros(0, int)
-  best = (raster[iou[:, raster].argmax(1)] if len(pred_sizes)
-          else np.zeros(len(true_sizes), int))
-  paired = iou.max(1) > 0 if len(pred_sizes) else np.zeros(len(true_sizes), bool)
+  if len(pred_sizes):
+    # Ties go to the predicted object met first in raster order, so that
+    # renumbering the objects changes nothing (argmax alone takes the lowest
+    # id); the last len(pred_sizes) ids are the objects, without background.
+    raster = np.argsort(_first_pixels(pred)[-len(pred_sizes):])
+    best, paired = raster[iou[:, raster].argmax(1)], iou.max(1) > 0
+  else:
+    best = np.zeros(len(true_sizes), int)
+    paired = np.zeros(len(true_sizes), bool)
   pairs = (rows_all[paired], best[paired])
   unused = np.setdiff1d(np.arange(len(pred_sizes)), best[paired])
   scores['aji_intersection'] = float(inter[pairs].sum())
