@@ -51,7 +51,7 @@ import numpy as np
 from absl import app, flags
 
 from benchmarks import common
-from unetjax import augment, command_line, extras, metrics
+from unetjax import augment, command_line, extras, metrics, sliding_window
 from unetjax.data import patches, pipeline
 from unetjax.errors import ConfigError, UserInputError
 
@@ -77,6 +77,7 @@ class Options:
   eval_every: int = 200
   threads: int = 1
   surface_metrics: bool = False  # boundary F1, HD95, ASSD (slow on the CPU)
+  mirror: bool = False  # scored on the mean of the four flips' logits
   budget_s: float | None = None  # stop steps early to end within this wall time
   out: str | None = None
 
@@ -259,18 +260,25 @@ def _statistics(logits, labels, valid, roi, **options) -> metrics.Stats:
 
 
 def split_statistics(predict: Callable, items: Iterable[dict[str, np.ndarray]],
-                     metric_options: dict[str, Any]) -> dict[str, np.ndarray]:
+                     metric_options: dict[str, Any], mirror: bool = False
+                     ) -> dict[str, np.ndarray]:
   """Sums of `metrics.batch_statistics` over `items` (batches of uint8 NHWC
   'image', 'mask', and optionally 'roi' and 'valid'), scoring the logits of
   `predict` (float NCHW in [0, 1] -> logits NCHW) as unetjax scores its own:
   NHWC float32, sigmoid > threshold for one output, argmax otherwise, only
-  the roi pixels of the valid images."""
+  the roi pixels of the valid images; with `mirror` averaged over the
+  images' flips as unetjax's `eval_mirror` (`sliding_window.mirrored`)."""
   import torch
+
+  def logits_of(images: np.ndarray) -> np.ndarray:
+    with torch.inference_mode():
+      logits = predict(to_input(images))
+    return np.moveaxis(logits.float().numpy(), 1, -1)
+
   total = None
   for item in items:
-    with torch.inference_mode():
-      logits = predict(to_input(item['image']))
-    logits = np.moveaxis(logits.float().numpy(), 1, -1)
+    logits = (sliding_window.mirrored(logits_of, item['image'], first_axis=1)
+              if mirror else logits_of(item['image']))
     labels = item['mask'].astype(np.int32)
     valid = item.get('valid', np.ones(len(labels), bool)).astype(bool)
     roi = item['roi'] > 0 if 'roi' in item else np.ones(labels.shape, bool)
@@ -293,11 +301,11 @@ def make_predict(model, sampling: patches.PatchSampling | None,
 
 
 def evaluate(model, predict: Callable, items, metric_options,
-             class_names) -> dict[str, float]:
+             class_names, mirror: bool = False) -> dict[str, float]:
   """`metrics.summarize` of the model (in eval mode) on one split's items."""
   model.eval()
   try:
-    total = split_statistics(predict, items, metric_options)
+    total = split_statistics(predict, items, metric_options, mirror)
   finally:
     model.train()
   return metrics.summarize(total, class_names)
@@ -424,7 +432,7 @@ def run(config: ml_collections.ConfigDict, options: Options) -> dict[str, Any]:
   items = {split: eval_items(config, split, sampling, info.split_sizes[split])
            for split in ('validation', 'test')}
   score = lambda split: evaluate(model, predict, items[split], metric_options,
-                                 info.class_names)
+                                 info.class_names, options.mirror)
 
   result = train(model, RoiDiceCELoss(n_outputs), batches, options.steps,
                  options.lr, options.eval_every, lambda: score('validation'),
@@ -440,7 +448,7 @@ def run(config: ml_collections.ConfigDict, options: Options) -> dict[str, Any]:
       'threads': options.threads, 'dataset': info.name, 'build': info.build,
       'input_shape': list(input_shape),
       'patch_size': list(sampling.size) if sampling else None,
-      'flip_probs': list(flip_probs),
+      'flip_probs': list(flip_probs), 'mirror': options.mirror,
       'augment_skipped': [op for op in augment.enabled_ops(config.augment)
                           if not op.startswith('flip_')],
       'params': parameter_count(model), 'best_step': result['best_step'],
@@ -496,6 +504,9 @@ def define_flags() -> None:
                      lower_bound=1)
   flags.DEFINE_bool('surface_metrics', Options.surface_metrics,
                     'Also boundary F1, HD95 and ASSD.')
+  flags.DEFINE_bool('mirror', Options.mirror, 'Validate and test on the mean '
+                    "of the logits of each image's four flips, as unetjax's "
+                    'eval_mirror.')
   flags.DEFINE_string('out', None, 'Write the JSON record to this file.')
   flags.mark_flags_as_required(['config'])
 

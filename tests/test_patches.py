@@ -12,6 +12,7 @@ from PIL import Image
 
 from configs import default
 from unetjax import evaluation, losses, metrics, models, predict, train
+from unetjax import sliding_window
 from unetjax import state as state_lib
 from unetjax.data import patches, pipeline
 from unetjax.errors import ConfigError, InputShapeError
@@ -184,6 +185,37 @@ def test_whole_image_evaluation_of_one_window_is_one_forward_pass():
     np.testing.assert_allclose(stats[key], expected[key], rtol=1e-5, atol=1e-5)
   np.testing.assert_allclose(stats['loss_sum'], loss_fn(logits, label[None]),
                              rtol=1e-5)
+
+
+def test_mirrored_whole_image_evaluation_scores_the_flip_averaged_logits():
+  """With `mirror`, an image larger than the window is scored on the mean of
+  the sliding-window logits of its four flips, each flipped back."""
+  model, variables = tiny_model_and_variables()
+  apply_fn, n_devices = evaluation.local_apply_fn(model, variables)
+  rng = np.random.default_rng(2)
+  image = rng.integers(0, 255, (70, 84, 3)).astype(np.uint8)
+  label = (rng.random((70, 84)) > 0.6).astype(np.uint8)
+  loss_fn = losses.get_loss(default.get_config().loss)
+  options = dict(default.get_config().metrics.to_dict(), surface_metrics=False)
+  pixels = np.asarray(state_lib.preprocess(image))
+  logits_of = lambda x: sliding_window.sliding_window_logits(
+      apply_fn, np.ascontiguousarray(x), (PATCH, PATCH), 0.5,
+      batch_multiple=n_devices)
+  averaged = np.mean([np.flip(logits_of(np.flip(pixels, axes)), axes)
+                      for axes in ((), (0,), (1,), (0, 1))], axis=0)
+  expected = jax.jit(functools.partial(metrics.batch_statistics, **options))(
+      jnp.asarray(averaged[None]), jnp.asarray(label[None], jnp.int32))
+  scores = {}
+  for mirror in (True, False):
+    scores[mirror], _ = evaluation.whole_image_statistics(
+        apply_fn, [{'image': image, 'mask': label}],
+        lambda x: np.asarray(state_lib.preprocess(x)), window=(PATCH, PATCH),
+        overlap=0.5, batch_size=8, batch_multiple=n_devices, loss_fn=loss_fn,
+        metric_options=options, mirror=mirror)
+  for key in expected:
+    np.testing.assert_allclose(scores[True][key], expected[key], rtol=1e-5,
+                               atol=1e-4, err_msg=key)
+  assert not np.allclose(scores[True]['loss_sum'], scores[False]['loss_sum'])
 
 
 def test_native_size_metrics_equal_the_metric_functions_inside_the_roi():

@@ -84,6 +84,27 @@ def test_scorer_pools_the_roi_pixels_of_valid_images():
   assert total['images'] == 3 and total['pixels'] == roi.sum()
 
 
+def test_mirrored_scoring_averages_the_flips_logits():
+  """A fake model with a left-to-right bias: averaged with its horizontal
+  mirror the bias cancels, so the mirrored scores are the unbiased model's
+  (and the unmirrored ones are not)."""
+  rng = np.random.default_rng(2)
+  masks = rng.random((2, 12, 16)) > 0.5
+  images = np.where(rng.random(masks.shape) < 0.8, masks, ~masks)
+  items = [{'image': (images * 255).astype(np.uint8)[..., None],
+            'mask': masks.astype(np.uint8)}]
+
+  def biased_model(x):
+    return (x - 0.5) * 20 + torch.linspace(-15, 15, x.shape[-1])
+
+  score = lambda model, mirror: metrics.summarize(peer_monai.split_statistics(
+      model, items, METRIC_OPTIONS, mirror), ('background', 'cell'))['dice']
+  unbiased = _dice(masks, images)
+  assert score(_threshold_model, False) == pytest.approx(unbiased)
+  assert score(biased_model, True) == pytest.approx(unbiased)
+  assert score(biased_model, False) != pytest.approx(unbiased, abs=0.02)
+
+
 def test_scorer_takes_the_argmax_of_several_classes():
   rng = np.random.default_rng(1)
   masks = rng.integers(0, 3, (2, 12, 12))

@@ -181,6 +181,8 @@ def test_full_augmentation_only_over_long_training():
   short = {d.field: d.value for d in rules.augmentation(10)}
   on = {f for f, v in short.items() if f.endswith('_prob') and v > 0}
   assert on == {'augment.flip_horizontal_prob', 'augment.flip_vertical_prob'}
+  # Trained on both flips, scored on them too.
+  assert short['eval_mirror'] is True
   # Every op is decided, so a source config's rotations do not slip through.
   assert {f'augment.{op}_prob' for op in augment.OPS} <= set(short)
   long = {d.field: d.value for d in rules.augmentation(200)}
@@ -349,6 +351,8 @@ def test_a_planned_config_validates_and_trains(tfds_dir, tmp_path, monkeypatch):
   probed = [(c.model.base_filters, c.model.level_filters, c.augment.rot90_prob)
             for c in timed]
   assert len(probed) == len(set(probed)), probed
+  # The probes time the mirrored evaluation the plan scores with.
+  assert all(c.eval_mirror for c in timed)
   path = tmp_path / 'planned.py'
   path.write_text(render.config_source(decided, 'A test plan.\n'))
   monkeypatch.chdir(ROOT)  # the file imports configs.default, as every config
@@ -356,7 +360,7 @@ def test_a_planned_config_validates_and_trains(tfds_dir, tmp_path, monkeypatch):
   assert not isinstance(planned, str), planned
   configuration.validate(planned)
   assert planned.model.norm == 'instance' and planned.dataset.data_dir == tfds_dir
-  assert planned.num_train_steps == choice.steps > 100
+  assert planned.eval_mirror and planned.num_train_steps == choice.steps > 100
   planned.num_train_steps = planned.eval_every_steps = 2
   planned.checkpoint_every_steps = planned.log_every_steps = 2
   planned.progress_bar = False

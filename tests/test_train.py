@@ -109,6 +109,31 @@ def test_eval_step_counts_agree_with_metrics_on_the_logits(tfds_dir):
   np.testing.assert_allclose(stats['loss_sum'], np.sum(per_image), rtol=1e-5)
 
 
+def test_mirrored_eval_step_scores_the_mean_of_the_four_flips(tfds_dir):
+  """`eval_mirror`: the eval step's statistics are those of the logits
+  averaged over the batch's flips, each flipped back (computed here one
+  flip at a time in numpy), and differ from the unmirrored ones."""
+  config = small_config(tfds_dir)
+  state = make_state(config)
+  batch = next(pipeline.eval_batches(config.dataset, 'validation', 8))
+  loss_fn = losses.get_loss(config.loss)
+  variables = {'params': state.params, 'batch_stats': state.batch_stats}
+  pixels = np.asarray(state_lib.preprocess(batch['image']))
+  flipped_back = [np.flip(np.asarray(state.apply_fn(
+      variables, np.flip(pixels, axes).copy())), axes)
+                  for axes in ((), (1,), (2,), (1, 2))]
+  expected = metrics.batch_statistics(np.mean(flipped_back, axis=0),
+                                      batch['mask'].astype(np.int32))
+  step = lambda mirror: jax.jit(functools.partial(
+      evaluation.eval_step, loss_fn=loss_fn, mirror=mirror,
+      **config.metrics.to_dict()))(state, batch)
+  mirrored, plain = step(True), step(False)
+  for key in expected:
+    np.testing.assert_allclose(mirrored[key], expected[key], rtol=1e-5,
+                               atol=1e-4, err_msg=key)
+  assert not np.allclose(mirrored['loss_sum'], plain['loss_sum'])
+
+
 def test_warmup_cosine_schedule_peaks_then_decays_to_zero():
   config = default.get_config()
   schedule = optimizers.create_learning_rate_schedule(config.optimizer, 1000)

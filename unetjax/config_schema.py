@@ -346,6 +346,11 @@ FIELDS: dict[str, Field] = {
                               check=unit_interval),
     'batch_size': F(16, 'global batch, split over all devices', check=positive),
     'eval_batch_size': F(64, 'global batch for evaluation', check=positive),
+    'eval_mirror': F(
+        False, "validation and test logits averaged over the image's four "
+        'flips, each flipped back (test-time mirroring, as nnU-Net; for '
+        'models trained with both flips): 4x the forward passes',
+        absent_means=False),
     'num_train_steps': F(500, 'training steps', check=positive),
     'log_every_steps': F(50, 'train loss / throughput to logs', check=positive),
     'eval_every_steps': F(100, 'validation metrics, best-model tracking',

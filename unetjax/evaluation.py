@@ -105,19 +105,23 @@ def whole_image_statistics(apply_fn: sliding_window.ApplyFn,
                            batch_size: int, batch_multiple: int,
                            loss_fn: losses.LossFn,
                            metric_options: dict[str, Any],
-                           objects: ObjectScoring | None = None
+                           objects: ObjectScoring | None = None,
+                           mirror: bool = False
                            ) -> tuple[metrics.Stats, dict[str, float] | None]:
   """Sums of `image_statistics` over `examples` (this process's) and over
-  processes, each image predicted whole by a sliding window; with `objects`
-  (examples with 'instances'), also the `instances.totals` of the objects
-  it scores in the same predictions."""
+  processes, each image predicted whole by a sliding window (with `mirror`,
+  averaged over the image's flips); with `objects` (examples with
+  'instances'), also the `instances.totals` of the objects it scores in the
+  same predictions."""
   options = tuple(sorted(metric_options.items()))
   total, per_image = None, []
   for example in examples:
     image = np.asarray(preprocess(example['image']))
-    logits = sliding_window.sliding_window_logits(
-        apply_fn, image, window, overlap, batch_size=batch_size,
+    logits_of = lambda pixels: sliding_window.sliding_window_logits(
+        apply_fn, pixels, window, overlap, batch_size=batch_size,
         batch_multiple=batch_multiple)
+    logits = (sliding_window.mirrored(logits_of, image) if mirror
+              else logits_of(image))
     label = example['mask'].astype(np.int32)
     roi = (example['roi'] > 0 if 'roi' in example
            else np.ones(label.shape, bool))
@@ -154,13 +158,24 @@ def object_totals(apply_fn: sliding_window.ApplyFn,
 
 # --- evaluation of a training state: batched, whole images, objects ---
 
+def eval_logits(state: state_lib.TrainState, images: jax.Array, *,
+                mirror: bool = False, per_pixel: bool = True) -> jax.Array:
+  """The state's logits of a batch of uint8 images; with `mirror` averaged
+  over their flips (`sliding_window.mirrored`)."""
+  variables = state_lib.variables(state)
+  apply = lambda x: state.apply_fn(variables, x, train=False)
+  pixels = state_lib.preprocess(images)
+  return (sliding_window.mirrored(apply, pixels, first_axis=1,
+                                  per_pixel=per_pixel)
+          if mirror else apply(pixels))
+
+
 def eval_step(state: state_lib.TrainState, batch: dict[str, jax.Array], *,
               loss_fn: losses.LossFn, axis_name: str | None = None,
-              **metric_options) -> metrics.Stats:
+              mirror: bool = False, **metric_options) -> metrics.Stats:
   """`metrics.batch_statistics` (with `metric_options`) and the summed
   per-image loss over the valid examples (summed over devices under pmap)."""
-  logits = state.apply_fn(state_lib.variables(state),
-                          state_lib.preprocess(batch['image']), train=False)
+  logits = eval_logits(state, batch['image'], mirror=mirror)
   labels = batch['mask'].astype(jnp.int32)
   roi = batch.get('roi', jnp.ones_like(labels)).astype(bool)  # pixels to score
   per_image_loss = jax.vmap(
@@ -177,12 +192,12 @@ def eval_step(state: state_lib.TrainState, batch: dict[str, jax.Array], *,
 def classification_eval_step(state: state_lib.TrainState,
                              batch: dict[str, jax.Array], *,
                              loss_fn: losses.LossFn,
-                             axis_name: str | None = None) -> metrics.Stats:
+                             axis_name: str | None = None,
+                             mirror: bool = False) -> metrics.Stats:
   """`classification_metrics.batch_statistics`, the summed per-image loss
   and the image count, over the valid examples (summed over devices under
   pmap)."""
-  logits = state.apply_fn(state_lib.variables(state),
-                          state_lib.preprocess(batch['image']), train=False)
+  logits = eval_logits(state, batch['image'], mirror=mirror, per_pixel=False)
   labels = batch['label'].astype(jnp.int32)
   per_image_loss = jax.vmap(lambda lo, la: loss_fn(lo[None], la[None]))(
       logits, labels)
@@ -244,7 +259,7 @@ def evaluate_whole_images(state: state_lib.TrainState, split: str, *, model: nn.
       batch_size=parallel.host_batch_size(config.eval_batch_size),
       batch_multiple=n_devices, loss_fn=loss_fn,
       metric_options=config.metrics.to_dict(),
-      objects=object_scoring(info))
+      objects=object_scoring(info), mirror=config.eval_mirror)
   scores = summary(total, info)
   return scores if objects is None else {
       **scores, **instances.summarize_totals(objects, info.class_names)}
@@ -270,7 +285,8 @@ def make_evaluator(config: ml_collections.ConfigDict, info: pipeline.DatasetInfo
                              strategy=strategy)
   options = config.metrics.to_dict() if info.task == tasks.SEGMENTATION else {}
   step = strategy.compile(functools.partial(
-      EVAL_STEPS[info.task], loss_fn=loss_fn, **options))
+      EVAL_STEPS[info.task], loss_fn=loss_fn, mirror=config.eval_mirror,
+      **options))
   evaluator = lambda state, split: evaluate(step, state, config, split, info,
                                            strategy, totals=totals)
   if not info.has_instances:
@@ -289,6 +305,8 @@ def evaluate_objects(state: state_lib.TrainState, split: str, *,
   (`object_totals`, `instances.summarize_totals`)."""
   apply_fn, _ = local_apply_fn(
       model, strategy.host_state(state_lib.variables(state)))
+  if config.eval_mirror:
+    apply_fn = functools.partial(sliding_window.mirrored, apply_fn, first_axis=1)
   batches = pipeline.eval_batches(config.dataset, split, parallel.host_batch_size(
       config.eval_batch_size))
   return instances.summarize_totals(object_totals(
@@ -330,7 +348,10 @@ def predict_test_examples(config: ml_collections.ConfigDict,
     # Compiled unoptimised, as initialisation is: it runs once.
     apply = jax.jit(functools.partial(model.apply, train=False),
                     compiler_options=models.init_compiler_options())
-    logits = apply(variables, state_lib.preprocess(images))
+    logits_of = functools.partial(apply, variables)
+    pixels = state_lib.preprocess(images)
+    logits = (sliding_window.mirrored(logits_of, pixels, first_axis=1)
+              if config.eval_mirror else logits_of(pixels))
     predictions = np.asarray(metrics.predict_classes(logits, threshold))
   else:  # whole images of their own sizes, one at a time
     apply_fn, n_devices = local_apply_fn(model, variables)
@@ -338,9 +359,12 @@ def predict_test_examples(config: ml_collections.ConfigDict,
         pipeline.examples(config.dataset, 'test'), n_examples))
     images = [ex['image'] for ex in examples]
     labels = [ex['mask'] for ex in examples]
+    logits_of = lambda pixels: sliding_window.sliding_window_logits(
+        apply_fn, pixels, sampling.size, config.dataset.eval_overlap,
+        batch_size=n_devices, batch_multiple=n_devices)
+    if config.eval_mirror:
+      logits_of = functools.partial(sliding_window.mirrored, logits_of)
     predictions = [np.asarray(metrics.predict_classes(
-        sliding_window.sliding_window_logits(
-            apply_fn, np.asarray(state_lib.preprocess(image)), sampling.size,
-            config.dataset.eval_overlap, batch_size=n_devices,
-            batch_multiple=n_devices)[None], threshold))[0] for image in images]
+        logits_of(np.asarray(state_lib.preprocess(image)))[None], threshold))[0]
+                   for image in images]
   return images, labels, predictions

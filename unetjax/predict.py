@@ -64,7 +64,6 @@ GROUND_TRUTH_COLOUR = (0, 255, 0)
 BOTH_COLOUR = (255, 255, 0)
 METRICS_FILE = 'metrics.csv'
 PREDICTIONS_FILE = 'predictions.csv'
-_FLIPS = ((), (0,), (1,), (0, 1))  # axes of (H, W): none, vertical, horizontal, both
 
 
 def _resize_channels(values: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -93,15 +92,10 @@ def predict_image(apply_fn: sliding_window.ApplyFn, image: np.ndarray,
     image = np.asarray(pil.resize((window[1], window[0]), Image.BILINEAR))
     image = image.reshape(tuple(window) + (channels,))
   pixels = np.asarray(state_lib.preprocess(image))
-  logits = 0.0
-  flips = _FLIPS if tta else ((),)
-  for axes in flips:
-    flipped = np.flip(pixels, axes) if axes else pixels
-    out = sliding_window.sliding_window_logits(
-        apply_fn, np.ascontiguousarray(flipped), window, overlap, blend,
-        batch_size)
-    logits = logits + (np.flip(out, axes) if axes else out)
-  logits = np.asarray(logits / len(flips), np.float32)
+  logits_of = lambda x: sliding_window.sliding_window_logits(
+      apply_fn, x, window, overlap, blend, batch_size)
+  logits = (sliding_window.mirrored(logits_of, pixels) if tta
+            else logits_of(pixels))
   if logits.shape[:2] != (height, width):
     logits = _resize_channels(logits, (height, width))
   return logits
@@ -384,11 +378,10 @@ def classify_batch(apply_fn: sliding_window.ApplyFn, images: np.ndarray,
   """float32 logits (N, K) of uint8 images (N, H, W, C), averaged over the
   four flips with `tta`."""
   pixels = np.asarray(state_lib.preprocess(images))
-  flips = _FLIPS if tta else ((),)
-  logits = sum(np.asarray(apply_fn(np.ascontiguousarray(
-      np.flip(pixels, tuple(a + 1 for a in axes)) if axes else pixels)))
-               for axes in flips)
-  return np.asarray(logits / len(flips), np.float32)
+  apply = lambda x: np.asarray(apply_fn(x), np.float32)
+  logits = (sliding_window.mirrored(apply, pixels, first_axis=1, per_pixel=False)
+            if tta else apply(pixels))
+  return np.asarray(logits, np.float32)
 
 
 def classify_folder(run: state_lib.TrainedRun, images_dir: str, out_dir: str, *,

@@ -9,6 +9,7 @@ little context, count least. Used by training's whole-image evaluation
 
 from typing import Any, Callable
 
+import jax.numpy as jnp
 import numpy as np
 
 from unetjax.errors import UserInputError
@@ -16,6 +17,8 @@ from unetjax.errors import UserInputError
 # (N, h, w, C) float32 images in [0, 1] -> (N, h, w, K) logits.
 ApplyFn = Callable[[np.ndarray], Any]
 BLENDS = ('gaussian', 'linear')
+# Test-time mirroring: axes of (H, W) to flip; none, vertical, horizontal, both.
+FLIPS = ((), (0,), (1,), (0, 1))
 
 
 def window_weights(window: tuple[int, int], blend: str = 'gaussian') -> np.ndarray:
@@ -34,6 +37,25 @@ def window_weights(window: tuple[int, int], blend: str = 'gaussian') -> np.ndarr
   weights = np.outer(*axes)
   # Corner weights of a Gaussian underflow; every pixel must count a little.
   return np.maximum(weights / weights.max(), 1e-3).astype(np.float32)
+
+
+def mirrored(logits_of: Callable[[Any], Any], images: Any, *,
+             first_axis: int = 0, per_pixel: bool = True) -> Any:
+  """Mean of `logits_of(images)` over FLIPS of the image axes (`first_axis`
+  and the next), each output flipped back when its logits are `per_pixel`:
+  nnU-Net's test-time mirroring, for models trained with both flips. numpy
+  arrays on the host, jax arrays inside a compiled step."""
+  on_host = isinstance(images, np.ndarray)
+  flip = np.flip if on_host else jnp.flip
+  total = 0.0
+  for axes in FLIPS:
+    axes = tuple(first_axis + a for a in axes)
+    flipped = flip(images, axes) if axes else images
+    logits = logits_of(np.ascontiguousarray(flipped) if on_host else flipped)
+    if on_host:
+      logits = np.asarray(logits, np.float32)
+    total = total + (flip(logits, axes) if axes and per_pixel else logits)
+  return total / len(FLIPS)
 
 
 def window_starts(size: int, window: int, overlap: float) -> list[int]:
