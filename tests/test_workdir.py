@@ -530,9 +530,12 @@ def test_a_run_recorded_before_a_field_was_added_resumes_unchanged():
   from configs import default  # pylint: disable=import-outside-toplevel
   current = workdir_lib.config_to_dict(default.get_config())
   saved = json.loads(json.dumps(current))
-  for field in workdir_lib.ADDED_FIELDS:
-    section, leaf = field.split('.')
-    del saved[section][leaf]
+  for field in workdir_lib.ADDED_FIELDS:  # 'section.leaf' or a top-level 'leaf'
+    *sections, leaf = field.split('.')
+    node = saved
+    for section in sections:
+      node = node[section]
+    del node[leaf]
   assert workdir_lib.config_differences(saved, current) == []
   config = default.get_config()
   config.model.level_filters = (16, 16, 32, 64, 128)
