@@ -320,16 +320,19 @@ def _better(score: float, best: float | None) -> bool:
 
 
 def out_of_time(elapsed: float, last_validation_s: float,
-                budget_s: float | None) -> bool:
+                budget_s: float | None, test_per_validation: float = 1.0
+                ) -> bool:
   """Whether one more step would leave too little of `budget_s` for a
-  validation and the test scoring (about two validations)."""
-  return budget_s is not None and elapsed + 2 * last_validation_s >= budget_s
+  validation and the test scoring, which takes `test_per_validation` times
+  a validation (the test split's images over the validation split's)."""
+  reserve = last_validation_s * (1.0 + test_per_validation)
+  return budget_s is not None and elapsed + reserve >= budget_s
 
 
 def train(model, loss_fn: RoiDiceCELoss, batches: Iterator, steps: int, lr: float,
           eval_every: int, validate: Callable[[], dict[str, float]],
-          budget_s: float | None = None, started: float = 0.0
-          ) -> dict[str, Any]:
+          budget_s: float | None = None, started: float = 0.0,
+          test_per_validation: float = 1.0) -> dict[str, Any]:
   """Adam at constant `lr` for `steps` steps, validating every `eval_every`
   and at the last. Leaves `model` in its best state (by validation Dice; the
   last if none was finite) and returns that state's step and validation
@@ -354,7 +357,8 @@ def train(model, loss_fn: RoiDiceCELoss, batches: Iterator, steps: int, lr: floa
       raise UserInputError(f'The training loss became {loss} at step {step}; '
                            f'lower --lr (now {lr}).')
     last = step == steps or out_of_time(time.perf_counter() - started,
-                                        validation_s, budget_s)
+                                        validation_s, budget_s,
+                                        test_per_validation)
     if step % eval_every == 0 or last:
       validation_start = time.perf_counter()
       validation = validate()
@@ -436,7 +440,8 @@ def run(config: ml_collections.ConfigDict, options: Options) -> dict[str, Any]:
 
   result = train(model, RoiDiceCELoss(n_outputs), batches, options.steps,
                  options.lr, options.eval_every, lambda: score('validation'),
-                 options.budget_s, started)
+                 options.budget_s, started,
+                 info.split_sizes['test'] / max(1, info.split_sizes['validation']))
   steps = result['steps']
   validation, test = result['validation'], score('test')
   record = {

@@ -227,6 +227,10 @@ def test_a_time_budget_ends_the_steps_with_room_for_scoring():
   assert not peer_monai.out_of_time(50.0, 10.0, None)
   assert not peer_monai.out_of_time(79.0, 10.0, 100.0)
   assert peer_monai.out_of_time(80.0, 10.0, 100.0)  # a validation and the test
+  # A test split five times the validation's (DRIVE: 20 images against 4)
+  # keeps five validations' time for its scoring.
+  assert not peer_monai.out_of_time(39.0, 10.0, 100.0, test_per_validation=5.0)
+  assert peer_monai.out_of_time(40.0, 10.0, 100.0, test_per_validation=5.0)
 
 
 def test_dyn_unet_stops_at_its_time_budget(tfds_dir):
