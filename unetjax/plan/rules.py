@@ -17,7 +17,11 @@ from unetjax import augment
 # batch 8 is already ~1 s per step for the narrowest U-Net (kvasir_native).
 PATCH_CAP = {'cpu': 256, 'gpu': 512, 'tpu': 512}
 # Batch per step before the dataset cap: our CPU recipes' 8; nnU-Net's 2D
-# plans reach 12-50 on a GPU.
+# plans reach 12-50 on a GPU. Halving it for twice the steps did not pay in
+# 10 CPU minutes: Kvasir-SEG's plan at batch 4 and 900 steps scored 0.583
+# and 0.577 against batch 8's 0.604 and 0.652 in 451 (seeds 0, 1; a step
+# of 4 took 0.68 s, of 8 1.0 s), and DRIVE's at batch 2 matched batch 4
+# (0.8130, 0.8077 against 0.8121, 0.8104; docs/experiments.md).
 BASE_BATCH = {'cpu': 8, 'gpu': 32, 'tpu': 32}
 MAX_DATASET_COVERED = 0.05  # nnU-Net: one batch holds at most 5% of the training pixels
 MIN_BOTTLENECK = 8  # poolings stop where an edge reaches 8 px (nnU-Net: 4)
