@@ -438,10 +438,11 @@ def run(config: ml_collections.ConfigDict, options: Options) -> dict[str, Any]:
   score = lambda split: evaluate(model, predict, items[split], metric_options,
                                  info.class_names, options.mirror)
 
+  test_per_validation = (info.split_sizes['test']
+                         / max(1, info.split_sizes['validation']))
   result = train(model, RoiDiceCELoss(n_outputs), batches, options.steps,
                  options.lr, options.eval_every, lambda: score('validation'),
-                 options.budget_s, started,
-                 info.split_sizes['test'] / max(1, info.split_sizes['validation']))
+                 options.budget_s, started, test_per_validation)
   steps = result['steps']
   validation, test = result['validation'], score('test')
   record = {
