@@ -261,9 +261,12 @@ def test_under_10_epochs_the_slim_network_trains_more_steps():
   # 3 validations in 5% of 600 s; 600 - 30 - 40 - 20 - 2 * 10 = 490 s of
   # steps: 490 at width 8 (4.9 epochs), 700 at 0.7 s with the slim plan.
   assert short.network == slim and short.steps == 700 and calls == [8, slim]
-  fields = {d.field: d.value
-            for d in budget_lib.decisions(short, 8, budget_lib.Budget(600), 4)}
+  made = budget_lib.decisions(short, 8, budget_lib.Budget(600), 4)
+  fields = {d.field: d.value for d in made}
   assert fields['model.base_filters'] == 8
+  # the reason gives each timed network's epochs, not only the chosen one's
+  reason = next(d.reason for d in made if d.field == 'model.base_filters')
+  assert '1.00 s/step, 5 epochs' in reason and '0.70 s/step, 7 epochs' in reason
   assert fields['model.level_filters'] == (8, 8, 16, 32, 64)
   # 160 images: width 8 trains 460 steps, 23 epochs, under 30 but past
   # SLIM_EPOCHS: capacity beats the slim plan's extra steps there.

@@ -242,12 +242,20 @@ def network_decisions(network: Network, depth: int,
                            f'{SLIM_EPOCHS} epochs, more steps beat capacity')]
 
 
+def _steps_in(timing: Timing, budget: Budget) -> int:
+  """The steps a network timed at `timing` trains in `budget`."""
+  return budget.steps or steps_for(timing, budget.seconds)[0]
+
+
 def decisions(choice: Choice, batch: int, budget: Budget,
               depth: int) -> list[Decision]:
   """The config values of `choice`, with their reasons."""
   timing = choice.timings[choice.network]
   every = max(1, math.ceil(choice.steps / max(choice.evals, 1)))
-  tried = ', '.join(f'{n}: {t.step:.2f} s/step' for n, t in choice.timings.items())
+  epochs_per_step = choice.epochs / max(choice.steps, 1)
+  tried = ', '.join(
+      f'{n}: {t.step:.2f} s/step, {_steps_in(t, budget) * epochs_per_step:.0f} epochs'
+      for n, t in choice.timings.items())
   return network_decisions(
       choice.network, depth,
       f'{choice.epochs:.0f} epochs in {budget} (timed widths {tried}); '
