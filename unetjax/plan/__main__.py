@@ -106,7 +106,7 @@ def data_decisions(config, fp: dict, kind: str) -> list[rules.Decision]:
       rules.normalisation(),
       rules.oversampling(fp, patch.value != 0),
       rules.class_weights(fp),
-      *rules.fixed_choices(),
+      *rules.training_choices(fp),
   ]
 
 
