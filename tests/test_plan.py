@@ -275,7 +275,7 @@ def test_under_10_epochs_the_slim_network_trains_more_steps():
   assert fields['model.base_filters'] == 8
   # the reason gives each timed network's epochs, not only the chosen one's
   reason = next(d.reason for d in made if d.field == 'model.base_filters')
-  assert '1.00 s/step, 5 epochs' in reason and '0.70 s/step, 7 epochs' in reason
+  assert '1.00 s/step (5 epochs)' in reason and '0.70 s/step (7 epochs)' in reason
   assert fields['model.level_filters'] == (8, 8, 16, 32, 64)
   # 160 images: width 8 trains 460 steps, 23 epochs, under 30 but past
   # SLIM_EPOCHS: capacity beats the slim plan's extra steps there.

@@ -254,7 +254,7 @@ def decisions(choice: Choice, batch: int, budget: Budget,
   every = max(1, math.ceil(choice.steps / max(choice.evals, 1)))
   epochs_per_step = choice.epochs / max(choice.steps, 1)
   tried = ', '.join(
-      f'{n}: {t.step:.2f} s/step, {_steps_in(t, budget) * epochs_per_step:.0f} epochs'
+      f'{n}: {t.step:.2f} s/step ({_steps_in(t, budget) * epochs_per_step:.0f} epochs)'
       for n, t in choice.timings.items())
   return network_decisions(
       choice.network, depth,
