@@ -13,6 +13,7 @@ from PIL import Image
 from configs import default
 from unetjax import train
 from unetjax.data import pipeline
+from unetjax.data.builders import image_folder
 from unetjax.errors import ConfigError, DataError
 
 
@@ -167,6 +168,10 @@ def test_image_folder_options_and_folder_name_the_dataset(tmp_path):
     pipeline.prepare(config)
     names.add(pipeline._builder(config).builder_config.name)
   assert len(names) == 2  # a changed option is a new dataset, not a stale one
+  (tmp_path / 'a' / 'train.log').write_text('a log beside images/ and masks/')
+  assert image_folder.make_config(str(tmp_path / 'a'), image_size=32).name in names
+  (tmp_path / 'a' / 'masks' / 'notes.txt').write_text('a file among the masks')
+  assert image_folder.make_config(str(tmp_path / 'a'), image_size=32).name not in names
   with pytest.raises(ConfigError, match="Unknown config.dataset.folder option.*'sise'"):
     pipeline.prepare(dataset_config(str(tmp_path / 'tfds'), 'image_folder',
                                     tmp_path / 'a', sise=3))

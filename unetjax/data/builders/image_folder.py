@@ -129,9 +129,11 @@ def _problems(config: ImageFolderConfig) -> list[str]:
 
 def files_digest(folder: str, subfolders: tuple[str, ...]) -> str:
   """A hash of the names, sizes and modification times of the files in
-  `folder`/<subfolder>, so that changed files make a new dataset."""
+  `folder`/<subfolder>, so that changed files make a new dataset. An unused
+  subfolder ('') counts nothing: files written beside images/ and masks/ (a
+  log, a plan) are not the dataset."""
   entries = []
-  for sub in subfolders:
+  for sub in filter(None, subfolders):
     path = os.path.join(folder, sub)
     if not os.path.isdir(path):
       continue
