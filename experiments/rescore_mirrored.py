@@ -19,12 +19,16 @@ from unetjax import state as state_lib
 from unetjax.data import pipeline
 
 
-def test_scores(run: state_lib.TrainedRun, mirror: bool) -> dict[str, float]:
+def test_scores(run: state_lib.TrainedRun, mirror: bool,
+                overlap: float | None = None) -> dict[str, float]:
+  """Test scores of `run`'s best checkpoint; `overlap` defaults to the run's
+  `dataset.eval_overlap`."""
   config = run.config
   total, _ = evaluation.whole_image_statistics(
       run.apply_fn, pipeline.examples(config.dataset, 'test'),
       lambda image: np.asarray(state_lib.preprocess(image)),
-      window=run.window, overlap=config.dataset.eval_overlap,
+      window=run.window,
+      overlap=config.dataset.eval_overlap if overlap is None else overlap,
       batch_size=config.eval_batch_size, batch_multiple=1,
       loss_fn=losses.get_loss(config.loss),
       metric_options=config.metrics.to_dict(), mirror=mirror)
