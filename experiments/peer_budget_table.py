@@ -1,9 +1,11 @@
 """The table of experiments/peer_budget.sh: per dataset and recipe, steps,
 test Dice (pooled and per image), wall time against the plan's prediction;
-then the planned recipe against each other recipe, paired by seed, with the
-ablation runner's statistics (unetjax.comparisons).
+then the planned recipe (or the one named second) against each other
+recipe, paired by seed, with the ablation runner's statistics
+(unetjax.comparisons). Each folder of OUT is a dataset.
 
   python experiments/peer_budget_table.py OUT > OUT/results.md
+  python experiments/peer_budget_table.py OUT rate2e3 > OUT/results.md
 """
 
 import glob
@@ -15,7 +17,12 @@ import sys
 from unetjax import comparisons
 
 RECIPES = ('planned', 'hand', 'basic_unet', 'dyn_unet')
-DATASETS = ('drive', 'isbi', 'kvasir')
+DATASETS = ('drive', 'isbi', 'kvasir')  # in this order, then any others
+
+
+def datasets(out: str) -> list[str]:
+  found = sorted(d for d in os.listdir(out) if os.path.isdir(os.path.join(out, d)))
+  return sorted(found, key=lambda d: DATASETS.index(d) if d in DATASETS else len(DATASETS))
 
 
 def final_record(workdir: str) -> dict | None:
@@ -35,7 +42,7 @@ def rows(out: str):
       for line in f:
         t = json.loads(line)
         times[(t['run'], t['seed'], t['budget'])] = t
-  for dataset in DATASETS:
+  for dataset in datasets(out):
     for path in sorted(glob.glob(os.path.join(out, dataset, '*-seed*'))):
       name = os.path.basename(path)
       match = re.fullmatch(r'(\w+)-(\w+)-seed(\d+)(\.json)?', name)
@@ -63,7 +70,8 @@ def markdown(found) -> str:
   lines = ['| dataset | recipe | budget | seed | steps | test Dice | per image | wall time (predicted) |',
            '| --- | --- | --- | --- | --- | --- | --- | --- |']
   order = {r: i for i, r in enumerate(RECIPES)}
-  for r in sorted(found, key=lambda r: (DATASETS.index(r['dataset']), r['budget'],
+  dataset_order = {d: i for i, d in enumerate(dict.fromkeys(r['dataset'] for r in found))}
+  for r in sorted(found, key=lambda r: (dataset_order[r['dataset']], r['budget'],
                                         r['seed'], order.get(r['recipe'], 9))):
     wall = (f"{r['wall'] / 60:.1f} min ({r['predicted'] / 60:.1f}, "
             f"{100 * (r['wall'] / r['predicted'] - 1):+.0f}%)" if r['wall'] else '–')
@@ -72,8 +80,8 @@ def markdown(found) -> str:
   return '\n'.join(lines)
 
 
-def paired(found) -> str:
-  """Planned against every other recipe, by dataset and budget, seeds paired."""
+def paired(found, level: str = 'planned') -> str:
+  """`level` against every other recipe, by dataset and budget, seeds paired."""
   runs = [dict(status='ok', seed=r['seed'], labels=dict(recipe=r['recipe'],
                dataset=r['dataset'], budget=r['budget']),
                test=dict(dice=r['dice'], dice_per_image=r['per_image']))
@@ -83,18 +91,19 @@ def paired(found) -> str:
   tables = []
   for metric in ('dice', 'dice_per_image'):
     # Each other recipe in turn is the baseline, so every row reads
-    # planned - other.
-    found_ = [c for other in recipes if other != 'planned'
+    # level - other.
+    found_ = [c for other in recipes if other != level
               for c in comparisons.comparisons(
-                  runs, {'recipe': ['planned']}, {'recipe': other}, metric)]
-    tables.append(f'Test {metric}, planned minus the other recipe:\n\n'
+                  runs, {'recipe': [level]}, {'recipe': other}, metric)]
+    tables.append(f'Test {metric}, {level} minus the other recipe:\n\n'
                   + comparisons.markdown(found_))
   return '\n\n'.join(tables)
 
 
 if __name__ == '__main__':
   found = list(rows(sys.argv[1]))
+  level = sys.argv[2] if len(sys.argv) > 2 else 'planned'
   print(markdown(found))
-  if 'planned' in {r['recipe'] for r in found}:
+  if level in {r['recipe'] for r in found}:
     print()
-    print(paired(found))
+    print(paired(found, level))

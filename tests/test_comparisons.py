@@ -191,3 +191,26 @@ def test_peer_budget_table_pairs_the_plan_with_each_recipe_by_seed(tmp_path):
   low, high = expected.confidence_interval(0.95)
   assert cells[7] == f'[{low:+.4f}, {high:+.4f}]'
   assert cells[8] == f'{expected.pvalue:.2g}'
+
+
+def test_peer_budget_table_reads_any_dataset_folder_and_compares_a_named_recipe(tmp_path):
+  """A dataset folder outside DRIVE, ISBI 2012 and Kvasir-SEG is read, and
+  the recipe named second is the one the others are compared against."""
+  import json
+  from experiments import peer_budget_table
+  high, low = [0.60, 0.62, 0.59], [0.55, 0.58, 0.57]
+  for seed, scores in enumerate(zip(high, low)):
+    for recipe, score in zip(('rate2e3', 'rate4e3'), scores):
+      run = tmp_path / 'kvasir300' / f'{recipe}-10m-seed{seed}'
+      run.mkdir(parents=True)
+      (run / 'config.json').write_text(json.dumps({'num_train_steps': 373}))
+      final = {'event': 'final', 'test': {'dice': score, 'dice_per_image': score}}
+      (run / 'metrics.jsonl').write_text(json.dumps(final) + '\n')
+  found = list(peer_budget_table.rows(str(tmp_path)))
+  assert {r['dataset'] for r in found} == {'kvasir300'} and len(found) == 6
+  table = peer_budget_table.paired(found, 'rate2e3')
+  row = next(line for line in table.splitlines()
+             if line.startswith('| recipe | rate2e3 | rate4e3'))
+  cells = [c.strip() for c in row.split('|')]
+  assert float(cells[6]) == pytest.approx(np.mean(np.subtract(high, low)), abs=1e-4)
+  assert cells[8] == f'{stats.ttest_rel(high, low).pvalue:.2g}'
