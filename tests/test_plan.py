@@ -176,10 +176,10 @@ def test_a_rare_class_gets_weights_and_oversampling():
   assert rules.oversampling(rare, patches=False).value == 0.0
 
 
-def test_the_rate_halves_from_a_hundred_training_images():
+def test_the_rate_halves_from_forty_training_images():
   rate = lambda n: rules.learning_rate(fp_of(256, 256, n=n)).value
-  assert rate(16) == rate(20) == rate(99) == 4e-3  # DRIVE, ISBI 2012
-  assert rate(100) == rate(798) == 2e-3  # Kvasir-SEG
+  assert rate(16) == rate(20) == rate(39) == 4e-3  # DRIVE, ISBI 2012
+  assert rate(40) == rate(60) == rate(200) == rate(798) == 2e-3  # Kvasir-SEG
   made = {d.field: d for d in rules.training_choices(fp_of(256, 256, n=798))}
   assert made['optimizer.learning_rate'].value == 2e-3
   assert '798 training images' in made['optimizer.learning_rate'].reason
