@@ -50,10 +50,11 @@ FULL_AUGMENTATION_EPOCHS = 100
 # (p = 0.02); 6e-3 on DRIVE, two seeds: no further gain. On Kvasir-SEG's
 # 798 the other way: 2e-3 over 4e-3 in all six seed pairs, +0.013 to +0.060
 # in 451 steps (four seeds), +0.009 and +0.034 in 1463 (two); 1e-3 there
-# -0.032 (one seed). Random subsets of Kvasir-SEG, its 373-step plan: 2e-3
-# over 4e-3 in four seed pairs of four at 200 training images (+0.003 to
-# +0.048) and two of two at 60 (+0.025, +0.031), level at 20 (-0.005
-# pooled, +0.001 per image, one seed). So the size decides, between 20 and
+# -0.032 (one seed). Random subsets of Kvasir-SEG trained by one recipe
+# (the 200-image subset's plan, 373 steps): 2e-3 over 4e-3 in four seed
+# pairs of four at 200 training images (+0.003 to +0.048) and two of two at
+# 60 (+0.025, +0.031), level at 20 (-0.005 pooled, +0.001 per image, one
+# seed). On one kind of image the size parts the two rates, between 20 and
 # 60 images (docs/experiments.md, the rate by dataset size).
 MANY_IMAGES = 40
 
