@@ -4,8 +4,9 @@ size (e.g. Kvasir-SEG at 300 images, to see how a rule scales with size).
 
   python experiments/subset_folder.py ../shared/data/kvasir_seg runs/kvasir300 300
 
-Pairs are matched by file stem in images/ and masks/; the draw is seeded
-(--seed, default 0), so the same command gives the same folder.
+Pairs are matched by file stem in images/ and masks/, as `image_folder`
+reads them; the draw is seeded (--seed, default 0), so the same command
+gives the same folder.
 """
 
 import argparse
@@ -13,10 +14,7 @@ import os
 
 import numpy as np
 
-
-def stems(folder: str) -> dict[str, str]:
-  return {os.path.splitext(name)[0]: name for name in sorted(os.listdir(folder))
-          if not name.startswith('.')}
+from unetjax.data.builders import image_masks
 
 
 def main() -> None:
@@ -27,17 +25,17 @@ def main() -> None:
   parser.add_argument('--seed', type=int, default=0)
   args = parser.parse_args()
   source = os.path.abspath(args.source)
-  images, masks = (stems(os.path.join(source, d)) for d in ('images', 'masks'))
-  paired = sorted(images.keys() & masks.keys())
-  if not 0 < args.n <= len(paired):
-    raise SystemExit(f'n={args.n}: {source} has {len(paired)} image/mask pairs.')
-  chosen = np.random.default_rng(args.seed).choice(paired, args.n, replace=False)
-  for sub, names in (('images', images), ('masks', masks)):
+  pairs = image_masks.pairs_in_folders(os.path.join(source, 'images'),
+                                       os.path.join(source, 'masks'))
+  if not 0 < args.n <= len(pairs):
+    raise SystemExit(f'n={args.n}: {source} has {len(pairs)} image/mask pairs.')
+  chosen = np.random.default_rng(args.seed).choice(len(pairs), args.n, replace=False)
+  for sub in ('images', 'masks'):
     os.makedirs(os.path.join(args.out, sub), exist_ok=False)
-    for stem in sorted(chosen):
-      os.symlink(os.path.join(source, sub, names[stem]),
-                 os.path.join(args.out, sub, names[stem]))
-  print(f'{args.out}: {args.n} of {len(paired)} pairs (seed {args.seed}).')
+  for index in sorted(chosen):
+    for sub, path in (('images', pairs[index].image), ('masks', pairs[index].mask)):
+      os.symlink(path, os.path.join(args.out, sub, os.path.basename(path)))
+  print(f'{args.out}: {args.n} of {len(pairs)} pairs (seed {args.seed}).')
 
 
 if __name__ == '__main__':
