@@ -29,9 +29,13 @@ def main() -> None:
                                        os.path.join(source, 'masks'))
   if not 0 < args.n <= len(pairs):
     raise SystemExit(f'n={args.n}: {source} has {len(pairs)} image/mask pairs.')
+  taken = [d for d in ('images', 'masks') if os.path.exists(os.path.join(args.out, d))]
+  if taken:
+    raise SystemExit(f'{args.out} already has {" and ".join(d + "/" for d in taken)}: '
+                     'give a new folder (nothing was written).')
   chosen = np.random.default_rng(args.seed).choice(len(pairs), args.n, replace=False)
   for sub in ('images', 'masks'):
-    os.makedirs(os.path.join(args.out, sub), exist_ok=False)
+    os.makedirs(os.path.join(args.out, sub))
   for index in sorted(chosen):
     for sub, path in (('images', pairs[index].image), ('masks', pairs[index].mask)):
       os.symlink(path, os.path.join(args.out, sub, os.path.basename(path)))
