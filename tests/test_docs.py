@@ -310,7 +310,8 @@ def _problems(command: Command, flags_of) -> list[str]:
   problems, overrides, config = [], [], None
   for i, arg in enumerate(command.args):
     if (arg.endswith(('.py', '.sh', '.ipynb')) and not PLACEHOLDER.search(arg)
-        and not arg.startswith('--config=')):  # checked with its overrides
+        and not arg.startswith(('--config=',  # checked with its overrides
+                                '--out='))):  # written by the command
       path = arg.split('=', 1)[-1].partition(':')[0]
       if not os.path.exists(os.path.join(REPO, path)):
         problems.append(f'{where}: {arg}: no such file {path}')
@@ -396,6 +397,9 @@ def test_check_finds_mistakes(programs):
   assert check(commands_in(
       'python -m unetjax.main --config=configs/default.py --workdir=x '
       '--config.model.depth=3 --cpu_devices=2 --noallow_config_change')[0], programs) == []
+  assert check(commands_in(  # an output need not exist yet
+      'python -m unetjax.plan --config=configs/folder.py --budget=10m '
+      '--out=runs/not_yet/plan.py')[0], programs) == []
 
 
 def test_command_extraction():
